@@ -1,0 +1,1 @@
+export { type BatchEvent, type BatchItem, MicroBatcher, type MicroBatcherOptions } from './micro-batcher';

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { EmbedpoolError } from '../errors';
+import { loadConfig } from './load-config';
+
+describe('loadConfig', () => {
+  it('gives the embedded defaults for an empty environment', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      PORT: 8080,
+      HOST: '127.0.0.1',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      MAX_BATCH_SIZE: 16,
+      BATCH_WAIT_MS: 5,
+      EXECUTION_PROVIDER: 'cpu',
+      FETCH_ALLOW: [],
+      REDIS_AUTOSTART: true,
+    });
+    expect(c.MODEL_PATH).toBeUndefined();
+  });
+
+  it('coerces numbers, booleans and lists', () => {
+    const c = loadConfig({ PORT: '9000', REDIS_AUTOSTART: 'false', FETCH_ALLOW: '127.0.0.0/8, ::1', MAX_BATCH_SIZE: '8' });
+    expect(c.PORT).toBe(9000);
+    expect(c.REDIS_AUTOSTART).toBe(false);
+    expect(c.FETCH_ALLOW).toEqual(['127.0.0.0/8', '::1']);
+    expect(c.MAX_BATCH_SIZE).toBe(8);
+  });
+
+  it('names every bad variable and its value', () => {
+    let err: unknown;
+    try {
+      loadConfig({ PORT: 'eighty', MAX_BATCH_SIZE: '0', EXECUTION_PROVIDER: 'tpu' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(EmbedpoolError);
+    const e = err as EmbedpoolError;
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toContain('PORT="eighty"');
+    expect(e.message).toContain('MAX_BATCH_SIZE');
+    expect(e.message).toContain('EXECUTION_PROVIDER');
+  });
+
+  it('ignores empty strings so an unset-but-exported variable keeps its default', () => {
+    expect(loadConfig({ PORT: '' }).PORT).toBe(8080);
+  });
+});

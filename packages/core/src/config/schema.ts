@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+const int = (min = 0) => z.coerce.number().int().min(min);
+const list = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
+
+/**
+ * Every environment variable the service reads, in one place. Each key is the variable's name so an error
+ * message can name it; README.md and .env.example document the same list (a test keeps them in step).
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  // HTTP API
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: int(0).max(65535).default(8080),
+  MAX_BODY_BYTES: int(1024).default(64 * 1024 * 1024),
+  MAX_IMAGES_PER_REQUEST: int(1).default(64),
+  REQUEST_TIMEOUT_MS: int(100).default(60_000),
+
+  // Redis and the queue
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_AUTOSTART: bool.default(true),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .default('embedpool'),
+  RESULT_TTL_S: int(1).default(300),
+  READY_WORKER_TTL_S: int(1).default(15),
+
+  // Model
+  MODEL_PATH: z.string().min(1).optional(),
+  PREPROCESSOR_CONFIG: z.string().min(1).optional(),
+  MODEL_ID: z.string().min(1).optional(),
+  EMBEDPOOL_CACHE_DIR: z.string().min(1).optional(),
+  MODEL_FETCH: bool.default(true),
+  HF_ENDPOINT: z.string().url().optional(),
+  HF_TOKEN: z.string().min(1).optional(),
+
+  // Runtime
+  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+  CUDA_DEVICE_ID: int(0).default(0),
+  INTRA_OP_THREADS: int(0).default(0),
+  INTER_OP_THREADS: int(0).default(1),
+  GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+  INFERENCE_THREADS: int(1).default(1),
+
+  // Worker
+  MAX_BATCH_SIZE: int(1).max(1024).default(16),
+  BATCH_WAIT_MS: int(0).max(10_000).default(5),
+  WORKER_CONCURRENCY: int(1).default(64),
+  DECODE_CONCURRENCY: int(1).default(4),
+  SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
+
+  // Images and URLs fetched on a user's behalf
+  MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
+  MAX_IMAGE_PIXELS: int(1).default(100_000_000),
+  DECODE_TIMEOUT_S: int(1).default(10),
+  FETCH_ALLOW: list.default([]),
+  FETCH_CONNECT_TIMEOUT_MS: int(1).default(5_000),
+  FETCH_HEADERS_TIMEOUT_MS: int(1).default(10_000),
+  FETCH_TOTAL_TIMEOUT_MS: int(1).default(30_000),
+  FETCH_MAX_REDIRECTS: int(0).max(10).default(3),
+});
+
+export type Config = z.infer<typeof envSchema>;
+export type EnvName = keyof Config;
