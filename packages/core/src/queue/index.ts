@@ -1,0 +1,23 @@
+export { createRedis, type RedisRole } from './connection';
+export { JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
+export { takeResult, writeResult } from './results';
+export {
+  type ImageRef,
+  type ItemFailure,
+  imageRefSchema,
+  itemFailureSchema,
+  type ScoreJobData,
+  type ScoreJobInput,
+  type ScoreResult,
+  scoreJobSchema,
+  scoreResultSchema,
+} from './schemas';
+export { ScoreQueue, type ScoreQueueOptions } from './score-queue';
+export {
+  heartbeat,
+  liveWorkers,
+  pruneWorkers,
+  removeWorker,
+  type WorkerInfo,
+  workerInfoSchema,
+} from './worker-registry';
