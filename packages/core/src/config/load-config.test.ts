@@ -19,7 +19,12 @@ describe('loadConfig', () => {
   });
 
   it('coerces numbers, booleans and lists', () => {
-    const c = loadConfig({ PORT: '9000', REDIS_AUTOSTART: 'false', FETCH_ALLOW: '127.0.0.0/8, ::1', MAX_BATCH_SIZE: '8' });
+    const c = loadConfig({
+      PORT: '9000',
+      REDIS_AUTOSTART: 'false',
+      FETCH_ALLOW: '127.0.0.0/8, ::1',
+      MAX_BATCH_SIZE: '8',
+    });
     expect(c.PORT).toBe(9000);
     expect(c.REDIS_AUTOSTART).toBe(false);
     expect(c.FETCH_ALLOW).toEqual(['127.0.0.0/8', '::1']);

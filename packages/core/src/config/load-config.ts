@@ -14,7 +14,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const parsed = envSchema.safeParse(input);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(input[String(i.path[0])] ?? '')}: ${i.message}`);
+    const problems = parsed.error.issues.map(
+      (i) => `${i.path.join('.')}=${JSON.stringify(input[String(i.path[0])] ?? '')}: ${i.message}`,
+    );
     throw new EmbedpoolError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
       details: { variables: parsed.error.issues.map((i) => i.path[0]) },
     });

@@ -4,14 +4,12 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
   .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
 const int = (min = 0) => z.coerce.number().int().min(min);
-const list = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  );
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 
 /**
  * Every environment variable the service reads, in one place. Each key is the variable's name so an error
@@ -61,6 +59,10 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1).default(64),
   DECODE_CONCURRENCY: int(1).default(4),
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
+  JOB_LOCK_MS: int(1000).default(30_000),
+  JOB_ATTEMPTS: int(1).max(20).default(3),
+  WORKER_METRICS_PORT: int(0).max(65535).default(9464),
+  WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 
   // Images and URLs fetched on a user's behalf
   MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { EmbedpoolError } from '../errors';
 import { type Dinov2Config, type Dinov2ConfigInput, parseDinov2Config } from './dinov2-config';
@@ -134,6 +134,7 @@ export async function writeDinov2Onnx(
   opts: BuildDinov2Options & { out: string },
 ): Promise<{ bytes: number; params: number }> {
   const { model, params } = buildDinov2(opts);
+  await mkdir(dirname(opts.out), { recursive: true });
   const tmp = join(dirname(opts.out), `.${basename(opts.out)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     await writeFile(tmp, model);

@@ -34,7 +34,11 @@ describe('queue layer against Redis', () => {
 
   it('adds a job under the request id, once', async () => {
     const id = randomUUID();
-    const data = { requestId: id, images: [{ kind: 'url' as const, url: 'http://x/y.png' }], deadline: Date.now() + 1000 };
+    const data = {
+      requestId: id,
+      images: [{ kind: 'url' as const, url: 'http://x/y.png' }],
+      deadline: Date.now() + 1000,
+    };
     expect(await queue.add(data)).toBe(id);
     expect(await queue.add(data)).toBe(id);
     expect(await queue.queue.getWaitingCount()).toBe(1);
@@ -72,7 +76,11 @@ describe('queue layer against Redis', () => {
     const dead = createRedis('redis://127.0.0.1:1', 'producer', { retryStrategy: () => null });
     const q = new ScoreQueue(dead, { prefix });
     await expect(
-      q.add({ requestId: randomUUID(), images: [{ kind: 'base64', data: 'AA==' }], deadline: Date.now() + 1000 }),
+      q.add({
+        requestId: randomUUID(),
+        images: [{ kind: 'base64', data: 'AA==' }],
+        deadline: Date.now() + 1000,
+      }),
     ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     await q.close().catch(() => {});
     dead.disconnect();

@@ -35,7 +35,8 @@ export class ScoreQueue {
 
   async add(input: ScoreJobInput): Promise<string> {
     const parsed = scoreJobSchema.safeParse(input);
-    if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid score job: ${parsed.error.message}`);
+    if (!parsed.success)
+      throw new EmbedpoolError('BAD_REQUEST', `invalid score job: ${parsed.error.message}`);
     const data = parsed.data;
     try {
       const job = await this.queue.add(JOBS.score, data, {

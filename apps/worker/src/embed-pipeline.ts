@@ -1,0 +1,59 @@
+import type { MicroBatcher } from '@embedpool/core/batching';
+import { toEmbedpoolError } from '@embedpool/core/errors';
+import type { UrlPolicy } from '@embedpool/core/net';
+import { type PreprocessOptions, preprocess } from '@embedpool/core/preprocess';
+import type { ImageRef } from '@embedpool/core/queue';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { loadImageBytes } from './image-source';
+import type { WorkerMetrics } from './metrics';
+
+export interface EmbedPipelineOptions {
+  batcher: MicroBatcher;
+  policy: UrlPolicy;
+  preprocess: PreprocessOptions;
+  maxImageBytes: number;
+  /** Decodes at once: bounds memory (a decoded photo is megabytes) and leaves cores for inference. */
+  decodeConcurrency: number;
+  metrics?: WorkerMetrics;
+}
+
+/**
+ * One image from reference to vector: fetch or base64-decode, decode + preprocess on the libuv pool,
+ * then into the micro-batcher. Decoding of later images overlaps the model run of earlier ones.
+ */
+export class EmbedPipeline {
+  private readonly decodeLimit: LimitFunction;
+
+  constructor(private readonly opts: EmbedPipelineOptions) {
+    this.decodeLimit = pLimit(opts.decodeConcurrency);
+  }
+
+  async embed(ref: ImageRef, signal?: AbortSignal): Promise<Float32Array> {
+    const { batcher, metrics } = this.opts;
+    const arriving = batcher.expect();
+    let pixels: Float32Array;
+    try {
+      const t0 = performance.now();
+      const bytes = await loadImageBytes(ref, {
+        policy: this.opts.policy,
+        maxBytes: this.opts.maxImageBytes,
+        ...(signal ? { signal } : {}),
+      });
+      const t1 = performance.now();
+      if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);
+      pixels = await this.decodeLimit(() => preprocess(bytes, this.opts.preprocess));
+      metrics?.stage.observe({ stage: 'decode' }, (performance.now() - t1) / 1000);
+    } catch (err) {
+      arriving();
+      const e = toEmbedpoolError(err);
+      metrics?.images.inc({ status: 'failed', reason: e.code });
+      throw e;
+    }
+    // Queue first, then stop expecting it: the other order could send a batch a moment too early.
+    const queued = batcher.embed({ fill: (out, offset) => out.set(pixels, offset) });
+    arriving();
+    const vector = await queued;
+    metrics?.images.inc({ status: 'ok', reason: '' });
+    return vector;
+  }
+}

@@ -1,0 +1,75 @@
+import { toEmbedpoolError } from '@embedpool/core/errors';
+import type { Logger } from '@embedpool/core/logger';
+import {
+  type ItemFailure,
+  keys,
+  type ScoreJobData,
+  type ScoreResult,
+  scoreJobSchema,
+  writeResult,
+} from '@embedpool/core/queue';
+import { type Job, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { EmbedPipeline } from './embed-pipeline';
+import type { WorkerMetrics } from './metrics';
+
+export interface ScoreProcessorDeps {
+  pipeline: EmbedPipeline;
+  redis: Redis;
+  prefix: string;
+  resultTtlSeconds: number;
+  modelId: string;
+  dim: () => number;
+  logger: Logger;
+  metrics?: WorkerMetrics;
+}
+
+function l2normalize(v: Float32Array): void {
+  let sum = 0;
+  for (const x of v) sum += x * x;
+  const n = Math.sqrt(sum);
+  if (n > 0) for (let i = 0; i < v.length; i++) v[i]! /= n;
+}
+
+/**
+ * Embeds every image of a score job, writes the vectors to the job's binary result key and returns the
+ * per-image failures. A bad image fails only its own row; a job nobody waits for any more is dropped
+ * without running the model (UnrecoverableError: no retry).
+ */
+export function createScoreProcessor(deps: ScoreProcessorDeps) {
+  return async (job: Job<ScoreJobData>): Promise<ScoreResult> => {
+    const parsed = scoreJobSchema.safeParse(job.data);
+    if (!parsed.success)
+      throw new UnrecoverableError(`BAD_REQUEST: invalid job payload: ${parsed.error.message}`);
+    const data = parsed.data;
+    const log = deps.logger.child({ jobId: job.id, requestId: data.requestId });
+    deps.metrics?.stage.observe({ stage: 'queue_wait' }, Math.max(0, Date.now() - job.timestamp) / 1000);
+    await assertWanted(deps, job.id!, data.deadline);
+
+    const settled = await Promise.allSettled(data.images.map((ref) => deps.pipeline.embed(ref)));
+    const dim = deps.dim();
+    const vectors = new Float32Array(settled.length * dim);
+    const failures: ItemFailure[] = [];
+    settled.forEach((s, index) => {
+      if (s.status === 'fulfilled') {
+        if (data.normalize) l2normalize(s.value);
+        vectors.set(s.value, index * dim);
+      } else {
+        const e = toEmbedpoolError(s.reason);
+        failures.push({ index, code: e.code, message: e.message });
+      }
+    });
+    await writeResult(deps.redis, deps.prefix, job.id!, vectors, deps.resultTtlSeconds);
+    log.debug({ images: settled.length, failures: failures.length }, 'score job done');
+    return { count: settled.length, dim, failures, model: deps.modelId };
+  };
+}
+
+async function assertWanted(deps: ScoreProcessorDeps, jobId: string, deadline: number): Promise<void> {
+  if (Date.now() > deadline) {
+    throw new UnrecoverableError(`TIMEOUT: the caller stopped waiting ${Date.now() - deadline} ms ago`);
+  }
+  if ((await deps.redis.exists(keys.cancelled(deps.prefix, jobId))) === 1) {
+    throw new UnrecoverableError('TIMEOUT: the caller cancelled the request');
+  }
+}

@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { MicroBatcher } from '@embedpool/core/batching';
+import type { Config } from '@embedpool/core/config';
+import { Engine } from '@embedpool/core/engine';
+import { createLogger, type Logger } from '@embedpool/core/logger';
+import { createUrlPolicy } from '@embedpool/core/net';
+import type { PreprocessOptions } from '@embedpool/core/preprocess';
+import {
+  createRedis,
+  heartbeat,
+  QUEUES,
+  removeWorker,
+  type ScoreJobData,
+  type WorkerInfo,
+} from '@embedpool/core/queue';
+import { Worker } from 'bullmq';
+import { Registry } from 'prom-client';
+import { EmbedPipeline } from './embed-pipeline';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics';
+import { type ModelSource, resolveModel } from './model-source';
+import { createScoreProcessor } from './score-processor';
+
+export interface StartWorkerOptions {
+  config: Config;
+  logger?: Logger;
+  registry?: Registry;
+  /** Skip model resolution (tests, or a caller that resolved it already). */
+  model?: ModelSource;
+}
+
+export interface WorkerHandle {
+  id: string;
+  engine: Engine;
+  batcher: MicroBatcher;
+  model: ModelSource;
+  metrics: WorkerMetrics;
+  registry: Registry;
+  /** Stops taking jobs, finishes the ones in flight, then releases the model and Redis. */
+  close(): Promise<void>;
+}
+
+export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandle> {
+  const { config } = opts;
+  const logger = opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL });
+  const registry = opts.registry ?? new Registry();
+  const metrics = createWorkerMetrics(registry);
+  const model = opts.model ?? (await resolveModel(config, logger));
+  const engine = await Engine.load({
+    modelPath: model.path,
+    threads: config.INFERENCE_THREADS,
+    logger,
+    runtime: {
+      executionProvider: config.EXECUTION_PROVIDER,
+      cudaDeviceId: config.CUDA_DEVICE_ID,
+      intraOpThreads: config.INTRA_OP_THREADS,
+      interOpThreads: config.INTER_OP_THREADS,
+      graphOptimization: config.GRAPH_OPTIMIZATION,
+    },
+  });
+  const crop = model.preprocessor.crop_size;
+  const height = engine.info.height ?? crop?.height ?? 224;
+  const width = engine.info.width ?? crop?.width ?? 224;
+  const batcher = new MicroBatcher(engine, {
+    maxBatchSize: config.MAX_BATCH_SIZE,
+    batchWaitMs: config.BATCH_WAIT_MS,
+    height,
+    width,
+  });
+  batcher.on('batch', (e: { size: number; inferMs: number; waitMs: number }) => {
+    metrics.batchSize.observe(e.size);
+    metrics.modelRuns.inc();
+    metrics.stage.observe({ stage: 'inference' }, e.inferMs / 1000);
+    metrics.stage.observe({ stage: 'batch_wait' }, e.waitMs / 1000);
+  });
+  metrics.modelInfo.set(
+    {
+      model: model.path.split('/').pop()!,
+      model_id: model.modelId,
+      provider: engine.provider,
+      dim: String(engine.dim ?? 0),
+      random_weights: String(model.randomWeights),
+    },
+    1,
+  );
+
+  const preprocess: PreprocessOptions = {
+    config: model.preprocessor,
+    maxBytes: config.MAX_IMAGE_BYTES,
+    maxInputPixels: config.MAX_IMAGE_PIXELS,
+    decodeTimeoutSeconds: config.DECODE_TIMEOUT_S,
+  };
+  const policy = createUrlPolicy({
+    allow: config.FETCH_ALLOW,
+    maxRedirects: config.FETCH_MAX_REDIRECTS,
+    connectTimeoutMs: config.FETCH_CONNECT_TIMEOUT_MS,
+    headersTimeoutMs: config.FETCH_HEADERS_TIMEOUT_MS,
+    totalTimeoutMs: config.FETCH_TOTAL_TIMEOUT_MS,
+    maxBytes: config.MAX_IMAGE_BYTES,
+  });
+  const pipeline = new EmbedPipeline({
+    batcher,
+    policy,
+    preprocess,
+    maxImageBytes: config.MAX_IMAGE_BYTES,
+    decodeConcurrency: config.DECODE_CONCURRENCY,
+    metrics,
+  });
+
+  const redis = createRedis(config.REDIS_URL, 'consumer');
+  const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const processor = createScoreProcessor({
+    pipeline,
+    redis,
+    prefix: config.QUEUE_PREFIX,
+    resultTtlSeconds: config.RESULT_TTL_S,
+    modelId: model.modelId,
+    dim: () => engine.dim ?? 0,
+    logger,
+    metrics,
+  });
+  const worker = new Worker<ScoreJobData>(QUEUES.embed, processor, {
+    connection: createRedis(config.REDIS_URL, 'consumer'),
+    prefix: config.QUEUE_PREFIX,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDuration: config.JOB_LOCK_MS,
+    stalledInterval: config.JOB_LOCK_MS,
+    maxStalledCount: 1,
+    autorun: false,
+  });
+  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('completed', () => metrics.jobs.inc({ status: 'completed' }));
+  worker.on('failed', (job, err) => {
+    metrics.jobs.inc({ status: 'failed' });
+    logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
+  });
+
+  const info: WorkerInfo = {
+    id,
+    host: hostname(),
+    pid: process.pid,
+    model: model.path,
+    modelId: model.modelId,
+    dim: engine.dim ?? 0,
+    provider: engine.provider,
+    randomWeights: model.randomWeights,
+    startedAt: Date.now(),
+  };
+  let beating = false;
+  const beat = async () => {
+    if (beating) return;
+    beating = true;
+    try {
+      await heartbeat(redis, config.QUEUE_PREFIX, { ...info, dim: engine.dim ?? info.dim });
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'heartbeat failed');
+    } finally {
+      beating = false;
+    }
+  };
+  await beat();
+  const beatTimer = setInterval(beat, Math.max(500, (config.READY_WORKER_TTL_S * 1000) / 3));
+  beatTimer.unref();
+
+  let busyMark = { at: performance.now(), busy: engine.stats.busyMs };
+  metrics.setBusySource(() => {
+    const now = performance.now();
+    const ratio = (engine.stats.busyMs - busyMark.busy) / Math.max(1, now - busyMark.at);
+    busyMark = { at: now, busy: engine.stats.busyMs };
+    return Math.min(1, ratio / Math.max(1, engine.threads));
+  });
+
+  void worker.run();
+  logger.info(
+    { workerId: id, model: model.modelId, provider: engine.provider, maxBatch: config.MAX_BATCH_SIZE },
+    'worker started',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(beatTimer);
+      // worker.close() waits for the active jobs, whose images are already in the batcher.
+      await worker.close();
+      await batcher.close();
+      await engine.close();
+      await removeWorker(redis, config.QUEUE_PREFIX, id).catch(() => {});
+      redis.disconnect();
+      logger.info({ workerId: id }, 'worker stopped');
+    })();
+    return closing;
+  };
+  return { id, engine, batcher, model, metrics, registry, close };
+}
