@@ -1,3 +1,92 @@
+import { startApi } from '@embedpool/api';
+import { type Config, loadConfig } from '@embedpool/core/config';
+import { EmbedpoolError } from '@embedpool/core/errors';
+import { createLogger, type Logger } from '@embedpool/core/logger';
+import { startMetricsServer, startWorker } from '@embedpool/worker';
 import type { Command } from 'commander';
+import { Registry } from 'prom-client';
+import { ensureRedis } from './local-redis';
 
-export function registerServeCommands(_program: Command): void {}
+type Stopper = () => Promise<void>;
+
+function bootConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    console.error(err instanceof EmbedpoolError ? err.message : String(err));
+    process.exit(1);
+  }
+}
+
+/** SIGTERM/SIGINT: stop taking work, finish what is in flight, then exit 0 (1 if the drain overruns). */
+function onShutdown(logger: Logger, timeoutMs: number, stoppers: Stopper[]): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: draining in-flight work');
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs }, 'drain took too long; exiting');
+      process.exit(1);
+    }, timeoutMs);
+    timer.unref();
+    (async () => {
+      for (const s of stoppers) await s();
+      logger.info('stopped');
+      process.exit(0);
+    })().catch((err: unknown) => {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
+  const config = bootConfig();
+  const logger = createLogger({ name: kind, level: config.LOG_LEVEL });
+  try {
+    const stoppers: Stopper[] = [];
+    const registry = new Registry();
+    if (kind === 'serve') {
+      const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger);
+      // Last to stop: the API and worker need Redis while they drain.
+      stoppers.unshift(redis.stop);
+    }
+    if (kind !== 'api') {
+      const worker = await startWorker({ config, logger, registry });
+      stoppers.unshift(worker.close);
+      if (kind === 'worker' && config.WORKER_METRICS_PORT > 0) {
+        const metrics = await startMetricsServer(registry, config.WORKER_METRICS_HOST, config.WORKER_METRICS_PORT);
+        stoppers.push(metrics.close);
+        logger.info({ url: `${metrics.url}/metrics` }, 'worker metrics');
+      }
+    }
+    if (kind !== 'worker') {
+      const api = await startApi({ config, logger, registry });
+      // The API stops first so no new work arrives while the worker drains.
+      stoppers.unshift(api.close);
+      logger.info({ url: api.url }, `embedpool ${kind === 'serve' ? 'API + worker' : 'API'} listening`);
+    }
+    onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
+  } catch (err) {
+    logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
+
+export function registerServeCommands(program: Command): void {
+  program
+    .command('serve')
+    .description('API and worker in one process (the default `npm start`); starts a private Redis if none answers')
+    .action(() => run('serve'));
+  program
+    .command('api')
+    .description('the HTTP API alone (scale it apart from the workers)')
+    .action(() => run('api'));
+  program
+    .command('worker')
+    .description('a queue worker alone, with /metrics on WORKER_METRICS_PORT')
+    .action(() => run('worker'));
+}

@@ -2,3 +2,4 @@ export { decodeBase64Image, loadImageBytes } from './image-source';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { type ModelSource, resolveModel } from './model-source';
 export { type StartWorkerOptions, startWorker, type WorkerHandle } from './worker';
+export { startMetricsServer } from './metrics-server';
