@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'test/hardening/**'],
+    // onnxruntime's telemetry would try HTTPS uploads and scans /proc/self/cmdline; never wanted here.
+    env: { ORT_DISABLE_TELEMETRY: '1' },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

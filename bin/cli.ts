@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerEmbedCommand } from './commands/embed';
 import { registerModelCommands } from './commands/model';
 import { registerServeCommands } from './commands/serve';
+import { registerSkuCommands } from './commands/sku';
 
 const program = new Command()
   .name('embedpool')
@@ -11,5 +12,6 @@ const program = new Command()
 registerModelCommands(program);
 registerEmbedCommand(program);
 registerServeCommands(program);
+registerSkuCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,12 +1,17 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
 import type { Logger } from '@embedpool/core/logger';
+import { Redis } from 'ioredis';
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 async function answers(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   redis.on('error', () => {});
   try {
     await redis.connect();
@@ -37,7 +42,9 @@ export async function ensureRedis(url: string, autostart: boolean, logger: Logge
   if (await answers(url)) return { stop: async () => {} };
   const parsed = new URL(url);
   if (!autostart || !LOOPBACK.has(parsed.hostname)) {
-    throw new Error(`Redis does not answer at ${url}. Start one (e.g. \`redis-server\`) or point REDIS_URL at it.`);
+    throw new Error(
+      `Redis does not answer at ${url}. Start one (e.g. \`redis-server\`) or point REDIS_URL at it.`,
+    );
   }
   if (!onPath('redis-server')) {
     throw new Error(
@@ -45,12 +52,29 @@ export async function ensureRedis(url: string, autostart: boolean, logger: Logge
     );
   }
   const port = parsed.port || '6379';
-  logger.warn({ port }, `no Redis at ${url}: starting a private redis-server for this process (data is not kept)`);
+  logger.warn(
+    { port },
+    `no Redis at ${url}: starting a private redis-server for this process (data is not kept)`,
+  );
   const child = spawn(
     'redis-server',
-    ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
-    { stdio: 'ignore' },
+    [
+      '--port',
+      port,
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
+    // Its own process group: a Ctrl-C or group SIGTERM must reach us first, so we drain while Redis is up.
+    { stdio: 'ignore', detached: true },
   );
+  // However this process ends, the private Redis ends with it.
+  process.once('exit', () => child.kill('SIGTERM'));
   const exited = once(child, 'exit').then(() => {
     throw new Error('private redis-server exited during start');
   });

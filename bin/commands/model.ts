@@ -1,3 +1,11 @@
 import type { Command } from 'commander';
+import { registerModelBuildCommand } from './model-build';
+import { registerModelFetchCommand } from './model-fetch';
+import { registerModelInfoCommand } from './model-info';
 
-export function registerModelCommands(_program: Command): void {}
+export function registerModelCommands(program: Command): void {
+  const model = program.command('model').description('build, download and inspect ONNX models');
+  registerModelBuildCommand(model);
+  registerModelFetchCommand(model);
+  registerModelInfoCommand(model);
+}

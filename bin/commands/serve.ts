@@ -1,8 +1,6 @@
-import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { startMetricsServer, startWorker } from '@embedpool/worker';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
@@ -54,11 +52,18 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       // Last to stop: the API and worker need Redis while they drain.
       stoppers.unshift(redis.stop);
     }
+    // Loaded here, not at the top: the other CLI commands should not pay for express, BullMQ and the worker.
+    const { startApi } = await import('@embedpool/api');
+    const { startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
       const worker = await startWorker({ config, logger, registry });
       stoppers.unshift(worker.close);
       if (kind === 'worker' && config.WORKER_METRICS_PORT > 0) {
-        const metrics = await startMetricsServer(registry, config.WORKER_METRICS_HOST, config.WORKER_METRICS_PORT);
+        const metrics = await startMetricsServer(
+          registry,
+          config.WORKER_METRICS_HOST,
+          config.WORKER_METRICS_PORT,
+        );
         stoppers.push(metrics.close);
         logger.info({ url: `${metrics.url}/metrics` }, 'worker metrics');
       }
@@ -79,7 +84,9 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
 export function registerServeCommands(program: Command): void {
   program
     .command('serve')
-    .description('API and worker in one process (the default `npm start`); starts a private Redis if none answers')
+    .description(
+      'API and worker in one process (the default `npm start`); starts a private Redis if none answers',
+    )
     .action(() => run('serve'));
   program
     .command('api')

@@ -1,5 +1,5 @@
 export { decodeBase64Image, loadImageBytes } from './image-source';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
+export { startMetricsServer } from './metrics-server';
 export { type ModelSource, resolveModel } from './model-source';
 export { type StartWorkerOptions, startWorker, type WorkerHandle } from './worker';
-export { startMetricsServer } from './metrics-server';

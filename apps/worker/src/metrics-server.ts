@@ -17,7 +17,9 @@ export async function startMetricsServer(
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"NOT_FOUND","message":"not found"}}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"error":{"code":"NOT_FOUND","message":"not found"}}');
     }
   });
   await new Promise<void>((resolve, reject) => {

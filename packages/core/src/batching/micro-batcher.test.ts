@@ -76,7 +76,11 @@ describe('MicroBatcher', () => {
         throw new EmbedpoolError('IMAGE_DECODE_FAILED', 'broken');
       },
     };
-    const results = await Promise.allSettled([b.embed(item(names[0]!)), b.embed(bad), b.embed(item(names[1]!))]);
+    const results = await Promise.allSettled([
+      b.embed(item(names[0]!)),
+      b.embed(bad),
+      b.embed(item(names[1]!)),
+    ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((results[1] as PromiseRejectedResult).reason.code).toBe('IMAGE_DECODE_FAILED');
   });

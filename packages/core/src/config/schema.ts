@@ -53,6 +53,10 @@ export const envSchema = z.object({
   GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
   INFERENCE_THREADS: int(1).default(1),
 
+  // Worker sizing (see `embedpool sku`)
+  WORKER_SKU: z.string().min(1).optional(),
+  AZURE_IMDS_ENDPOINT: z.string().url().optional(),
+
   // Worker
   MAX_BATCH_SIZE: int(1).max(1024).default(16),
   BATCH_WAIT_MS: int(0).max(10_000).default(5),

@@ -6,6 +6,10 @@ import type { ModelInfo } from './model-info';
 import type { FromThread, ReadyReply, RunMessage } from './protocol';
 import { DEFAULT_RUNTIME_OPTIONS, type ExecutionProvider, type RuntimeOptions } from './session-options';
 
+// onnxruntime-node's telemetry scans /proc/self/cmdline (a long command line overflows its stack) and would
+// try HTTPS uploads. Set in the main thread, which writes the process's real environment, before any session.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 const THREAD_ENTRY = new URL('./inference-thread-entry.mjs', import.meta.url);
 
 export interface EngineOptions {

@@ -1,0 +1,43 @@
+import type { Config } from '@embedpool/core/config';
+import { createLogger, type Logger } from '@embedpool/core/logger';
+import express, { type Express } from 'express';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { errorHandler, notFoundHandler } from './http-errors';
+import { createApiMetrics, httpMetrics } from './metrics';
+import { requestContext } from './request-context';
+import { healthRouter } from './routes/health';
+import { metricsRouter } from './routes/metrics';
+import { scoreRouter } from './routes/score';
+import type { ScoreClient } from './score-client';
+
+export interface ApiDeps {
+  config: Config;
+  /** Producer connection (fail-fast): readiness probes. */
+  redis: Redis;
+  scoreClient: ScoreClient;
+  /** Whether job completions can reach this process; a ScoreWaiter. */
+  events: { readonly listening: boolean };
+  logger?: Logger;
+  /** Shared with other components of the process when given; a private registry otherwise. */
+  registry?: Registry;
+}
+
+export function createApiApp(deps: ApiDeps): Express {
+  const { config } = deps;
+  const logger = deps.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
+  const metrics = createApiMetrics(deps.registry);
+  const app = express();
+  app.disable('x-powered-by');
+  // Hashing megabytes of vectors for an ETag nobody revalidates against is pure cost.
+  app.set('etag', false);
+
+  app.use(requestContext(logger));
+  app.use(httpMetrics(metrics));
+  app.use(healthRouter({ config, redis: deps.redis, events: deps.events }));
+  app.use(metricsRouter(metrics.registry));
+  app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+  return app;
+}

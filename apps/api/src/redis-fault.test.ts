@@ -1,0 +1,128 @@
+import { once } from 'node:events';
+import { createRedis } from '@embedpool/core/queue';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningApi, startApi } from './index';
+import {
+  cleanupPrefix,
+  type ErrorJson,
+  getJson,
+  postJson,
+  scoreBody,
+  testConfig,
+  uniquePrefix,
+} from './testing/api-test-kit';
+import { FakeWorker } from './testing/fake-worker';
+import { PrivateRedis } from './testing/private-redis';
+
+type Ready = { status: string; reason?: string };
+const PNG_B64 = Buffer.from('fake image').toString('base64');
+
+/** Polls /readyz until `want` (bounded): readiness follows reconnects the test cannot await directly. */
+async function readyzUntil(url: string, want: number): Promise<Ready> {
+  let last: { status: number; json: Ready } | undefined;
+  for (let i = 0; i < 200; i++) {
+    last = await getJson<Ready>(`${url}/readyz`);
+    if (last.status === want) return last.json;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`readyz never answered ${want}; last: ${JSON.stringify(last)}`);
+}
+
+// Never the shared Redis: this file kills and restarts a private redis-server of its own.
+describe('API when Redis goes away and comes back', () => {
+  const prefix = uniquePrefix('fault');
+  let redisServer: PrivateRedis;
+  let api: RunningApi;
+  let worker: FakeWorker;
+  let admin: Redis;
+
+  beforeAll(async () => {
+    redisServer = await PrivateRedis.start();
+    api = await startApi({
+      config: testConfig({ QUEUE_PREFIX: prefix, REDIS_URL: redisServer.url, REQUEST_TIMEOUT_MS: 20_000 }),
+    });
+    worker = new FakeWorker(redisServer.url, prefix);
+    await worker.ready();
+    admin = createRedis(redisServer.url, 'producer');
+    await once(admin, 'ready');
+  });
+  afterAll(async () => {
+    await api?.close();
+    await worker?.close();
+    admin?.disconnect();
+    if (redisServer) {
+      await cleanupPrefix(redisServer.url, prefix).catch(() => {});
+      await redisServer.kill();
+    }
+  });
+
+  it('answers 503 fast while Redis is down and heals without a restart', async () => {
+    await worker.heartbeat();
+    await readyzUntil(api.url, 200);
+    expect((await postJson(`${api.url}/score`, scoreBody([PNG_B64]))).status).toBe(200);
+
+    const adminGone = once(admin, 'close');
+    await redisServer.kill();
+    await adminGone;
+
+    const down = await readyzUntil(api.url, 503);
+    expect(down.reason).toMatch(/redis/i);
+    const refused = await postJson<ErrorJson>(`${api.url}/score`, scoreBody([PNG_B64]));
+    expect(refused.status).toBe(503);
+    expect(refused.json.error.code).toBe('UNAVAILABLE');
+    expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+    // Liveness does not depend on Redis.
+    expect((await getJson(`${api.url}/healthz`)).status).toBe(200);
+
+    await redisServer.start();
+    await once(admin, 'ready');
+    // A restarted Redis without persistence has forgotten the worker: it announces itself again.
+    await worker.resultsReady();
+    await worker.heartbeat();
+    await readyzUntil(api.url, 200);
+
+    const healed = await postJson<{ image_features: number[] }[]>(`${api.url}/score`, scoreBody([PNG_B64]));
+    expect(healed.status).toBe(200);
+    expect(healed.json).toHaveLength(1);
+  });
+});
+
+describe('API started while Redis is down', () => {
+  const prefix = uniquePrefix('late');
+  let redisServer: PrivateRedis;
+  let api: RunningApi;
+  let worker: FakeWorker | undefined;
+
+  beforeAll(async () => {
+    redisServer = await PrivateRedis.start();
+    await redisServer.kill();
+    api = await startApi({
+      config: testConfig({ QUEUE_PREFIX: prefix, REDIS_URL: redisServer.url, REQUEST_TIMEOUT_MS: 20_000 }),
+      readyTimeoutMs: 100,
+    });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await worker?.close();
+    if (redisServer) {
+      await cleanupPrefix(redisServer.url, prefix).catch(() => {});
+      await redisServer.kill();
+    }
+  });
+
+  it('serves 503 until Redis appears, then scores without a restart', async () => {
+    expect((await getJson(`${api.url}/healthz`)).status).toBe(200);
+    expect((await readyzUntil(api.url, 503)).reason).toMatch(/redis/i);
+    const refused = await postJson<ErrorJson>(`${api.url}/score`, scoreBody([PNG_B64]));
+    expect(refused.status).toBe(503);
+
+    await redisServer.start();
+    worker = new FakeWorker(redisServer.url, prefix);
+    await worker.ready();
+    await worker.heartbeat();
+    await readyzUntil(api.url, 200);
+    const res = await postJson(`${api.url}/score`, scoreBody([PNG_B64]));
+    expect(res.status).toBe(200);
+  });
+});

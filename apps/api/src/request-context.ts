@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@embedpool/core/logger';
+import type { RequestHandler, Response } from 'express';
+
+// Printable, short, and free of anything a log line or a header could be abused with.
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+
+interface RequestContext {
+  requestId: string;
+  log: Logger;
+}
+
+/** A caller's X-Request-Id when it is sane, else a fresh uuid; logged with every line and echoed back. */
+export function pickRequestId(header: unknown): string {
+  return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+export function requestContext(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    const requestId = pickRequestId(req.headers['x-request-id']);
+    const log = logger.child({ requestId });
+    const ctx: RequestContext = { requestId, log };
+    res.locals.ctx = ctx;
+    res.setHeader('X-Request-Id', requestId);
+    res.on('close', () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      const fields = { method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms) };
+      if (!res.writableFinished) log.warn(fields, 'client went away before the answer');
+      // Probes arrive every few seconds from every orchestrator; at info they would drown the real traffic.
+      else if (PROBES.has(req.path) && res.statusCode < 400) log.debug(fields, 'request done');
+      else log.info(fields, 'request done');
+    });
+    next();
+  };
+}
+
+function context(res: Response): RequestContext | undefined {
+  return res.locals.ctx as RequestContext | undefined;
+}
+
+export function requestId(res: Response): string {
+  return context(res)?.requestId ?? 'unknown';
+}
+
+export function requestLog(res: Response): Logger {
+  const ctx = context(res);
+  if (!ctx) throw new Error('requestContext middleware is not installed');
+  return ctx.log;
+}

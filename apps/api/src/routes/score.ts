@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '@embedpool/core/config';
+import express, { Router } from 'express';
+import { parseScoreRequest } from '../azure-schema';
+import { imageFeaturesJson } from '../features-json';
+import { RowFailuresError } from '../http-errors';
+import type { ApiMetrics } from '../metrics';
+import { requestId, requestLog } from '../request-context';
+import type { ScoreClient } from '../score-client';
+
+export interface ScoreRouteDeps {
+  config: Config;
+  scoreClient: ScoreClient;
+  metrics: ApiMetrics;
+}
+
+class ClientGoneError extends Error {
+  constructor() {
+    super('client closed the connection before the answer');
+    this.name = 'ClientGoneError';
+  }
+}
+
+/** POST /score: the Azure ML online-endpoint contract for image embeddings. */
+export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): Router {
+  const router = Router();
+  const json = express.json({
+    limit: config.MAX_BODY_BYTES,
+    type: ['application/json', 'application/*+json'],
+  });
+
+  router.post('/score', json, async (req, res) => {
+    const log = requestLog(res);
+    let images: ReturnType<typeof parseScoreRequest>;
+    try {
+      images = parseScoreRequest(req.body, {
+        maxImages: config.MAX_IMAGES_PER_REQUEST,
+        maxImageBytes: config.MAX_IMAGE_BYTES,
+      });
+    } catch (err) {
+      if (err instanceof RowFailuresError) countFailures(metrics, err);
+      throw err;
+    }
+
+    // Always a fresh id, even when the client sent X-Request-Id: job ids are idempotency keys in BullMQ,
+    // so a reused header would attach this request to another one's job (and hand it that result).
+    const jobId = randomUUID();
+    const jobLog = log.child({ jobId });
+    jobLog.debug({ images: images.length, requestId: requestId(res) }, 'scoring');
+
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort(new ClientGoneError());
+    };
+    res.on('close', onClose);
+    let answer: Awaited<ReturnType<ScoreClient['score']>>;
+    try {
+      answer = await scoreClient.score(images, {
+        jobId,
+        timeoutMs: config.REQUEST_TIMEOUT_MS,
+        signal: gone.signal,
+        log: jobLog,
+      });
+    } catch (err) {
+      // Nobody is left to read an answer; the job has been cancelled.
+      if (err instanceof ClientGoneError) return;
+      throw err;
+    } finally {
+      res.off('close', onClose);
+    }
+
+    const { result, vectors } = answer;
+    if (result.failures.length > 0) {
+      // One image per row, so a worker's image index is the row index.
+      const err = new RowFailuresError(
+        result.failures.map((f) => ({ row: f.index, code: f.code, message: f.message })),
+      );
+      countFailures(metrics, err);
+      throw err;
+    }
+    metrics.scoreImages.inc(result.count);
+    res.type('application/json').send(imageFeaturesJson(vectors, result.count, result.dim));
+  });
+  return router;
+}
+
+function countFailures(metrics: ApiMetrics, err: RowFailuresError): void {
+  for (const f of err.failures) metrics.scoreImageFailures.inc({ code: f.code });
+}

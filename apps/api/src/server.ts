@@ -1,0 +1,113 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '@embedpool/core/config';
+import { createLogger, type Logger } from '@embedpool/core/logger';
+import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { createApiApp } from './app';
+import { trackConnections } from './connections';
+import { ScoreClient } from './score-client';
+import { ScoreWaiter } from './score-waiter';
+
+export interface StartApiOptions {
+  config: Config;
+  logger?: Logger;
+  /** Shared with the rest of the process (an all-in-one process shares one with the worker). */
+  registry?: Registry;
+  /**
+   * A producer connection (`createRedis(url, 'producer')`) owned by the caller, who closes it. When absent
+   * the API creates its own from REDIS_URL and closes it. Job events always get a dedicated connection.
+   */
+  redis?: Redis;
+  /** How long startApi waits for Redis before resolving anyway (default 5 s); /score answers 503 meanwhile. */
+  readyTimeoutMs?: number;
+}
+
+export interface RunningApi {
+  server: http.Server;
+  /** The address actually bound, e.g. http://127.0.0.1:40213 when PORT is 0. */
+  url: string;
+  /** Stops accepting, lets in-flight requests finish, then closes the queue and Redis connections. */
+  close(): Promise<void>;
+}
+
+// Redis being down at boot must not stop the API from serving /healthz and answering 503 until it is back.
+const READY_WAIT_MS = 5_000;
+
+export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
+  const { config } = opts;
+  const logger = opts.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
+  const prefix = config.QUEUE_PREFIX;
+  const redis = opts.redis ?? createRedis(config.REDIS_URL, 'producer');
+  const queue = new ScoreQueue(redis, { prefix });
+  const waiter = new ScoreWaiter({
+    redisUrl: config.REDIS_URL,
+    prefix,
+    redis,
+    logger,
+    abandonedTtlMs: config.RESULT_TTL_S * 1000,
+    // A worker finished a job we gave up on: its vectors would sit in Redis until the TTL.
+    onOrphanCompleted: (jobId) => void redis.del(keys.result(prefix, jobId)).catch(() => {}),
+  });
+  const scoreClient = new ScoreClient({ queue, redis, waiter, prefix });
+  const app = createApiApp({ config, redis, scoreClient, events: waiter, logger, registry: opts.registry });
+
+  const server = http.createServer(app);
+  let closing: Promise<void> | undefined;
+  const connections = trackConnections(server);
+  // Ahead of express, which may answer synchronously: keep-alive connections would otherwise hold a
+  // draining server open after their last answer.
+  server.prependListener('request', (_req, res: http.ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+  });
+  const releaseRedis = async () => {
+    await waiter.close();
+    await queue.close().catch(() => {});
+    if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.PORT, config.HOST, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await releaseRedis();
+    throw err;
+  }
+  const url = addressUrl(server.address() as AddressInfo);
+
+  let timer: NodeJS.Timeout | undefined;
+  const waited = await Promise.race([
+    waiter.ready().then(() => true),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), opts.readyTimeoutMs ?? READY_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (waited) logger.info({ url, prefix }, 'API listening');
+  else logger.warn({ url, prefix }, 'API listening, but Redis is not reachable yet: /score answers 503');
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      connections.dropIdle();
+      // In-flight requests end by their own time-out at the latest; past it, stop waiting for them.
+      const force = setTimeout(() => server.closeAllConnections(), config.REQUEST_TIMEOUT_MS + 1_000);
+      await drained;
+      clearTimeout(force);
+      await releaseRedis();
+      logger.info({ url }, 'API closed');
+    })();
+    return closing;
+  };
+  return { server, url, close };
+}
+
+function addressUrl(addr: AddressInfo): string {
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${host}:${addr.port}`;
+}

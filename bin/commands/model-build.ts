@@ -1,0 +1,113 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { EmbedpoolError } from '@embedpool/core/errors';
+import {
+  DEFAULT_IMAGE_SIZE,
+  DINOV2_BASE_CONFIG,
+  DINOV2_GIANT_CONFIG,
+  DINOV2_LARGE_CONFIG,
+  DINOV2_SMALL_CONFIG,
+  type Dinov2Config,
+  loadDinov2Config,
+  type WeightDtype,
+  writeDinov2Onnx,
+} from '@embedpool/core/model';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { nonNegativeInt, positiveInt, requireModelFile, runAction } from './cli-support';
+
+export const PRESETS: Readonly<Record<string, Dinov2Config>> = {
+  'dinov2-small': DINOV2_SMALL_CONFIG,
+  'dinov2-base': DINOV2_BASE_CONFIG,
+  'dinov2-large': DINOV2_LARGE_CONFIG,
+  'dinov2-giant': DINOV2_GIANT_CONFIG,
+};
+
+const PRESET_NAMES = Object.keys(PRESETS).join(', ');
+
+/** A preset name, else a path to a Hugging Face `config.json`. */
+export function resolveDinov2Config(value: string): Dinov2Config {
+  const preset = Object.hasOwn(PRESETS, value) ? PRESETS[value] : undefined;
+  if (preset) return preset;
+  try {
+    return loadDinov2Config(value);
+  } catch (err) {
+    if (err instanceof EmbedpoolError && err.code === 'MODEL_NOT_FOUND') {
+      throw new EmbedpoolError(
+        'MODEL_NOT_FOUND',
+        `${err.message}: no such file, and not a preset (${PRESET_NAMES})`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+export interface BuildModelOptions {
+  config: Dinov2Config;
+  weights?: string;
+  seed?: number;
+  imageSize: number;
+  dtype: WeightDtype;
+  out: string;
+}
+
+/** Builds and writes the model; the summary line is what `model build` prints. */
+export async function buildModelFile(opts: BuildModelOptions): Promise<string> {
+  if (opts.weights !== undefined) await requireModelFile(opts.weights, 'weights file');
+  await mkdir(dirname(resolve(opts.out)), { recursive: true });
+  const { params, bytes } = await writeDinov2Onnx({
+    config: opts.config,
+    weights: opts.weights,
+    seed: opts.seed,
+    imageSize: opts.imageSize,
+    dtype: opts.dtype,
+    out: opts.out,
+  });
+  const weights = opts.weights === undefined ? `random(seed=${opts.seed ?? 0})` : opts.weights;
+  return (
+    `params=${params} bytes=${bytes} dtype=${opts.dtype} image_size=${opts.imageSize} ` +
+    `weights=${weights} path=${resolve(opts.out)}`
+  );
+}
+
+// The generator keeps 32 bits of state: larger seeds would silently alias smaller ones.
+function seedInt(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > 0xffffffff) throw new InvalidArgumentError('must be at most 4294967295.');
+  return n;
+}
+
+interface BuildFlags {
+  config: string;
+  weights?: string;
+  seed?: number;
+  imageSize: number;
+  dtype: WeightDtype;
+  out: string;
+}
+
+export function registerModelBuildCommand(model: Command): void {
+  model
+    .command('build')
+    .description('build a DINOv2 ONNX model from a Hugging Face config (and safetensors weights)')
+    .requiredOption('--config <config.json|preset>', `Hugging Face config.json, or a preset: ${PRESET_NAMES}`)
+    .option('--weights <model.safetensors>', 'Dinov2Model weights; omitted: deterministic random weights')
+    .option('--seed <n>', 'seed of the random weights (without --weights); default 0', seedInt)
+    .option('--image-size <n>', 'square input size the graph is fixed to', positiveInt, DEFAULT_IMAGE_SIZE)
+    .addOption(
+      new Option('--dtype <dtype>', 'weight precision (inputs and outputs stay float32)')
+        .choices(['float32', 'float16'])
+        .default('float32'),
+    )
+    .requiredOption('--out <model.onnx>', 'where to write the model (atomically)')
+    .action(
+      runAction(async (flags: BuildFlags) => {
+        if (flags.weights !== undefined && flags.seed !== undefined) {
+          process.stderr.write('embedpool: warning: --seed is ignored with --weights\n');
+        }
+        const summary = await buildModelFile({ ...flags, config: resolveDinov2Config(flags.config) });
+        process.stdout.write(`${summary}\n`);
+        return 0;
+      }),
+    );
+}

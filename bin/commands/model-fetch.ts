@@ -1,0 +1,96 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbedpoolError } from '@embedpool/core/errors';
+import { loadDinov2Config } from '@embedpool/core/model';
+import {
+  DEFAULT_MODEL_SOURCE,
+  DEFAULT_MODEL_VARIANT,
+  type FetchedModel,
+  fetchModel,
+  type ModelSource,
+  type ModelVariant,
+} from '@embedpool/core/model-fetch';
+import { fixedOutputSize, loadPreprocessorConfig } from '@embedpool/core/preprocess';
+import { type Command, Option } from 'commander';
+import { cliLogger, runAction } from './cli-support';
+import { buildModelFile } from './model-build';
+
+interface FetchFlags {
+  source: ModelSource;
+  variant: ModelVariant;
+  cacheDir?: string;
+  endpoint?: string;
+  rebuild?: boolean;
+}
+
+/** The graph is fixed to one square size; it must be the one the preprocessor crops to. */
+async function imageSizeFor(fetched: FetchedModel): Promise<number> {
+  const size = fixedOutputSize(await loadPreprocessorConfig(fetched.preprocessorConfigPath));
+  if (!size || size.height !== size.width) {
+    throw new EmbedpoolError(
+      'CONFIG_INVALID',
+      `${fetched.preprocessorConfigPath} does not give a square crop; cannot choose the model's input size`,
+    );
+  }
+  return size.height;
+}
+
+/**
+ * The checkpoint becomes `model.onnx` (or `model_fp16.onnx`) in the snapshot directory, like the Xenova
+ * layout. The build is written atomically, so an existing file is a complete one and is reused.
+ */
+async function buildBesideWeights(fetched: FetchedModel, flags: FetchFlags): Promise<string> {
+  const out = join(fetched.dir, flags.variant === 'fp16' ? 'model_fp16.onnx' : 'model.onnx');
+  if (existsSync(out) && !flags.rebuild) return out;
+  const summary = await buildModelFile({
+    config: loadDinov2Config(fetched.configPath),
+    weights: fetched.weightsPath!,
+    imageSize: await imageSizeFor(fetched),
+    dtype: flags.variant === 'fp16' ? 'float16' : 'float32',
+    out,
+  });
+  process.stderr.write(`built ${summary}\n`);
+  return out;
+}
+
+export function registerModelFetchCommand(model: Command): void {
+  model
+    .command('fetch')
+    .description(
+      'download the model into the local cache (from the hub, HF_ENDPOINT or --endpoint) and print its path',
+    )
+    .addOption(
+      new Option(
+        '--source <source>',
+        'xenova-onnx: ready ONNX export; facebook-safetensors: checkpoint, built here',
+      )
+        .choices(['xenova-onnx', 'facebook-safetensors'])
+        .default(DEFAULT_MODEL_SOURCE),
+    )
+    .addOption(
+      new Option('--variant <variant>', 'precision of the ONNX model')
+        .choices(['fp32', 'fp16'])
+        .default(DEFAULT_MODEL_VARIANT),
+    )
+    .option('--cache-dir <dir>', 'cache directory (default: EMBEDPOOL_CACHE_DIR, else ~/.cache/embedpool)')
+    .option(
+      '--endpoint <url>',
+      'hub base URL (default: HF_ENDPOINT, else https://huggingface.co); HF_TOKEN is sent if set',
+    )
+    .option('--rebuild', 'facebook-safetensors: build the ONNX model again even if it exists')
+    .action(
+      runAction(async (flags: FetchFlags) => {
+        const fetched = await fetchModel({
+          source: flags.source,
+          variant: flags.variant,
+          cacheDir: flags.cacheDir,
+          endpoint: flags.endpoint,
+          // On a terminal the progress bar says it all; elsewhere the info lines are the progress.
+          logger: cliLogger('model-fetch', process.stderr.isTTY ? 'warn' : 'info'),
+        });
+        const modelPath = fetched.modelPath ?? (await buildBesideWeights(fetched, flags));
+        process.stdout.write(`${modelPath}\n`);
+        return 0;
+      }),
+    );
+}

@@ -1,0 +1,250 @@
+/**
+ * Measures inference throughput on this machine at several batch sizes and intra-op thread counts,
+ * each laid out as the plan would run it (sessions = the inference cores / intra-op threads, all kept
+ * busy at once), and turns the fastest into a worker plan. Decoding is not measured: it runs beside
+ * inference and the plan sizes it separately.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Engine, type ExecutionProvider } from '../engine';
+import { EmbedpoolError } from '../errors';
+import { DINOV2_BASE_CONFIG, writeDinov2Onnx } from '../model';
+import { defaultCacheDir } from '../model-fetch/cache-paths';
+import { detectLocalResources } from './detect';
+import { type PlanOptions, planForResources, type Resources, type WorkerPlan } from './plan';
+
+export const DEFAULT_CALIBRATE_BATCH_SIZES: readonly number[] = [1, 4, 8];
+export const DEFAULT_CALIBRATE_SECONDS = 2;
+const RANDOM_MODEL_SEED = 0;
+
+export interface CalibrateOptions {
+  /** An ONNX model; default: a full-size random DINOv2 ViT-B/14, built once into the cache. */
+  modelPath?: string;
+  /** Where the random model lives (`<cacheDir>/random/`); default EMBEDPOOL_CACHE_DIR or ~/.cache/embedpool. */
+  cacheDir?: string;
+  batchSizes?: number[];
+  /** Intra-op thread counts per session; default the plan's choice and half of it. */
+  threads?: number[];
+  /** Measuring time per batch size and thread count (at least one round always runs). */
+  seconds?: number;
+  /** Default: what the machine's resources suggest (cuda with GPUs). */
+  provider?: ExecutionProvider;
+  /** Default: `detectLocalResources()`. */
+  resources?: Resources;
+  /** Called after each measurement, and when the model is built or reused. */
+  onProgress?: (event: CalibrateEvent) => void;
+}
+
+export interface CalibrationRow {
+  intraOpThreads: number;
+  sessions: number;
+  batchSize: number;
+  runs: number;
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+  /** Mean wall time of one run. */
+  msPerBatch: number;
+}
+
+export type CalibrateEvent =
+  | { type: 'model'; path: string; built: boolean; seconds: number }
+  | { type: 'load'; intraOpThreads: number; sessions: number; seconds: number }
+  | { type: 'row'; row: CalibrationRow };
+
+export interface CalibrationResult {
+  modelPath: string;
+  builtModel: boolean;
+  /** The provider the engine actually ran (cuda falls back to cpu when its libraries are missing). */
+  provider: ExecutionProvider;
+  fallbackReason?: string;
+  resources: Resources;
+  rows: CalibrationRow[];
+  best: CalibrationRow;
+  plan: WorkerPlan;
+  totalSeconds: number;
+}
+
+/** `<cacheDir>/random/dinov2-base-random-seed0-224-<dtype>.onnx`. */
+export function randomModelPath(cacheDir: string, provider: ExecutionProvider): string {
+  const dtype = provider === 'cuda' ? 'float16' : 'float32';
+  return join(cacheDir, 'random', `dinov2-base-random-seed${RANDOM_MODEL_SEED}-224-${dtype}.onnx`);
+}
+
+async function fileSize(path: string): Promise<number | null> {
+  try {
+    const s = await stat(path);
+    return s.isFile() && s.size > 0 ? s.size : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Reuses the cached random model or builds it (~2.5 s, ~343 MB fp32); atomic, so a crash leaves none. */
+export async function ensureRandomModel(
+  cacheDir: string,
+  provider: ExecutionProvider,
+): Promise<{ path: string; built: boolean }> {
+  const path = randomModelPath(cacheDir, provider);
+  if ((await fileSize(path)) !== null) return { path, built: false };
+  await writeDinov2Onnx({
+    config: DINOV2_BASE_CONFIG,
+    seed: RANDOM_MODEL_SEED,
+    dtype: provider === 'cuda' ? 'float16' : 'float32',
+    out: path,
+  });
+  return { path, built: true };
+}
+
+function positiveList(values: readonly number[], name: string): number[] {
+  if (values.length === 0) throw new EmbedpoolError('CONFIG_INVALID', `${name}: at least one value needed`);
+  for (const v of values) {
+    if (!Number.isSafeInteger(v) || v < 1) {
+      throw new EmbedpoolError('CONFIG_INVALID', `${name}: ${v} is not a positive integer`);
+    }
+  }
+  return [...new Set(values)].sort((a, b) => a - b);
+}
+
+/** A deterministic, image-like input (values in roughly the normalised pixel range). */
+function fillInput(buf: Float32Array): Float32Array {
+  let x = 0x9e3779b9;
+  for (let i = 0; i < buf.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf[i] = ((x >>> 0) / 0x1_0000_0000) * 4 - 2;
+  }
+  return buf;
+}
+
+export async function calibrate(opts: CalibrateOptions = {}): Promise<CalibrationResult> {
+  const started = performance.now();
+  const resources = opts.resources ?? (await detectLocalResources());
+  const provider = opts.provider ?? (resources.gpus.length > 0 ? 'cuda' : 'cpu');
+  const batchSizes = positiveList(opts.batchSizes ?? DEFAULT_CALIBRATE_BATCH_SIZES, 'batch sizes');
+  const seconds = opts.seconds ?? DEFAULT_CALIBRATE_SECONDS;
+  if (!(seconds > 0)) throw new EmbedpoolError('CONFIG_INVALID', 'seconds must be positive');
+  const maxBatch = batchSizes.at(-1)!;
+  const basePlan = planForResources(resources, { provider, batchSize: maxBatch });
+  const threads = positiveList(
+    opts.threads ?? [Math.max(1, Math.floor(basePlan.intraOpThreads / 2)), basePlan.intraOpThreads],
+    'threads',
+  );
+
+  let modelPath = opts.modelPath;
+  let builtModel = false;
+  if (modelPath === undefined) {
+    const t = performance.now();
+    const r = await ensureRandomModel(opts.cacheDir ?? defaultCacheDir(), provider);
+    modelPath = r.path;
+    builtModel = r.built;
+    opts.onProgress?.({
+      type: 'model',
+      path: r.path,
+      built: r.built,
+      seconds: (performance.now() - t) / 1000,
+    });
+  }
+  const modelBytes = await fileSize(modelPath);
+  if (modelBytes === null) throw new EmbedpoolError('MODEL_NOT_FOUND', `model file not found: ${modelPath}`);
+
+  const rows: CalibrationRow[] = [];
+  let actualProvider: ExecutionProvider = provider;
+  let fallbackReason: string | undefined;
+  for (const intra of threads) {
+    // The layout the plan would run with this many intra-op threads; a layout that cannot fit is skipped.
+    let sessions: number;
+    try {
+      sessions = planForResources(resources, {
+        provider,
+        intraOpThreads: intra,
+        batchSize: maxBatch,
+        modelBytes,
+      }).inferenceThreads;
+    } catch (err) {
+      if (err instanceof EmbedpoolError && err.code === 'CONFIG_INVALID') continue;
+      throw err;
+    }
+    const t = performance.now();
+    const engine = await Engine.load({
+      modelPath,
+      threads: sessions,
+      runtime: { executionProvider: provider, cudaDeviceId: 0, intraOpThreads: intra },
+    });
+    opts.onProgress?.({
+      type: 'load',
+      intraOpThreads: intra,
+      sessions,
+      seconds: (performance.now() - t) / 1000,
+    });
+    actualProvider = engine.provider;
+    fallbackReason = engine.fallbackReason;
+    try {
+      const height = engine.info.height ?? 224;
+      const width = engine.info.width ?? 224;
+      const per = 3 * height * width;
+      const buffers = Array.from({ length: sessions }, () => fillInput(new Float32Array(maxBatch * per)));
+      // Warm-up: every session runs the largest batch once, so arenas are grown before timing starts.
+      await Promise.all(
+        buffers.map(async (b, i) => {
+          buffers[i] = (await engine.infer(b, maxBatch, height, width)).input;
+        }),
+      );
+      for (const batch of batchSizes) {
+        let runs = 0;
+        const t0 = performance.now();
+        const deadline = t0 + seconds * 1000;
+        await Promise.all(
+          buffers.map(async (_, i) => {
+            let mine = 0;
+            while (mine === 0 || performance.now() < deadline) {
+              buffers[i] = (await engine.infer(buffers[i]!, batch, height, width)).input;
+              mine++;
+              runs++;
+            }
+          }),
+        );
+        const elapsed = (performance.now() - t0) / 1000;
+        const row: CalibrationRow = {
+          intraOpThreads: intra,
+          sessions,
+          batchSize: batch,
+          runs,
+          images: runs * batch,
+          seconds: elapsed,
+          imagesPerSecond: (runs * batch) / elapsed,
+          msPerBatch: (elapsed * 1000 * sessions) / runs,
+        };
+        rows.push(row);
+        opts.onProgress?.({ type: 'row', row });
+      }
+    } finally {
+      await engine.close();
+    }
+  }
+  if (rows.length === 0) {
+    throw new EmbedpoolError('CONFIG_INVALID', 'no thread count could be measured: none fits this machine');
+  }
+  const best = rows.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
+  const planOpts: PlanOptions = {
+    provider: actualProvider,
+    intraOpThreads: best.intraOpThreads,
+    inferenceThreads: best.sessions,
+    batchSize: best.batchSize,
+    modelBytes,
+  };
+  const plan = planForResources(actualProvider === 'cpu' ? { ...resources, gpus: [] } : resources, planOpts);
+  if (fallbackReason) plan.warnings.push(`measured on CPU: ${fallbackReason}`);
+  return {
+    modelPath,
+    builtModel,
+    provider: actualProvider,
+    ...(fallbackReason ? { fallbackReason } : {}),
+    resources,
+    rows,
+    best,
+    plan,
+    totalSeconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,58 @@
+export {
+  type CalibrateEvent,
+  type CalibrateOptions,
+  type CalibrationResult,
+  type CalibrationRow,
+  calibrate,
+  DEFAULT_CALIBRATE_BATCH_SIZES,
+  DEFAULT_CALIBRATE_SECONDS,
+  ensureRandomModel,
+  randomModelPath,
+} from './calibrate';
+export { findVmSize, getVmSize, hasSmt, knownSizes, retiredOn } from './catalogue';
+export {
+  AZURE_DMI,
+  AZURE_IMDS_DEFAULT_ENDPOINT,
+  type DetectedSku,
+  type DetectSkuOptions,
+  detectLocalResources,
+  detectSku,
+  httpImdsFetch,
+  IMDS_RETRIES,
+  IMDS_TIMEOUT_MS,
+  IMDS_VM_SIZE_PATH,
+  type ImdsFetch,
+  type ImdsQueryOptions,
+  type ImdsResponse,
+  type ImdsResult,
+  isAzureVm,
+  type LocalDetectionOptions,
+  parseNvidiaSmi,
+  queryImdsVmSize,
+  type ReadTextFile,
+  runNvidiaSmi,
+  type SkuSource,
+} from './detect';
+export { PlanDoesNotFitError, type PlanResource, UnknownSkuError } from './errors';
+export {
+  DEFAULT_MEMORY_MODEL,
+  DEFAULT_MODEL_BYTES,
+  estimateMemory,
+  formatEnvFile,
+  type GpuMemory,
+  type GpuResource,
+  type HostMemory,
+  type MemoryEstimate,
+  type MemoryModel,
+  type ModelVariant,
+  type PlanOptions,
+  type ProcessPlan,
+  planForResources,
+  planForSize,
+  planToEnv,
+  type Resources,
+  type WorkerEnv,
+  type WorkerPlan,
+} from './plan';
+export type { VmSize } from './types';
+export { VM_SIZES } from './vm-sizes';
