@@ -127,12 +127,16 @@ describe('API with a worker', () => {
     expect(res.json.error.message).toMatch(/fake crash/);
   });
 
-  it('generates a request id when the header is missing or not sane', async () => {
+  it('generates a request id when the header is missing or not sane, and uses it as the job id', async () => {
     const res = await postJson(`${api.url}/score`, scoreBody([PNG_B64]), {
       'x-request-id': 'bad id\twith tab',
     });
     expect(res.status).toBe(200);
-    expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    const id = res.headers.get('x-request-id');
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(worker.jobIds).toContain(id);
+    // A client-chosen id is never a job id: BullMQ would join a second request to the first one's job.
+    expect(worker.jobIds).not.toContain('req-42');
   });
 
   it('answers 400 naming the row when the worker fails an image, and leaves no result behind', async () => {
@@ -186,6 +190,9 @@ describe('API with a worker', () => {
     expect(missing.status).toBe(404);
     expect(missing.headers.get('content-type')).toMatch(/^application\/json/);
     expect(missing.json.error.code).toBe('NOT_FOUND');
+    const badPath = await getJson<ErrorJson>(`${api.url}/score%E0%A4%A`);
+    expect(badPath.status).toBeLessThan(500);
+    expect(badPath.json.error.code).toMatch(/^(BAD_REQUEST|NOT_FOUND)$/);
     const wrongType = await fetch(`${api.url}/score`, { method: 'POST', body: 'hello' });
     expect(wrongType.status).toBe(400);
     expect(((await wrongType.json()) as ErrorJson).error.code).toBe('BAD_REQUEST');

@@ -35,19 +35,17 @@ export interface HttpError {
   payload: ErrorPayload;
 }
 
-interface BodyParserError {
-  type: string;
+/** What body-parser and express's router throw (the http-errors shape): a 4xx status, maybe a type. */
+interface ClientHttpError {
+  type?: unknown;
   status: number;
   message: string;
 }
 
-function isBodyParserError(err: unknown): err is BodyParserError {
-  return (
-    typeof err === 'object' &&
-    err !== null &&
-    typeof (err as { type?: unknown }).type === 'string' &&
-    typeof (err as { status?: unknown }).status === 'number'
-  );
+function isClientHttpError(err: unknown): err is ClientHttpError {
+  if (typeof err !== 'object' || err === null || !(err instanceof Error)) return false;
+  const status = (err as { status?: unknown }).status;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }
 
 export function toHttpError(err: unknown): HttpError {
@@ -69,16 +67,16 @@ export function toHttpError(err: unknown): HttpError {
   if (err instanceof EmbedpoolError) {
     return { status: err.status, payload: { code: err.code, message: err.message } };
   }
-  if (isBodyParserError(err)) {
-    if (err.type === 'entity.too.large') {
+  if (isClientHttpError(err)) {
+    if (err.type === 'entity.too.large' || err.status === 413) {
       return { status: 413, payload: { code: 'PAYLOAD_TOO_LARGE', message: 'request body is too large' } };
     }
     if (err.type === 'entity.parse.failed') {
       return { status: 400, payload: { code: 'BAD_REQUEST', message: 'request body is not valid JSON' } };
     }
-    // Unsupported charset or encoding, an aborted upload: the client's fault, with body-parser's own status.
-    const status = err.status >= 400 && err.status < 500 ? err.status : 400;
-    return { status, payload: { code: 'BAD_REQUEST', message: err.message } };
+    if (err.status === 404) return { status: 404, payload: { code: 'NOT_FOUND', message: err.message } };
+    // Unsupported charset or encoding, an aborted upload, an undecodable path: the client's fault.
+    return { status: err.status, payload: { code: 'BAD_REQUEST', message: err.message } };
   }
   const e = toEmbedpoolError(err);
   if (e.code === 'INTERNAL') {

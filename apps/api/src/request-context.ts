@@ -8,20 +8,24 @@ const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
 interface RequestContext {
   requestId: string;
+  /** True when the id is ours (a fresh uuid), false when the client chose it. */
+  generated: boolean;
   log: Logger;
 }
 
 /** A caller's X-Request-Id when it is sane, else a fresh uuid; logged with every line and echoed back. */
-export function pickRequestId(header: unknown): string {
-  return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
+export function pickRequestId(header: unknown): { requestId: string; generated: boolean } {
+  return typeof header === 'string' && SANE_REQUEST_ID.test(header)
+    ? { requestId: header, generated: false }
+    : { requestId: randomUUID(), generated: true };
 }
 
 export function requestContext(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const start = process.hrtime.bigint();
-    const requestId = pickRequestId(req.headers['x-request-id']);
+    const { requestId, generated } = pickRequestId(req.headers['x-request-id']);
     const log = logger.child({ requestId });
-    const ctx: RequestContext = { requestId, log };
+    const ctx: RequestContext = { requestId, generated, log };
     res.locals.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);
     res.on('close', () => {
@@ -40,8 +44,10 @@ function context(res: Response): RequestContext | undefined {
   return res.locals.ctx as RequestContext | undefined;
 }
 
-export function requestId(res: Response): string {
-  return context(res)?.requestId ?? 'unknown';
+/** A uuid unique to this request, usable as a job id: the request id when we generated it. */
+export function uniqueRequestId(res: Response): string {
+  const ctx = context(res);
+  return ctx?.generated ? ctx.requestId : randomUUID();
 }
 
 export function requestLog(res: Response): Logger {

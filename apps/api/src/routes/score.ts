@@ -1,11 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { Config } from '@embedpool/core/config';
 import express, { Router } from 'express';
 import { parseScoreRequest } from '../azure-schema';
 import { imageFeaturesJson } from '../features-json';
 import { RowFailuresError } from '../http-errors';
 import type { ApiMetrics } from '../metrics';
-import { requestId, requestLog } from '../request-context';
+import { requestLog, uniqueRequestId } from '../request-context';
 import type { ScoreClient } from '../score-client';
 
 export interface ScoreRouteDeps {
@@ -42,11 +41,11 @@ export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): R
       throw err;
     }
 
-    // Always a fresh id, even when the client sent X-Request-Id: job ids are idempotency keys in BullMQ,
-    // so a reused header would attach this request to another one's job (and hand it that result).
-    const jobId = randomUUID();
+    // Never the client's X-Request-Id: job ids are idempotency keys in BullMQ, so a reused header would
+    // attach this request to another one's job (and hand it that result).
+    const jobId = uniqueRequestId(res);
     const jobLog = log.child({ jobId });
-    jobLog.debug({ images: images.length, requestId: requestId(res) }, 'scoring');
+    jobLog.debug({ images: images.length }, 'scoring');
 
     const gone = new AbortController();
     const onClose = () => {

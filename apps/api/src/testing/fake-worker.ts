@@ -37,6 +37,8 @@ export function fakeVector(image: ImageRef): number[] {
 export class FakeWorker {
   readonly worker: Worker<ScoreJobData, ScoreResult>;
   readonly results: Redis;
+  /** Ids of the jobs processed, in order. */
+  readonly jobIds: string[] = [];
   private readonly connection: Redis;
 
   constructor(
@@ -78,6 +80,7 @@ export class FakeWorker {
 
   private async process(job: Job<ScoreJobData, ScoreResult>): Promise<ScoreResult> {
     const { images } = job.data;
+    this.jobIds.push(job.id!);
     if (images.some((i) => i.kind === 'url' && i.url.includes('slow'))) await this.gate;
     const out = new Float32Array(images.length * FAKE_DIM);
     const failures: ItemFailure[] = [];
