@@ -6,7 +6,7 @@ import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
-import { startWorker, type WorkerHandle } from '@embedpool/worker';
+import { startWorker } from '@embedpool/worker';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +39,7 @@ async function post(url: string, body: unknown) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
+  // biome-ignore lint/suspicious/noExplicitAny: response shapes differ per test (array or error)
   return { status: res.status, json: (await res.json()) as any };
 }
 

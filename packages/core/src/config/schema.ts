@@ -36,6 +36,17 @@ export const envSchema = z.object({
   RESULT_TTL_S: int(1).default(300),
   READY_WORKER_TTL_S: int(1).default(15),
 
+  // Async jobs (/v1/jobs) and their outputs
+  MAX_JOB_IMAGES: int(1).default(1000),
+  JOB_TTL_S: int(60).default(7 * 24 * 3600),
+  JOB_RESULT_TTL_S: int(60).default(24 * 3600),
+  BLOB_CONNECTION_STRING: z.string().min(1).optional(),
+  BLOB_SAS_URL: z.string().url().optional(),
+  BLOB_ACCOUNT_URL: z.string().url().optional(),
+  CALLBACK_SECRET: z.string().min(16).optional(),
+  CALLBACK_ATTEMPTS: int(1).max(30).default(8),
+  CALLBACK_BACKOFF_MS: int(1).default(1000),
+
   // Model
   MODEL_PATH: z.string().min(1).optional(),
   PREPROCESSOR_CONFIG: z.string().min(1).optional(),

@@ -2,10 +2,17 @@
 export const QUEUES = {
   /** Image embedding work: synchronous /score requests (and, later, async jobs). */
   embed: 'embed',
+  /** Callback deliveries: apart from embedding, so a failing receiver never causes re-inference. */
+  deliveries: 'deliveries',
 } as const;
 
 export const JOBS = {
+  /** A synchronous /score (or /v1/embeddings) request: someone is waiting on the answer. */
   score: 'score',
+  /** An async /v1/jobs job: the answer goes to its output (inline, blob or callback). */
+  embedJob: 'embed-job',
+  /** One callback POST. */
+  deliver: 'deliver',
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
