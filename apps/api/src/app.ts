@@ -6,7 +6,9 @@ import type { Registry } from 'prom-client';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { createApiMetrics, httpMetrics } from './metrics';
 import { requestContext } from './request-context';
+import { embeddingsRouter } from './routes/embeddings';
 import { healthRouter } from './routes/health';
+import { type JobsRouteDeps, jobsRouter } from './routes/jobs';
 import { metricsRouter } from './routes/metrics';
 import { scoreRouter } from './routes/score';
 import type { ScoreClient } from './score-client';
@@ -21,6 +23,8 @@ export interface ApiDeps {
   logger?: Logger;
   /** Shared with other components of the process when given; a private registry otherwise. */
   registry?: Registry;
+  /** The async job API (/v1/jobs). */
+  jobs?: Omit<JobsRouteDeps, 'config' | 'redis'>;
 }
 
 export function createApiApp(deps: ApiDeps): Express {
@@ -37,6 +41,12 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(healthRouter({ config, redis: deps.redis, events: deps.events }));
   app.use(metricsRouter(metrics.registry));
   app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
+  if (deps.jobs) {
+    app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));
+    // Ahead of the OpenAI-shaped handling of the rest of /v1: job errors keep the service's own shape.
+    app.use('/v1/jobs', errorHandler);
+  }
+  app.use(embeddingsRouter({ config, scoreClient: deps.scoreClient, metrics }));
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '@embedpool/core/config';
+import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
@@ -22,6 +23,8 @@ export interface StartApiOptions {
   redis?: Redis;
   /** How long startApi waits for Redis before resolving anyway (default 5 s); /score answers 503 meanwhile. */
   readyTimeoutMs?: number;
+  /** Re-queues a dead-lettered callback (the delivery module's redrive, bound to its queue). */
+  redrive?: (jobId: string) => Promise<void>;
 }
 
 export interface RunningApi {
@@ -51,7 +54,21 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     onOrphanCompleted: (jobId) => void redis.del(keys.result(prefix, jobId)).catch(() => {}),
   });
   const scoreClient = new ScoreClient({ queue, redis, waiter, prefix });
-  const app = createApiApp({ config, redis, scoreClient, events: waiter, logger, registry: opts.registry });
+  const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
+  const jobs = {
+    store: new JobStore(redis, prefix, config.JOB_TTL_S),
+    queue: jobQueue,
+    ...(opts.redrive ? { redrive: opts.redrive } : {}),
+  };
+  const app = createApiApp({
+    config,
+    redis,
+    scoreClient,
+    events: waiter,
+    logger,
+    registry: opts.registry,
+    jobs,
+  });
 
   const server = http.createServer(app);
   let closing: Promise<void> | undefined;
@@ -64,6 +81,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const releaseRedis = async () => {
     await waiter.close();
     await queue.close().catch(() => {});
+    await jobQueue.close().catch(() => {});
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
   try {

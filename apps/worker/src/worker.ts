@@ -1,22 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { MicroBatcher } from '@embedpool/core/batching';
+import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { Engine } from '@embedpool/core/engine';
+import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
 import {
   createRedis,
   heartbeat,
+  JOBS,
   QUEUES,
   removeWorker,
   type ScoreJobData,
   type WorkerInfo,
 } from '@embedpool/core/queue';
-import { Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import { Registry } from 'prom-client';
 import { EmbedPipeline } from './embed-pipeline';
+import { createJobProcessor, type DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
 import { createScoreProcessor } from './score-processor';
@@ -27,6 +31,8 @@ export interface StartWorkerOptions {
   registry?: Registry;
   /** Skip model resolution (tests, or a caller that resolved it already). */
   model?: ModelSource;
+  /** Where async jobs with callbacks hand their delivery. */
+  deliveries?: DeliveryEnqueuer;
 }
 
 export interface WorkerHandle {
@@ -109,7 +115,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
 
   const redis = createRedis(config.REDIS_URL, 'consumer');
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const processor = createScoreProcessor({
+  const scoreProcessor = createScoreProcessor({
     pipeline,
     redis,
     prefix: config.QUEUE_PREFIX,
@@ -119,7 +125,37 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     logger,
     metrics,
   });
-  const worker = new Worker<ScoreJobData>(QUEUES.embed, processor, {
+  const blobAuth = blobAuthFromConfig(config);
+  const jobProcessor = createJobProcessor({
+    pipeline,
+    redis,
+    prefix: config.QUEUE_PREFIX,
+    store: new JobStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S),
+    resultTtlSeconds: config.JOB_RESULT_TTL_S,
+    modelId: model.modelId,
+    dim: () => engine.dim ?? 0,
+    logger,
+    perJobConcurrency: Math.max(config.MAX_BATCH_SIZE * 2, config.DECODE_CONCURRENCY),
+    ...(blobAuth
+      ? {
+          blob: createBlobServiceClient(blobAuth, {
+            retry: {
+              maxTries: config.BLOB_MAX_TRIES,
+              retryDelayMs: config.BLOB_RETRY_DELAY_MS,
+              maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
+            },
+          }),
+          blobRetryDelayMs: config.BLOB_RETRY_DELAY_MS,
+        }
+      : {}),
+    ...(opts.deliveries ? { deliveries: opts.deliveries } : {}),
+  });
+  // One queue, two kinds of job: sync /score requests (no priority, served first) and async jobs.
+  const processor = (job: Job) =>
+    job.name === JOBS.embedJob
+      ? jobProcessor(job as Job<EmbedJobData>)
+      : scoreProcessor(job as Job<ScoreJobData>);
+  const worker = new Worker(QUEUES.embed, processor, {
     connection: createRedis(config.REDIS_URL, 'consumer'),
     prefix: config.QUEUE_PREFIX,
     concurrency: config.WORKER_CONCURRENCY,

@@ -50,3 +50,4 @@ export {
   storageStatus,
   toStorageError,
 } from './storage-errors';
+export { blobAuthFromConfig } from './auth-from-config';

@@ -43,6 +43,8 @@ export const envSchema = z.object({
   BLOB_CONNECTION_STRING: z.string().min(1).optional(),
   BLOB_SAS_URL: z.string().url().optional(),
   BLOB_ACCOUNT_URL: z.string().url().optional(),
+  BLOB_MAX_TRIES: int(1).max(20).default(4),
+  BLOB_RETRY_DELAY_MS: int(1).default(500),
   CALLBACK_SECRET: z.string().min(16).optional(),
   CALLBACK_ATTEMPTS: int(1).max(30).default(8),
   CALLBACK_BACKOFF_MS: int(1).default(1000),

@@ -1,0 +1,197 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '@embedpool/core/config';
+import { EmbedpoolError } from '@embedpool/core/errors';
+import { type JobQueue, type JobRecord, type JobStore, jobKeys } from '@embedpool/core/jobs';
+import express, { type Request, type Response, Router } from 'express';
+import type { Redis } from 'ioredis';
+import { parseJobRequest, requestHash } from '../job-request';
+import { requestLog } from '../request-context';
+
+export interface JobsRouteDeps {
+  config: Config;
+  redis: Redis;
+  store: JobStore;
+  queue: JobQueue;
+  /** Re-queues a dead-lettered callback delivery (absent when callbacks are not configured). */
+  redrive?: (jobId: string) => Promise<void>;
+}
+
+/** Until authentication exists every caller is one tenant; the owner field is where keys will go. */
+const ANONYMOUS = 'anonymous';
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function statusUrl(req: Request, id: string): string {
+  return `${req.baseUrl}/v1/jobs/${id}`;
+}
+
+/** The public view of a record: what a caller may see of its job. */
+function view(record: JobRecord) {
+  const failed = new Map(record.failures.map((f) => [f.index, f]));
+  return {
+    id: record.id,
+    state: record.state,
+    counts: { total: record.total, succeeded: record.succeeded, failed: record.failed },
+    createdAt: new Date(record.createdAt).toISOString(),
+    ...(record.startedAt ? { startedAt: new Date(record.startedAt).toISOString() } : {}),
+    ...(record.finishedAt ? { finishedAt: new Date(record.finishedAt).toISOString() } : {}),
+    output: record.output,
+    ...(record.location ? { location: record.location } : {}),
+    ...(record.delivery ? { delivery: record.delivery } : {}),
+    ...(record.error ? { error: record.error } : {}),
+    ...(record.model ? { model: record.model, dim: record.dim } : {}),
+    items: record.itemIds.map((id, index) => {
+      const f = failed.get(index);
+      if (f) return { id, status: 'failed', error: { code: f.code, message: f.message } };
+      const done = record.state === 'completed' || record.state === 'partially_failed';
+      return { id, status: done ? 'succeeded' : record.state === 'cancelled' ? 'cancelled' : 'pending' };
+    }),
+  };
+}
+
+async function load(store: JobStore, id: string): Promise<JobRecord> {
+  const record = await store.get(id);
+  if (!record) throw new EmbedpoolError('NOT_FOUND', `no job ${id}`);
+  return record;
+}
+
+/** /v1/jobs: submit work, read its state and result, cancel it, redrive its callback. */
+export function jobsRouter(deps: JobsRouteDeps): Router {
+  const { config, store, queue } = deps;
+  const router = Router();
+  const json = express.json({
+    limit: config.MAX_BODY_BYTES,
+    type: ['application/json', 'application/*+json'],
+  });
+
+  router.post('/v1/jobs', json, async (req: Request, res: Response) => {
+    const log = requestLog(res);
+    const jobId = randomUUID();
+    const createdAt = Date.now();
+    const { request, data } = parseJobRequest(req.body, config, jobId, createdAt);
+    const out = request.output;
+    if (
+      out.type === 'blob' &&
+      !config.BLOB_CONNECTION_STRING &&
+      !config.BLOB_SAS_URL &&
+      !config.BLOB_ACCOUNT_URL
+    ) {
+      throw new EmbedpoolError(
+        'BAD_REQUEST',
+        'blob output is not available: this deployment has no storage account',
+      );
+    }
+    if ((out.type === 'callback' || (out.type === 'blob' && out.callbackUrl)) && !config.CALLBACK_SECRET) {
+      throw new EmbedpoolError(
+        'BAD_REQUEST',
+        'callbacks are not available: this deployment has no CALLBACK_SECRET',
+      );
+    }
+    if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
+
+    const key = req.get('idempotency-key');
+    if (key !== undefined) {
+      if (!IDEMPOTENCY_KEY.test(key))
+        throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
+      const claim = await store.claimIdempotencyKey(ANONYMOUS, key, requestHash(request), jobId);
+      if (!claim.created) {
+        const existing = await store.get(claim.jobId);
+        if (existing) {
+          res
+            .status(200)
+            .location(statusUrl(req, existing.id))
+            .json({
+              id: existing.id,
+              state: existing.state,
+              statusUrl: statusUrl(req, existing.id),
+              idempotent: true,
+            });
+          return;
+        }
+      }
+    }
+    try {
+      await store.create({
+        id: jobId,
+        owner: ANONYMOUS,
+        itemIds: data.images.map((i) => i.id),
+        normalize: request.normalize,
+        output: out,
+        createdAt,
+      });
+      await queue.add(data, request.priority);
+    } catch (err) {
+      if (key !== undefined) await store.releaseIdempotencyKey(ANONYMOUS, key).catch(() => {});
+      throw err;
+    }
+    log.info({ jobId, images: data.images.length, output: out.type }, 'job submitted');
+    res
+      .status(202)
+      .location(statusUrl(req, jobId))
+      .json({ id: jobId, state: 'queued', statusUrl: statusUrl(req, jobId) });
+  });
+
+  router.get('/v1/jobs/:id', async (req: Request, res: Response) => {
+    res.json(view(await load(store, String(req.params.id))));
+  });
+
+  router.get('/v1/jobs/:id/result', async (req: Request, res: Response) => {
+    const record = await load(store, String(req.params.id));
+    if (record.output.type !== 'inline') {
+      throw new EmbedpoolError('NOT_FOUND', `job ${record.id} writes to ${record.output.type}, not inline`);
+    }
+    if (record.state !== 'completed' && record.state !== 'partially_failed') {
+      throw new EmbedpoolError('NOT_FOUND', `job ${record.id} has no result (state ${record.state})`);
+    }
+    const buf = await deps.redis.getBuffer(jobKeys.result(config.QUEUE_PREFIX, record.id));
+    if (!buf) throw new EmbedpoolError('NOT_FOUND', `the result of job ${record.id} has expired`);
+    const dim = record.dim ?? 0;
+    const binary =
+      req.accepts(['application/json', 'application/octet-stream']) === 'application/octet-stream';
+    if (binary) {
+      // Row-major float32, little-endian; ids and dimension travel in headers.
+      res
+        .status(200)
+        .type('application/octet-stream')
+        .set('X-Embedding-Dim', String(dim))
+        .set('X-Embedding-Count', String(record.total))
+        .set('X-Embedding-Ids', encodeURIComponent(JSON.stringify(record.itemIds)))
+        .send(buf);
+      return;
+    }
+    const vectors = new Float32Array(buf.byteLength / 4);
+    new Uint8Array(vectors.buffer).set(buf);
+    const failed = new Map(record.failures.map((f) => [f.index, f]));
+    const items = record.itemIds.map((id, i) => {
+      const f = failed.get(i);
+      return f
+        ? { id, error: { code: f.code, message: f.message } }
+        : { id, image_features: Array.from(vectors.subarray(i * dim, (i + 1) * dim)) };
+    });
+    res.status(200).json({ id: record.id, model: record.model, dim, items });
+  });
+
+  router.delete('/v1/jobs/:id', async (req: Request, res: Response) => {
+    const id = String(req.params.id);
+    const record = await load(store, id);
+    if (record.state === 'queued') {
+      await queue.remove(id);
+      const moved = await store.cancel(id);
+      if (moved === 'ok') {
+        res.status(200).json(view(await load(store, id)));
+        return;
+      }
+    }
+    const now = await load(store, id);
+    throw new EmbedpoolError('BAD_REQUEST', `job ${id} is ${now.state}; only queued jobs can be cancelled`);
+  });
+
+  router.post('/v1/jobs/:id/callback/redrive', async (req: Request, res: Response) => {
+    const id = String(req.params.id);
+    await load(store, id);
+    if (!deps.redrive) throw new EmbedpoolError('BAD_REQUEST', 'callbacks are not configured');
+    await deps.redrive(id);
+    res.status(202).json(view(await load(store, id)));
+  });
+
+  return router;
+}

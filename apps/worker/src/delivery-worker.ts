@@ -1,0 +1,235 @@
+/**
+ * The callback delivery worker: takes delivery jobs off QUEUES.deliveries, builds the body from the job
+ * record (and inline result) at send time, signs it with a fresh timestamp, and POSTs it under the same
+ * address policy as image URLs. A failing receiver is retried with backoff here, never re-embedded.
+ */
+import type { Config } from '@embedpool/core/config';
+import {
+  buildDeliveryBody,
+  DELIVERY_BACKOFF_TYPE,
+  type DeliveryJobData,
+  deliveryBackoffStrategy,
+  deliveryHeaders,
+  deliveryJobSchema,
+  goneReason,
+} from '@embedpool/core/delivery';
+import { type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
+import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
+import { createLogger, type Logger } from '@embedpool/core/logger';
+import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
+import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** A URL the policy refuses can never become deliverable by retrying: dead-lettered at once. */
+const UNRECOVERABLE_CODES: ReadonlySet<ErrorCode> = new Set([
+  'URL_INVALID',
+  'URL_SCHEME_NOT_ALLOWED',
+  'URL_CREDENTIALS_NOT_ALLOWED',
+  'URL_ADDRESS_NOT_ALLOWED',
+]);
+
+export const DELIVERY_CONCURRENCY = 16;
+
+/** The delivery worker's series, on the registry it is given (one set per registry). */
+export function createDeliveryMetrics(registry: Registry) {
+  const registers = [registry];
+  let deadLetterSource: (() => Promise<number>) | undefined;
+  const deliveries = new Counter({
+    name: 'embedpool_callback_deliveries_total',
+    help: 'Callback delivery attempts by outcome: delivered, failed_attempt (will be retried), dead (last attempt failed or unrecoverable).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  for (const outcome of ['delivered', 'failed_attempt', 'dead']) deliveries.inc({ outcome }, 0);
+  return {
+    setDeadLetterSource(fn: () => Promise<number>) {
+      deadLetterSource = fn;
+    },
+    deliveries,
+    deadLetters: new Gauge({
+      name: 'embedpool_callback_dead_letters',
+      help: 'Delivery jobs in the failed (dead-letter) set of the deliveries queue and not redriven.',
+      registers,
+      async collect() {
+        if (!deadLetterSource) return;
+        try {
+          this.set(await deadLetterSource());
+        } catch {
+          // Redis unreachable: keep the last value rather than fail the whole scrape.
+        }
+      },
+    }),
+    duration: new Histogram({
+      name: 'embedpool_callback_delivery_seconds',
+      help: 'Time per callback POST attempt, by outcome (delivered or failed).',
+      labelNames: ['outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+  };
+}
+
+export type DeliveryMetrics = ReturnType<typeof createDeliveryMetrics>;
+
+/** Callback URLs pass the same address rules as image URLs (FETCH_ALLOW, FETCH_* timeouts); no redirects. */
+export function createCallbackPolicy(config: Config): UrlPolicy {
+  return createUrlPolicy({
+    allow: config.FETCH_ALLOW,
+    maxRedirects: 0,
+    connectTimeoutMs: config.FETCH_CONNECT_TIMEOUT_MS,
+    headersTimeoutMs: config.FETCH_HEADERS_TIMEOUT_MS,
+    totalTimeoutMs: config.FETCH_TOTAL_TIMEOUT_MS,
+    // The receiver's response body is never read (it is discarded once the status is known), so this only
+    // keeps a large declared Content-Length on a 2xx from counting as a failure.
+    maxBytes: 1 << 30,
+  });
+}
+
+export interface StartDeliveryWorkerOptions {
+  config: Config;
+  logger?: Logger;
+  registry?: Registry;
+  /** Defaults to a JobStore on this worker's own Redis connection (QUEUE_PREFIX, JOB_TTL_S). */
+  store?: JobStore;
+  /** Defaults to createCallbackPolicy(config). */
+  policy?: UrlPolicy;
+  /** Parallel POSTs; default 16. */
+  concurrency?: number;
+}
+
+export interface DeliveryWorkerHandle {
+  worker: Worker<DeliveryJobData>;
+  metrics: DeliveryMetrics;
+  registry: Registry;
+  /** Stops taking deliveries, lets the ones in flight finish, then releases Redis. */
+  close(): Promise<void>;
+}
+
+export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Promise<DeliveryWorkerHandle> {
+  const { config } = opts;
+  const prefix = config.QUEUE_PREFIX;
+  const logger = (opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL })).child({
+    component: 'delivery',
+  });
+  const registry = opts.registry ?? new Registry();
+  const metrics = createDeliveryMetrics(registry);
+  const policy = opts.policy ?? createCallbackPolicy(config);
+  const redis = createRedis(config.REDIS_URL, 'consumer');
+  const store = opts.store ?? new JobStore(redis, prefix, config.JOB_TTL_S);
+  const secret = config.CALLBACK_SECRET;
+  if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
+
+  const queue = new Queue<DeliveryJobData>(QUEUES.deliveries, { connection: redis, prefix });
+  queue.on('error', () => {});
+  metrics.setDeadLetterSource(() => queue.getFailedCount());
+
+  const processor = async (job: Job<DeliveryJobData>) => {
+    const parsed = deliveryJobSchema.safeParse(job.data);
+    if (!parsed.success) {
+      metrics.deliveries.inc({ outcome: 'dead' });
+      throw new UnrecoverableError(`BAD_REQUEST: invalid delivery job: ${parsed.error.message}`);
+    }
+    const data = parsed.data;
+    const attempt = job.attemptsMade + 1;
+    const maxAttempts = job.opts.attempts ?? 1;
+    const log = logger.child({ jobId: data.jobId, deliveryId: data.deliveryId, attempt });
+
+    const record = await store.get(data.jobId);
+    if (!record) {
+      metrics.deliveries.inc({ outcome: 'dead' });
+      log.warn('callback dead-lettered: job record expired');
+      throw new UnrecoverableError(`RECORD_EXPIRED: the record of job ${data.jobId} has expired`);
+    }
+    // A duplicate run (re-queued after the first one finished) must not POST twice.
+    if (record.delivery?.state === 'delivered') return { skipped: 'already delivered' };
+
+    const base: DeliveryState = {
+      state: 'pending',
+      deliveryId: data.deliveryId,
+      url: data.url,
+      attempts: data.attemptOffset + attempt,
+    };
+    /** Records a failed attempt; returns the error to throw (BullMQ retries unless it is unrecoverable). */
+    const fail = async (message: string, o: { status?: number; unrecoverable?: boolean } = {}) => {
+      const dead = o.unrecoverable === true || attempt >= maxAttempts;
+      await store.setDelivery(data.jobId, {
+        ...base,
+        state: dead ? 'dead' : 'pending',
+        lastError: message,
+        ...(o.status === undefined ? {} : { lastStatus: o.status }),
+      });
+      metrics.deliveries.inc({ outcome: dead ? 'dead' : 'failed_attempt' });
+      if (dead) log.warn({ err: message, status: o.status }, 'callback dead-lettered');
+      else log.info({ err: message, status: o.status }, 'callback attempt failed; will retry');
+      return o.unrecoverable ? new UnrecoverableError(message) : new Error(message);
+    };
+
+    let body: string;
+    try {
+      body = await buildDeliveryBody(redis, prefix, record, data.kind);
+    } catch (err) {
+      if (goneReason(err)) throw await fail((err as Error).message, { unrecoverable: true });
+      throw err;
+    }
+    if (!secret) throw await fail('CONFIG_INVALID: CALLBACK_SECRET is not set on the delivery worker');
+
+    // A fresh timestamp per attempt, so a retry hours later still passes the receiver's tolerance.
+    const headers = deliveryHeaders({ secret, deliveryId: data.deliveryId, body });
+    const started = performance.now();
+    let status: number;
+    try {
+      const res = await safeFetchStream(data.url, policy, { method: 'POST', headers, body });
+      status = res.status;
+      res.body.on('error', () => {});
+      res.body.destroy();
+    } catch (err) {
+      metrics.duration.observe({ outcome: 'failed' }, (performance.now() - started) / 1000);
+      const e = toEmbedpoolError(err, 'URL_FETCH_FAILED');
+      const httpStatus = e.code === 'URL_HTTP_STATUS' ? Number(e.details?.status) : undefined;
+      throw await fail(`${e.code}: ${e.message}`, {
+        status: Number.isInteger(httpStatus) ? httpStatus : undefined,
+        unrecoverable: UNRECOVERABLE_CODES.has(e.code),
+      });
+    }
+    metrics.duration.observe({ outcome: 'delivered' }, (performance.now() - started) / 1000);
+    await store.setDelivery(data.jobId, {
+      ...base,
+      state: 'delivered',
+      lastStatus: status,
+      deliveredAt: Date.now(),
+    });
+    metrics.deliveries.inc({ outcome: 'delivered' });
+    log.info({ status }, 'callback delivered');
+    return { status };
+  };
+
+  const workerConnection = createRedis(config.REDIS_URL, 'consumer');
+  const worker = new Worker<DeliveryJobData>(QUEUES.deliveries, processor, {
+    connection: workerConnection,
+    prefix,
+    concurrency: opts.concurrency ?? DELIVERY_CONCURRENCY,
+    settings: { backoffStrategy: deliveryBackoffStrategy(config.CALLBACK_BACKOFF_MS) },
+    autorun: false,
+  });
+  worker.on('error', (err) => logger.error({ err }, 'delivery worker error'));
+  void worker.run();
+  await worker.waitUntilReady();
+  logger.info(
+    { concurrency: opts.concurrency ?? DELIVERY_CONCURRENCY, backoff: DELIVERY_BACKOFF_TYPE },
+    'delivery worker started',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      await worker.close();
+      await queue.close();
+      workerConnection.disconnect();
+      redis.disconnect();
+      logger.info('delivery worker stopped');
+    })();
+    return closing;
+  };
+  return { worker, metrics, registry, close };
+}

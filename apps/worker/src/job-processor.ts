@@ -1,0 +1,171 @@
+import type { BlobServiceClient } from '@azure/storage-blob';
+import { writeJobVectors } from '@embedpool/core/blob';
+import { toEmbedpoolError } from '@embedpool/core/errors';
+import {
+  type EmbedJobData,
+  embedJobSchema,
+  type JobLocation,
+  type JobRecord,
+  type JobStore,
+  jobKeys,
+} from '@embedpool/core/jobs';
+import type { Logger } from '@embedpool/core/logger';
+import type { ItemFailure } from '@embedpool/core/queue';
+import { type Job, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import pLimit from 'p-limit';
+import type { EmbedPipeline } from './embed-pipeline';
+
+/** What the job processor needs from the delivery queue (see @embedpool/core/delivery). */
+export interface DeliveryEnqueuer {
+  enqueue(req: { jobId: string; url: string; kind: 'vectors' | 'blob-pointer' }): Promise<unknown>;
+}
+
+export interface JobProcessorDeps {
+  pipeline: EmbedPipeline;
+  redis: Redis;
+  prefix: string;
+  store: JobStore;
+  resultTtlSeconds: number;
+  modelId: string;
+  dim: () => number;
+  logger: Logger;
+  /** Images of one job in flight at once: a 1,000-image job must not open 1,000 downloads. */
+  perJobConcurrency: number;
+  blob?: BlobServiceClient;
+  /** Backoff of the sink's own retry; the SDK retries requests and BullMQ retries the whole job above it. */
+  blobRetryDelayMs?: number;
+  deliveries?: DeliveryEnqueuer;
+}
+
+function l2normalize(v: Float32Array): void {
+  let sum = 0;
+  for (const x of v) sum += x * x;
+  const n = Math.sqrt(sum);
+  if (n > 0) for (let i = 0; i < v.length; i++) v[i]! /= n;
+}
+
+/**
+ * An async job: embed every image, write the output (inline result, blobs, or the result a callback will
+ * carry), record the outcome, then hand callbacks to the delivery queue. Every step is safe to repeat, so
+ * a job retried after a crash or a storage outage ends with one output and one delivery.
+ */
+export function createJobProcessor(deps: JobProcessorDeps) {
+  return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
+    const parsed = embedJobSchema.safeParse(job.data);
+    if (!parsed.success)
+      throw new UnrecoverableError(`BAD_REQUEST: invalid job payload: ${parsed.error.message}`);
+    const data = parsed.data;
+    const log = deps.logger.child({ jobId: data.jobId });
+    const record = await deps.store.get(data.jobId);
+    if (!record) throw new UnrecoverableError(`NOT_FOUND: job record ${data.jobId} is gone`);
+    if (record.state === 'cancelled') return { state: 'cancelled' };
+    if (record.state !== 'queued' && record.state !== 'running') {
+      // Finished on an earlier attempt that died before the delivery was queued: queue it (ids dedupe).
+      await enqueueDelivery(deps, record);
+      return { state: record.state };
+    }
+    try {
+      await deps.store.markRunning(data.jobId);
+      const limit = pLimit(deps.perJobConcurrency);
+      const settled = await Promise.allSettled(
+        data.images.map((img) => limit(() => deps.pipeline.embed(img.ref))),
+      );
+      const dim = deps.dim();
+      const vectors: (Float32Array | null)[] = [];
+      const failures: ItemFailure[] = [];
+      settled.forEach((s, index) => {
+        if (s.status === 'fulfilled') {
+          if (data.normalize) l2normalize(s.value);
+          vectors.push(s.value);
+        } else {
+          const e = toEmbedpoolError(s.reason);
+          vectors.push(null);
+          failures.push({ index, code: e.code, message: e.message });
+        }
+      });
+      const location = await writeOutput(deps, data, vectors, dim);
+      const succeeded = vectors.length - failures.length;
+      await deps.store.finish(data.jobId, {
+        succeeded,
+        failed: failures.length,
+        failures,
+        location,
+        model: deps.modelId,
+        dim,
+      });
+      const finished = await deps.store.get(data.jobId);
+      if (finished) await enqueueDelivery(deps, finished);
+      log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');
+      return { state: finished?.state ?? 'completed' };
+    } catch (err) {
+      const e = toEmbedpoolError(err);
+      const last = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      log.warn({ err: e.message, code: e.code, attempt: job.attemptsMade + 1, last }, 'job attempt failed');
+      if (last) {
+        const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;
+        await deps.store.fail(data.jobId, {
+          code: storageCode ? `STORAGE_${storageCode}` : e.code,
+          message: e.message,
+        });
+      }
+      throw err;
+    }
+  };
+}
+
+async function writeOutput(
+  deps: JobProcessorDeps,
+  data: EmbedJobData,
+  vectors: (Float32Array | null)[],
+  dim: number,
+): Promise<JobLocation> {
+  const output = data.output;
+  if (output.type === 'blob') {
+    if (!deps.blob)
+      throw new UnrecoverableError('CONFIG_INVALID: blob output requested but no storage is configured');
+    const written = await writeJobVectors({
+      client: deps.blob,
+      container: output.container,
+      pathTemplate: output.path,
+      jobId: data.jobId,
+      jobDate: data.createdAt,
+      items: data.images.map((img, i) => ({ id: img.id, vector: vectors[i] ?? null })),
+      model: deps.modelId,
+      dim,
+      formats: { jsonl: true, npy: output.npy },
+      createContainer: true,
+      onExisting: 'accept-complete',
+      retry: { attempts: 2, backoffMs: deps.blobRetryDelayMs ?? 1000 },
+    });
+    return { type: 'blob', container: written.container, blobs: written.blobs.map((b) => b.name) };
+  }
+  // Inline and callback outputs keep the vectors in Redis: fetched by GET .../result, or read by the delivery.
+  const flat = new Float32Array(vectors.length * dim);
+  vectors.forEach((v, i) => {
+    if (v) flat.set(v, i * dim);
+  });
+  await deps.redis.set(
+    jobKeys.result(deps.prefix, data.jobId),
+    Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength),
+    'EX',
+    deps.resultTtlSeconds,
+  );
+  return output.type === 'callback'
+    ? { type: 'callback', url: output.url }
+    : { type: 'inline', resultPath: `/v1/jobs/${data.jobId}/result` };
+}
+
+async function enqueueDelivery(deps: JobProcessorDeps, record: JobRecord): Promise<void> {
+  const out = record.output;
+  const url = out.type === 'callback' ? out.url : out.type === 'blob' ? out.callbackUrl : undefined;
+  // Already handed over (pending, delivered or dead-lettered): the delivery queue owns it from there.
+  if (!url || record.state === 'cancelled' || record.delivery) return;
+  if (!deps.deliveries)
+    throw new UnrecoverableError('CONFIG_INVALID: callback requested but deliveries are off');
+  await deps.deliveries.enqueue({
+    jobId: record.id,
+    url,
+    kind: out.type === 'blob' ? 'blob-pointer' : 'vectors',
+  });
+}

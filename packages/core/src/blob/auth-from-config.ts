@@ -1,0 +1,11 @@
+import type { Config } from '../config';
+import type { BlobAuth } from './blob-client';
+
+/** The deployment's storage account, from whichever of the three BLOB_* variables is set (first wins). */
+export function blobAuthFromConfig(config: Config): BlobAuth | undefined {
+  if (config.BLOB_CONNECTION_STRING)
+    return { kind: 'connection-string', connectionString: config.BLOB_CONNECTION_STRING };
+  if (config.BLOB_SAS_URL) return { kind: 'sas-url', url: config.BLOB_SAS_URL };
+  if (config.BLOB_ACCOUNT_URL) return { kind: 'managed-identity', accountUrl: config.BLOB_ACCOUNT_URL };
+  return undefined;
+}
