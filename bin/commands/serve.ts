@@ -54,10 +54,12 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     }
     // Loaded here, not at the top: the other CLI commands should not pay for express, BullMQ and the worker.
     const { startApi } = await import('@embedpool/api');
-    const { startMetricsServer, startWorker } = await import('@embedpool/worker');
+    const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
       const worker = await startWorker({ config, logger, registry });
       stoppers.unshift(worker.close);
+      const delivery = await startDeliveryWorker({ config, logger, registry });
+      stoppers.unshift(delivery.close);
       if (kind === 'worker' && config.WORKER_METRICS_PORT > 0) {
         const metrics = await startMetricsServer(
           registry,

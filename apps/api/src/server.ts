@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '@embedpool/core/config';
+import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
@@ -23,8 +24,6 @@ export interface StartApiOptions {
   redis?: Redis;
   /** How long startApi waits for Redis before resolving anyway (default 5 s); /score answers 503 meanwhile. */
   readyTimeoutMs?: number;
-  /** Re-queues a dead-lettered callback (the delivery module's redrive, bound to its queue). */
-  redrive?: (jobId: string) => Promise<void>;
 }
 
 export interface RunningApi {
@@ -55,10 +54,12 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   });
   const scoreClient = new ScoreClient({ queue, redis, waiter, prefix });
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
+  const store = new JobStore(redis, prefix, config.JOB_TTL_S);
+  const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
   const jobs = {
-    store: new JobStore(redis, prefix, config.JOB_TTL_S),
+    store,
     queue: jobQueue,
-    ...(opts.redrive ? { redrive: opts.redrive } : {}),
+    ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
   const app = createApiApp({
     config,
@@ -82,6 +83,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     await waiter.close();
     await queue.close().catch(() => {});
     await jobQueue.close().catch(() => {});
+    await deliveries?.close().catch(() => {});
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
   try {

@@ -1,3 +1,10 @@
+export {
+  createCallbackPolicy,
+  createDeliveryMetrics,
+  type DeliveryWorkerHandle,
+  type StartDeliveryWorkerOptions,
+  startDeliveryWorker,
+} from './delivery-worker';
 export { decodeBase64Image, loadImageBytes } from './image-source';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { startMetricsServer } from './metrics-server';

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { MicroBatcher } from '@embedpool/core/batching';
 import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
+import { DeliveryQueue } from '@embedpool/core/delivery';
 import { Engine } from '@embedpool/core/engine';
 import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
@@ -126,6 +127,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     metrics,
   });
   const blobAuth = blobAuthFromConfig(config);
+  // Callbacks leave through the delivery queue, so a failing receiver never re-runs the model.
+  const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config.REDIS_URL, 'producer') : undefined;
+  const deliveries =
+    opts.deliveries ?? (deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined);
   const jobProcessor = createJobProcessor({
     pipeline,
     redis,
@@ -148,7 +153,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
           blobRetryDelayMs: config.BLOB_RETRY_DELAY_MS,
         }
       : {}),
-    ...(opts.deliveries ? { deliveries: opts.deliveries } : {}),
+    ...(deliveries ? { deliveries } : {}),
   });
   // One queue, two kinds of job: sync /score requests (no priority, served first) and async jobs.
   const processor = (job: Job) =>
@@ -221,6 +226,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       await batcher.close();
       await engine.close();
       await removeWorker(redis, config.QUEUE_PREFIX, id).catch(() => {});
+      if (deliveries instanceof DeliveryQueue) await deliveries.close().catch(() => {});
+      deliveryRedis?.disconnect();
       redis.disconnect();
       logger.info({ workerId: id }, 'worker stopped');
     })();
