@@ -4,12 +4,13 @@ import { createLogger, type Logger } from '@embedpool/core/logger';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
+import { planDefaults } from './worker-plan';
 
 type Stopper = () => Promise<void>;
 
-function bootConfig(): Config {
+function bootConfig(env: NodeJS.ProcessEnv = process.env): Config {
   try {
-    return loadConfig();
+    return loadConfig(env);
   } catch (err) {
     console.error(err instanceof EmbedpoolError ? err.message : String(err));
     process.exit(1);
@@ -42,9 +43,15 @@ function onShutdown(logger: Logger, timeoutMs: number, stoppers: Stopper[]): voi
 }
 
 async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
-  const config = bootConfig();
+  let config = bootConfig();
   const logger = createLogger({ name: kind, level: config.LOG_LEVEL });
   try {
+    let plan: Awaited<ReturnType<typeof planDefaults>>['detected'] | undefined;
+    if (kind !== 'api' && config.WORKER_PLAN === 'auto') {
+      const planned = await planDefaults(process.env, logger);
+      config = bootConfig(planned.env);
+      plan = planned.detected;
+    }
     const stoppers: Stopper[] = [];
     const registry = new Registry();
     if (kind === 'serve') {
@@ -56,7 +63,7 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     const { startApi } = await import('@embedpool/api');
     const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
-      const worker = await startWorker({ config, logger, registry });
+      const worker = await startWorker({ config, logger, registry, ...(plan ? { plan } : {}) });
       stoppers.unshift(worker.close);
       const delivery = await startDeliveryWorker({ config, logger, registry });
       stoppers.unshift(delivery.close);

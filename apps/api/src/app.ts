@@ -1,15 +1,18 @@
 import type { Config } from '@embedpool/core/config';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import type { Queue } from 'bullmq';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { createApiMetrics, httpMetrics } from './metrics';
 import { requestContext } from './request-context';
+import { dashboardRouter } from './routes/dashboard';
 import { embeddingsRouter } from './routes/embeddings';
 import { healthRouter } from './routes/health';
 import { type JobsRouteDeps, jobsRouter } from './routes/jobs';
 import { metricsRouter } from './routes/metrics';
+import { openapiRouter } from './routes/openapi';
 import { scoreRouter } from './routes/score';
 import type { ScoreClient } from './score-client';
 
@@ -25,6 +28,8 @@ export interface ApiDeps {
   registry?: Registry;
   /** The async job API (/v1/jobs). */
   jobs?: Omit<JobsRouteDeps, 'config' | 'redis'>;
+  /** Queues shown by the operators' dashboard (mounted only when DASHBOARD_TOKEN is set). */
+  dashboardQueues?: Queue[];
 }
 
 export function createApiApp(deps: ApiDeps): Express {
@@ -40,6 +45,10 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(httpMetrics(metrics));
   app.use(healthRouter({ config, redis: deps.redis, events: deps.events }));
   app.use(metricsRouter(metrics.registry));
+  app.use(openapiRouter());
+  if (config.DASHBOARD_TOKEN && deps.dashboardQueues) {
+    app.use(dashboardRouter(config.DASHBOARD_TOKEN, deps.dashboardQueues));
+  }
   app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
   if (deps.jobs) {
     app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));

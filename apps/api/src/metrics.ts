@@ -1,5 +1,6 @@
+import { registerProcessMetrics } from '@embedpool/core/metrics';
 import type { RequestHandler } from 'express';
-import { Counter, collectDefaultMetrics, Histogram, type Metric, Registry } from 'prom-client';
+import { Counter, Histogram, type Metric, Registry } from 'prom-client';
 
 export interface ApiMetrics {
   readonly registry: Registry;
@@ -10,7 +11,6 @@ export interface ApiMetrics {
 }
 
 // Any metric prom-client's default set always registers: its presence means someone already collected them.
-const DEFAULT_METRICS_MARKER = 'process_cpu_user_seconds_total';
 
 /**
  * Registers the API's metrics on `registry` (a fresh one when none is given, never the global default),
@@ -18,7 +18,7 @@ const DEFAULT_METRICS_MARKER = 'process_cpu_user_seconds_total';
  * several apps in one process, so registering twice must not throw.
  */
 export function createApiMetrics(registry: Registry = new Registry()): ApiMetrics {
-  if (!registry.getSingleMetric(DEFAULT_METRICS_MARKER)) collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   const reuse = <T extends Metric>(name: string, make: () => T): T =>
     (registry.getSingleMetric(name) as T | undefined) ?? make();
   return {

@@ -4,9 +4,10 @@ import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import { registerFleetMetrics } from '@embedpool/core/metrics';
 import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { createApiApp } from './app';
 import { trackConnections } from './connections';
 import { ScoreClient } from './score-client';
@@ -61,13 +62,16 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     queue: jobQueue,
     ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
+  const registry = opts.registry ?? new Registry();
+  const fleet = registerFleetMetrics(registry, { redis, config });
   const app = createApiApp({
     config,
     redis,
     scoreClient,
     events: waiter,
     logger,
-    registry: opts.registry,
+    registry,
+    dashboardQueues: [jobQueue.queue, ...(deliveries ? [deliveries.queue] : [])],
     jobs,
   });
 
@@ -84,6 +88,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     await queue.close().catch(() => {});
     await jobQueue.close().catch(() => {});
     await deliveries?.close().catch(() => {});
+    await fleet.close();
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
   try {

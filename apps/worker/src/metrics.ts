@@ -45,6 +45,20 @@ export function createWorkerMetrics(registry: Registry) {
         if (busySource) this.set(busySource());
       },
     }),
+    planInfo: new Gauge({
+      name: 'embedpool_worker_plan_info',
+      help: 'The sizing this worker runs with (value 1): VM size, where it came from, and the settings in force.',
+      labelNames: [
+        'sku',
+        'source',
+        'provider',
+        'batch_size',
+        'intra_op_threads',
+        'inference_threads',
+        'decode_concurrency',
+      ] as const,
+      registers,
+    }),
     modelInfo: new Gauge({
       name: 'embedpool_model_info',
       help: 'The loaded model (value 1); random_weights="true" means the vectors mean nothing.',

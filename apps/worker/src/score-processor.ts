@@ -43,7 +43,6 @@ export function createScoreProcessor(deps: ScoreProcessorDeps) {
       throw new UnrecoverableError(`BAD_REQUEST: invalid job payload: ${parsed.error.message}`);
     const data = parsed.data;
     const log = deps.logger.child({ jobId: job.id, requestId: data.requestId });
-    deps.metrics?.stage.observe({ stage: 'queue_wait' }, Math.max(0, Date.now() - job.timestamp) / 1000);
     await assertWanted(deps, job.id!, data.deadline);
 
     const settled = await Promise.allSettled(data.images.map((ref) => deps.pipeline.embed(ref)));

@@ -7,6 +7,7 @@ import { DeliveryQueue } from '@embedpool/core/delivery';
 import { Engine } from '@embedpool/core/engine';
 import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import { registerFleetMetrics, registerProcessMetrics } from '@embedpool/core/metrics';
 import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
 import {
@@ -14,10 +15,12 @@ import {
   heartbeat,
   JOBS,
   QUEUES,
+  removeBacklog,
   removeWorker,
   type ScoreJobData,
   type WorkerInfo,
 } from '@embedpool/core/queue';
+import type { DetectedSku } from '@embedpool/core/sku';
 import { type Job, Worker } from 'bullmq';
 import { Registry } from 'prom-client';
 import { EmbedPipeline } from './embed-pipeline';
@@ -34,6 +37,8 @@ export interface StartWorkerOptions {
   model?: ModelSource;
   /** Where async jobs with callbacks hand their delivery. */
   deliveries?: DeliveryEnqueuer;
+  /** The machine plan this worker was sized with (logged at boot, exported as embedpool_worker_plan_info). */
+  plan?: DetectedSku;
 }
 
 export interface WorkerHandle {
@@ -52,6 +57,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const logger = opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL });
   const registry = opts.registry ?? new Registry();
   const metrics = createWorkerMetrics(registry);
+  registerProcessMetrics(registry);
   const model = opts.model ?? (await resolveModel(config, logger));
   const engine = await Engine.load({
     modelPath: model.path,
@@ -156,10 +162,27 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     ...(deliveries ? { deliveries } : {}),
   });
   // One queue, two kinds of job: sync /score requests (no priority, served first) and async jobs.
-  const processor = (job: Job) =>
-    job.name === JOBS.embedJob
+  const processor = (job: Job) => {
+    if (job.attemptsMade === 0) {
+      metrics.stage.observe({ stage: 'queue_wait' }, Math.max(0, Date.now() - job.timestamp) / 1000);
+    }
+    return job.name === JOBS.embedJob
       ? jobProcessor(job as Job<EmbedJobData>)
       : scoreProcessor(job as Job<ScoreJobData>);
+  };
+  const fleet = registerFleetMetrics(registry, { redis, config });
+  metrics.planInfo.set(
+    {
+      sku: opts.plan?.size ?? 'unknown',
+      source: opts.plan?.source ?? 'config',
+      provider: config.EXECUTION_PROVIDER,
+      batch_size: String(config.MAX_BATCH_SIZE),
+      intra_op_threads: String(config.INTRA_OP_THREADS),
+      inference_threads: String(config.INFERENCE_THREADS),
+      decode_concurrency: String(config.DECODE_CONCURRENCY),
+    },
+    1,
+  );
   const worker = new Worker(QUEUES.embed, processor, {
     connection: createRedis(config.REDIS_URL, 'consumer'),
     prefix: config.QUEUE_PREFIX,
@@ -170,9 +193,19 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     autorun: false,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
-  worker.on('completed', () => metrics.jobs.inc({ status: 'completed' }));
+  const finished = (job: Job) => {
+    metrics.stage.observe({ stage: 'end_to_end' }, Math.max(0, Date.now() - job.timestamp) / 1000);
+    void removeBacklog(redis, config.QUEUE_PREFIX, job.id!).catch(() => {});
+  };
+  worker.on('completed', (job) => {
+    metrics.jobs.inc({ status: 'completed' });
+    finished(job);
+  });
   worker.on('failed', (job, err) => {
     metrics.jobs.inc({ status: 'failed' });
+    // Only a job that will not run again leaves the backlog.
+    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1)))
+      finished(job);
     logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
   });
 
@@ -188,11 +221,30 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     startedAt: Date.now(),
   };
   let beating = false;
+  // Throughput while busy, as an EWMA over heartbeat intervals in which the model had work.
+  let rate = 0;
+  let mark = { at: performance.now(), images: engine.stats.images, busyMs: engine.stats.busyMs };
+  const measure = () => {
+    const now = { at: performance.now(), images: engine.stats.images, busyMs: engine.stats.busyMs };
+    const images = now.images - mark.images;
+    const busyShare = (now.busyMs - mark.busyMs) / Math.max(1, now.at - mark.at);
+    // Only intervals where the model was busy most of the time say what this worker can do.
+    if (images > 0 && busyShare > 0.5) {
+      const sample = images / ((now.at - mark.at) / 1000);
+      rate = rate === 0 ? sample : 0.7 * rate + 0.3 * sample;
+    }
+    mark = now;
+  };
   const beat = async () => {
     if (beating) return;
     beating = true;
     try {
-      await heartbeat(redis, config.QUEUE_PREFIX, { ...info, dim: engine.dim ?? info.dim });
+      measure();
+      await heartbeat(redis, config.QUEUE_PREFIX, {
+        ...info,
+        dim: engine.dim ?? info.dim,
+        imagesPerSecond: rate,
+      });
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'heartbeat failed');
     } finally {
@@ -226,6 +278,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       await batcher.close();
       await engine.close();
       await removeWorker(redis, config.QUEUE_PREFIX, id).catch(() => {});
+      await fleet.close();
       if (deliveries instanceof DeliveryQueue) await deliveries.close().catch(() => {});
       deliveryRedis?.disconnect();
       redis.disconnect();

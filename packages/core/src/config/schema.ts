@@ -70,6 +70,17 @@ export const envSchema = z.object({
   WORKER_SKU: z.string().min(1).optional(),
   AZURE_IMDS_ENDPOINT: z.string().url().optional(),
 
+  WORKER_PLAN: z.enum(['auto', 'off']).default('auto'),
+
+  // Autoscaling signal (embedpool_desired_workers)
+  AUTOSCALE_TARGET_DRAIN_S: int(1).default(60),
+  AUTOSCALE_MIN_WORKERS: int(0).default(1),
+  AUTOSCALE_MAX_WORKERS: int(1).default(100),
+  AUTOSCALE_DEFAULT_RATE: z.coerce.number().positive().default(2),
+
+  // Operators' queue dashboard (Bull Board at /admin/queues); off unless a token is set
+  DASHBOARD_TOKEN: z.string().min(16).optional(),
+
   // Worker
   MAX_BATCH_SIZE: int(1).max(1024).default(16),
   BATCH_WAIT_MS: int(0).max(10_000).default(5),

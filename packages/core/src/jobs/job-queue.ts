@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
+import { addBacklog, removeBacklog } from '../queue/backlog';
 import { JOBS, QUEUES } from '../queue/names';
 import { type EmbedJobData, embedJobSchema } from './schemas';
 
@@ -12,7 +13,7 @@ export class JobQueue {
   readonly queue: Queue;
 
   constructor(
-    connection: Redis,
+    private readonly connection: Redis,
     private readonly opts: { prefix: string; attempts: number; eventsMaxLen?: number },
   ) {
     this.queue = new Queue(QUEUES.embed, {
@@ -35,6 +36,7 @@ export class JobQueue {
         removeOnComplete: true,
         removeOnFail: { age: 24 * 3600, count: 10_000 },
       });
+      await addBacklog(this.connection, this.opts.prefix, parsed.data.jobId, parsed.data.images.length);
     } catch (err) {
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
@@ -43,7 +45,9 @@ export class JobQueue {
   /** Removes a job that no worker has taken yet; false when it is already running or gone. */
   async remove(jobId: string): Promise<boolean> {
     try {
-      return (await this.queue.remove(jobId)) === 1;
+      const removed = (await this.queue.remove(jobId)) === 1;
+      if (removed) await removeBacklog(this.connection, this.opts.prefix, jobId);
+      return removed;
     } catch {
       return false;
     }

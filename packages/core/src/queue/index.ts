@@ -1,3 +1,4 @@
+export { addBacklog, backlogImages, removeBacklog } from './backlog';
 export { createRedis, type RedisRole } from './connection';
 export { JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
 export { takeResult, writeResult } from './results';
@@ -15,6 +16,7 @@ export {
 export { ScoreQueue, type ScoreQueueOptions } from './score-queue';
 export {
   heartbeat,
+  type LiveWorker,
   liveWorkers,
   pruneWorkers,
   removeWorker,

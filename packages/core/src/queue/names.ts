@@ -24,4 +24,6 @@ export const keys = {
   workers: (prefix: string) => `${prefix}:workers`,
   workerInfo: (prefix: string) => `${prefix}:workers:info`,
   cancelled: (prefix: string, jobId: string) => `${prefix}:cancelled:${jobId}`,
+  /** Hash jobId -> images still to embed: the backlog in images, whatever the job kind. */
+  backlog: (prefix: string) => `${prefix}:backlog`,
 };

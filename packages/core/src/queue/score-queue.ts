@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
+import { addBacklog, removeBacklog } from './backlog';
 import { JOBS, keys, QUEUES } from './names';
 import { type ScoreJobData, type ScoreJobInput, scoreJobSchema } from './schemas';
 
@@ -47,6 +48,7 @@ export class ScoreQueue {
         removeOnComplete: true,
         removeOnFail: { age: 3600, count: 1000 },
       });
+      await addBacklog(this.connection, this.prefix, job.id!, data.images.length);
       return job.id!;
     } catch (err) {
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
@@ -57,7 +59,10 @@ export class ScoreQueue {
   async cancel(jobId: string): Promise<'removed' | 'marked'> {
     try {
       const removed = await this.queue.remove(jobId);
-      if (removed === 1) return 'removed';
+      if (removed === 1) {
+        await removeBacklog(this.connection, this.prefix, jobId);
+        return 'removed';
+      }
     } catch {
       // Locked by a worker: fall through to marking it.
     }

@@ -13,8 +13,11 @@ export const workerInfoSchema = z.object({
   /** True when the model is a random-weight stand-in: the pipeline runs, the vectors mean nothing. */
   randomWeights: z.boolean(),
   startedAt: z.number(),
+  /** Measured images/s while busy (EWMA); 0 until the worker has measured anything. */
+  imagesPerSecond: z.number().default(0),
 });
-export type WorkerInfo = z.infer<typeof workerInfoSchema>;
+export type WorkerInfo = z.input<typeof workerInfoSchema>;
+export type LiveWorker = z.infer<typeof workerInfoSchema>;
 
 /** Workers announce themselves with a heartbeat; /readyz counts those seen within the TTL. */
 export async function heartbeat(redis: Redis, prefix: string, info: WorkerInfo): Promise<void> {
@@ -29,7 +32,7 @@ export async function removeWorker(redis: Redis, prefix: string, id: string): Pr
   await redis.multi().zrem(keys.workers(prefix), id).hdel(keys.workerInfo(prefix), id).exec();
 }
 
-export async function liveWorkers(redis: Redis, prefix: string, ttlSeconds: number): Promise<WorkerInfo[]> {
+export async function liveWorkers(redis: Redis, prefix: string, ttlSeconds: number): Promise<LiveWorker[]> {
   const since = Date.now() - ttlSeconds * 1000;
   const ids = await redis.zrangebyscore(keys.workers(prefix), since, '+inf');
   if (ids.length === 0) return [];

@@ -1,0 +1,418 @@
+/**
+ * The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json. Every route the express app
+ * serves must be here: test/e2e/openapi.test.ts walks the app's router and fails on any (method, path) the
+ * document and the app disagree on, and checks live answers against the response schemas.
+ */
+import { readFileSync } from 'node:fs';
+import { RETRY_AFTER_S } from '../http-errors';
+import { componentSchemas, type JsonSchema, ref } from './schemas';
+
+export type OpenApiDocument = Record<string, unknown> & {
+  openapi: string;
+  info: { title: string; version: string };
+  paths: Record<string, Record<string, unknown>>;
+};
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const json = (schema: JsonSchema) => ({ 'application/json': { schema } });
+const hdr = (name: string) => ({ $ref: `#/components/headers/${name}` });
+const param = (name: string) => ({ $ref: `#/components/parameters/${name}` });
+const resp = (name: string) => ({ $ref: `#/components/responses/${name}` });
+
+/** A response; every answer carries X-Request-Id. */
+function response(
+  description: string,
+  content?: Record<string, unknown>,
+  headers: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    description,
+    headers: { 'X-Request-Id': hdr('XRequestId'), ...headers },
+    ...(content ? { content } : {}),
+  };
+}
+
+const serviceError = (description: string, headers: Record<string, unknown> = {}) =>
+  response(description, json(ref('Error')), headers);
+
+/** OpenAI-shaped errors carry x-should-retry: false when a retry can never succeed. */
+const openAiError = (description: string, headers: Record<string, unknown> = {}) =>
+  response(description, json(ref('OpenAIError')), { 'x-should-retry': hdr('XShouldRetry'), ...headers });
+
+function components(): Record<string, unknown> {
+  return {
+    schemas: componentSchemas(),
+    parameters: {
+      JobId: {
+        name: 'id',
+        in: 'path',
+        required: true,
+        description: 'The job id POST /v1/jobs answered.',
+        schema: { type: 'string' },
+      },
+      IdempotencyKey: {
+        name: 'Idempotency-Key',
+        in: 'header',
+        required: false,
+        description:
+          'Makes a retried submission safe: the same key with the same body (compared as JSON, key order ' +
+          'and whitespace aside) answers 200 with the job the first request created; the same key with a ' +
+          'different body is a 400. Keys are kept as long as the job record (JOB_TTL_S).',
+        schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+      },
+      XRequestId: {
+        name: 'X-Request-Id',
+        in: 'header',
+        required: false,
+        description: "The request's id in the logs (echoed); a fresh uuid when absent or not sane.",
+        schema: { type: 'string', pattern: '^[A-Za-z0-9._:@/+=-]{1,128}$' },
+      },
+      AcceptResult: {
+        name: 'Accept',
+        in: 'header',
+        required: false,
+        description:
+          'application/octet-stream: the vectors as raw float32 (see the response); anything else: JSON. ' +
+          '(OpenAPI tools ignore an Accept parameter; the two response media types say the same.)',
+        schema: { type: 'string', enum: ['application/json', 'application/octet-stream'] },
+      },
+    },
+    headers: {
+      XRequestId: {
+        description: "The request's id in the API's logs.", required: true,
+        schema: { type: 'string' },
+      },
+      RetryAfter: {
+        description: `Seconds to wait before retrying (${RETRY_AFTER_S}).`, required: true,
+        schema: { type: 'integer', minimum: 0 },
+      },
+      Location: {
+        description: "The job's status URL, relative to the API: /v1/jobs/{id}.", required: true,
+        schema: { type: 'string' },
+      },
+      XShouldRetry: {
+        description: '"false" on errors that no retry can fix (OpenAI SDKs obey it); absent otherwise.',
+        schema: { type: 'string', enum: ['false'] },
+      },
+      XEmbeddingDim: { description: 'Floats per vector.', required: true, schema: { type: 'integer', minimum: 0 } },
+      XEmbeddingCount: {
+        description: 'Vectors (rows) in the body.', required: true,
+        schema: { type: 'integer', minimum: 0 },
+      },
+      XEmbeddingIds: {
+        description: 'encodeURIComponent(JSON array of the image ids, in row order).', required: true,
+        schema: { type: 'string' },
+      },
+    },
+    responses: {
+      BadRequest: serviceError(
+        'The request is malformed (body, JSON, fields), or some images are bad: then `row` names the ' +
+          'first and `failures` lists every one, and nothing was queued.',
+      ),
+      TooLarge: serviceError(
+        'More images than the limit allows (TOO_MANY_IMAGES) or a body over MAX_BODY_BYTES ' +
+          '(PAYLOAD_TOO_LARGE).',
+      ),
+      NotFound: serviceError('No such job, or (for its result) nothing to serve: see the message.'),
+      Unavailable: serviceError('Redis is unreachable (UNAVAILABLE); retry after Retry-After.', {
+        'Retry-After': hdr('RetryAfter'),
+      }),
+      Timeout: serviceError('No answer within REQUEST_TIMEOUT_MS (TIMEOUT); the job was cancelled.'),
+      Internal: serviceError('An internal error, or the worker failed the whole request.'),
+      OpenAIBadRequest: openAiError(
+        'A bad field (`param` names it), malformed JSON, or bad images (`failures` lists each input).',
+      ),
+      OpenAITooLarge: openAiError('Too many inputs (TOO_MANY_IMAGES) or a body over MAX_BODY_BYTES.'),
+      OpenAIUnavailable: openAiError('Redis is unreachable; retry after Retry-After.', {
+        'Retry-After': hdr('RetryAfter'),
+      }),
+      OpenAITimeout: openAiError('No answer within REQUEST_TIMEOUT_MS (TIMEOUT); the job was cancelled.'),
+      OpenAIInternal: openAiError('An internal error, or the worker failed the whole request.'),
+    },
+  };
+}
+
+const requestId = param('XRequestId');
+
+function paths(): Record<string, Record<string, unknown>> {
+  const jobResponses = {
+    '404': resp('NotFound'),
+    '500': resp('Internal'),
+    '503': resp('Unavailable'),
+  };
+  return {
+    '/score': {
+      post: {
+        operationId: 'score',
+        tags: ['score'],
+        summary: 'Embed images synchronously (Azure ML online-endpoint contract)',
+        description:
+          'One request is one job, answered when every image is embedded: a 400 when any image fails ' +
+          '(naming the rows, as Azure does). The job is cancelled if the client disconnects first.',
+        parameters: [requestId],
+        requestBody: { required: true, content: json(ref('AzureScoreRequest')) },
+        responses: {
+          '200': response('One vector per row, in row order.', json(ref('ScoreResponse'))),
+          '400': resp('BadRequest'),
+          '413': resp('TooLarge'),
+          '500': resp('Internal'),
+          '503': resp('Unavailable'),
+          '504': resp('Timeout'),
+        },
+      },
+    },
+    '/v1/embeddings': {
+      post: {
+        operationId: 'createEmbeddings',
+        tags: ['embeddings'],
+        summary: 'Embed images synchronously (OpenAI embeddings contract)',
+        description:
+          'Point an OpenAI SDK at a base URL of http://host:port/v1. Same limits, deadline and ' +
+          "cancellation as /score; errors in OpenAI's shape. See apps/api/OPENAI.md.",
+        parameters: [requestId],
+        requestBody: { required: true, content: json(ref('EmbeddingsRequest')) },
+        responses: {
+          '200': response('The vectors, in input order.', json(ref('EmbeddingsResponse'))),
+          '400': resp('OpenAIBadRequest'),
+          '413': resp('OpenAITooLarge'),
+          '500': resp('OpenAIInternal'),
+          '503': resp('OpenAIUnavailable'),
+          '504': resp('OpenAITimeout'),
+        },
+      },
+    },
+    '/v1/jobs': {
+      post: {
+        operationId: 'createJob',
+        tags: ['jobs'],
+        summary: 'Submit an asynchronous embedding job',
+        description:
+          'Validates every image up front (a 400 lists each bad one and queues nothing), then queues the ' +
+          'job and answers at once. Blob output needs a storage account and callbacks need ' +
+          'CALLBACK_SECRET on the deployment (else 400). Poll GET /v1/jobs/{id}, or have the result ' +
+          'delivered (blob, callback).',
+        parameters: [param('IdempotencyKey'), requestId],
+        requestBody: { required: true, content: json(ref('CreateJobRequest')) },
+        responses: {
+          '202': response('Queued.', json(ref('JobAccepted')), { Location: hdr('Location') }),
+          '200': response(
+            'An earlier submission with the same Idempotency-Key and body.',
+            json(ref('JobExisting')),
+            {
+              Location: hdr('Location'),
+            },
+          ),
+          '400': resp('BadRequest'),
+          '413': resp('TooLarge'),
+          '500': resp('Internal'),
+          '503': resp('Unavailable'),
+        },
+      },
+    },
+    '/v1/jobs/{id}': {
+      parameters: [param('JobId')],
+      get: {
+        operationId: 'getJob',
+        tags: ['jobs'],
+        summary: "A job's state, counts, times, output, delivery and per-image status",
+        parameters: [requestId],
+        responses: { '200': response('The job.', json(ref('Job'))), ...jobResponses },
+      },
+      delete: {
+        operationId: 'cancelJob',
+        tags: ['jobs'],
+        summary: 'Cancel a queued job',
+        description: 'Only a job still `queued` can be cancelled; any other state is a 400.',
+        parameters: [requestId],
+        responses: {
+          '200': response('Cancelled; the job as it is now.', json(ref('Job'))),
+          '400': serviceError('The job is not queued (running or finished).'),
+          ...jobResponses,
+        },
+      },
+    },
+    '/v1/jobs/{id}/result': {
+      parameters: [param('JobId')],
+      get: {
+        operationId: 'getJobResult',
+        tags: ['jobs'],
+        summary: "An inline job's vectors",
+        description:
+          'Served for `inline` jobs that ended `completed` or `partially_failed`, for JOB_RESULT_TTL_S ' +
+          'after they finished; otherwise a 404 saying why (other output, not finished, expired).',
+        parameters: [param('AcceptResult'), requestId],
+        responses: {
+          '200': response(
+            'The result. JSON by default; with Accept: application/octet-stream, the raw vectors.',
+            {
+              'application/json': { schema: ref('JobResult') },
+              'application/octet-stream': {
+                schema: {
+                  description:
+                    'X-Embedding-Count rows of X-Embedding-Dim float32 values, row-major, little-endian, ' +
+                    'one row per image in submission order (a failed image is a row of zeros).',
+                },
+              },
+            },
+            {
+              'X-Embedding-Dim': hdr('XEmbeddingDim'),
+              'X-Embedding-Count': hdr('XEmbeddingCount'),
+              'X-Embedding-Ids': hdr('XEmbeddingIds'),
+            },
+          ),
+          ...jobResponses,
+        },
+      },
+    },
+    '/v1/jobs/{id}/callback/redrive': {
+      parameters: [param('JobId')],
+      post: {
+        operationId: 'redriveJobCallback',
+        tags: ['jobs'],
+        summary: 'Re-send a dead-lettered callback delivery',
+        description:
+          'Gives a dead-lettered delivery CALLBACK_ATTEMPTS more attempts (same Embedpool-Delivery-Id).',
+        parameters: [requestId],
+        responses: {
+          '202': response('Re-queued; the job as it is now.', json(ref('Job'))),
+          '400': serviceError(
+            'Callbacks are not configured, the job has no callback delivery, or it is not dead-lettered.',
+          ),
+          ...jobResponses,
+        },
+      },
+    },
+    '/healthz': {
+      get: {
+        operationId: 'healthz',
+        tags: ['operations'],
+        summary: 'Liveness: the process answers',
+        responses: { '200': response('Alive.', json(ref('Healthy'))) },
+      },
+    },
+    '/readyz': {
+      get: {
+        operationId: 'readyz',
+        tags: ['operations'],
+        summary: 'Readiness: a /score request sent now can be answered',
+        description:
+          'Ready when Redis answers, job events are being received and at least one worker with a ' +
+          'loaded model sent a heartbeat within READY_WORKER_TTL_S.',
+        responses: {
+          '200': response('Ready.', json(ref('Ready'))),
+          '503': response('Not ready; `reason` says why.', json(ref('NotReady')), {
+            'Retry-After': hdr('RetryAfter'),
+          }),
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        tags: ['operations'],
+        summary: 'Prometheus metrics',
+        responses: {
+          '200': response('Prometheus text exposition format.', {
+            'text/plain; version=0.0.4': { schema: { type: 'string' } },
+          }),
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        tags: ['operations'],
+        summary: 'This document',
+        responses: {
+          '200': response('The OpenAPI 3.1 document.', json({ type: 'object' })),
+        },
+      },
+    },
+  };
+}
+
+function webhooks(): Record<string, unknown> {
+  const header = (name: string, description: string, schema: JsonSchema) => ({
+    name,
+    in: 'header',
+    required: true,
+    description,
+    schema,
+  });
+  return {
+    'job.completed': {
+      post: {
+        operationId: 'jobCompleted',
+        tags: ['jobs'],
+        summary: 'A job finished: its vectors (callback output) or where its blobs are (blob + callbackUrl)',
+        description:
+          "POSTed to the job's callback URL when it finishes (not when it is cancelled). Verify " +
+          'Embedpool-Signature over the raw body before parsing it. Delivery is at least once: skip a ' +
+          'repeated Embedpool-Delivery-Id. See packages/core/src/delivery/WEBHOOKS.md.',
+        parameters: [
+          header('Embedpool-Event', 'The event name.', { const: 'job.completed' }),
+          header(
+            'Embedpool-Delivery-Id',
+            'Derived from the job id: the same on every attempt and redrive of the delivery.',
+            { type: 'string', pattern: '^dlv_[0-9a-f]{32}$' },
+          ),
+          header(
+            'Embedpool-Signature',
+            '`t=<unix seconds>,v1=<hex>`: hex HMAC-SHA256 with key CALLBACK_SECRET over `<t>.<raw body>`. ' +
+              'May carry several v1= values while a secret is rotated; reject a t more than 5 minutes off.',
+            { type: 'string', pattern: '^t=\\d+(,v1=[0-9a-f]{64})+$' },
+          ),
+          header('User-Agent', 'Always "embedpool".', { const: 'embedpool' }),
+        ],
+        requestBody: {
+          required: true,
+          content: json({ oneOf: [ref('WebhookVectors'), ref('WebhookBlobPointer')] }),
+        },
+        responses: {
+          '2XX': { description: 'Accepted: the delivery is done (the body is ignored).' },
+          default: {
+            description:
+              'Any other answer, a redirect, a connection error or a time-out is a failed attempt: retried ' +
+              'with exponential backoff up to CALLBACK_ATTEMPTS times, then dead-lettered.',
+          },
+        },
+      },
+    },
+  };
+}
+
+/** The whole document; built once per process by the route. */
+export function buildOpenApiDocument(): OpenApiDocument {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'embedpool',
+      version: packageVersion(),
+      summary: 'DINOv2 image embeddings as a service',
+      description:
+        'Synchronous embeddings through the Azure ML online-endpoint contract (POST /score) and ' +
+        "OpenAI's embeddings contract (POST /v1/embeddings); asynchronous jobs (/v1/jobs) with inline, " +
+        'Azure Blob or signed-callback output. No authentication: deploy behind your own gateway.',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+    },
+    tags: [
+      { name: 'score', description: 'Azure ML compatible synchronous scoring.' },
+      { name: 'embeddings', description: 'OpenAI compatible synchronous embeddings.' },
+      { name: 'jobs', description: 'Asynchronous embedding jobs (see apps/api/JOBS.md).' },
+      { name: 'operations', description: 'Probes, metrics and this document.' },
+    ],
+    paths: paths(),
+    webhooks: webhooks(),
+    components: components(),
+  };
+}

@@ -1,0 +1,2 @@
+export { buildOpenApiDocument, type OpenApiDocument } from './document';
+export { componentSchemas, type JsonSchema } from './schemas';

@@ -1,0 +1,3 @@
+export { desiredWorkers } from './desired-workers';
+export { registerFleetMetrics } from './fleet-metrics';
+export { registerProcessMetrics } from './process-metrics';
