@@ -9,6 +9,12 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
+// Children must not outlive the test process, even when a test times out before its cleanup runs.
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
 /** The real `embedpool` CLI as a child process, with its pino JSON log parsed line by line. */
 export class CliProcess {
   readonly child: ChildProcess;
@@ -22,6 +28,8 @@ export class CliProcess {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    running.add(this.child);
+    this.child.once('exit', () => running.delete(this.child));
     let buf = '';
     this.child.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
