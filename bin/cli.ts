@@ -3,6 +3,7 @@ import { registerEmbedCommand } from './commands/embed';
 import { registerModelCommands } from './commands/model';
 import { registerServeCommands } from './commands/serve';
 import { registerSkuCommands } from './commands/sku';
+import { registerSubmitCommands } from './commands/submit';
 
 const program = new Command()
   .name('embedpool')
@@ -13,5 +14,6 @@ registerModelCommands(program);
 registerEmbedCommand(program);
 registerServeCommands(program);
 registerSkuCommands(program);
+registerSubmitCommands(program);
 
 await program.parseAsync(process.argv);

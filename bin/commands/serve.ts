@@ -52,7 +52,9 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       config = bootConfig(planned.env);
       plan = planned.detected;
     }
+    // Handlers first: a SIGTERM during start-up must still drain what has started (work can arrive at once).
     const stoppers: Stopper[] = [];
+    onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
     const registry = new Registry();
     if (kind === 'serve') {
       const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger);
@@ -83,7 +85,6 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       stoppers.unshift(api.close);
       logger.info({ url: api.url }, `embedpool ${kind === 'serve' ? 'API + worker' : 'API'} listening`);
     }
-    onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
   } catch (err) {
     logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

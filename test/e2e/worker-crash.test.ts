@@ -14,7 +14,7 @@ import { CliProcess } from '../support/cli-process';
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const image = parityImages().find((i) => i.reference)!;
 
-describe('a worker killed with SIGKILL mid-request', () => {
+describe('worker processes dying or draining mid-request', () => {
   const prefix = `t-crash-${randomUUID().slice(0, 8)}`;
   const procs: CliProcess[] = [];
   afterAll(async () => {
@@ -100,6 +100,43 @@ describe('a worker killed with SIGKILL mid-request', () => {
       const results = await redis.keys(`${prefix}:result:*`);
       redis.disconnect();
       expect(results).toEqual([]);
+    } finally {
+      await api.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('drains on SIGTERM: the request in flight is answered, then the worker exits 0', async () => {
+    const held = new EventEmitter();
+    const stuck: ServerResponse[] = [];
+    const server = createServer((_req, res) => {
+      stuck.push(res);
+      held.emit('held');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${image.name}`;
+    const api = await startApi({
+      config: loadConfig({ REDIS_URL, QUEUE_PREFIX: prefix, PORT: '0', LOG_LEVEL: 'silent' }),
+    });
+    try {
+      const worker = await startWorkerProcess();
+      const isHeld = once(held, 'held');
+      const answer = fetch(`${api.url}/score`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ input_data: { columns: ['image'], index: [0], data: [[url]] } }),
+      });
+      await isHeld;
+      const exited = once(worker.child, 'exit') as Promise<[number | null, string | null]>;
+      worker.child.kill('SIGTERM');
+      await worker.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('shutting down'));
+      // The worker is draining: the image it was waiting for arrives now, and the request completes.
+      for (const res of stuck) res.writeHead(200).end(readFileSync(image.path));
+      const res = await answer;
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { image_features: number[] }[];
+      expect(cosine(body[0]!.image_features, image.reference!)).toBeGreaterThan(0.999);
+      expect((await exited)[0]).toBe(0);
     } finally {
       await api.close();
       await new Promise((r) => server.close(r));
