@@ -4,9 +4,8 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRedis } from '@embedpool/core/queue';
-import { parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { freePort, PrivateRedis, parityImages, REPO_ROOT } from '@embedpool/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, PrivateRedis } from '../support/private-redis';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 // The random ViT-B/14 is built once (343 MB) and reused by later runs.

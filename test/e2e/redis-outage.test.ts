@@ -3,11 +3,10 @@ import { readFileSync } from 'node:fs';
 import { startApi } from '@embedpool/api';
 import { loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
-import { cosine, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, PrivateRedis, parityImages } from '@embedpool/core/testing';
 import { startWorker } from '@embedpool/worker';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PrivateRedis } from '../support/private-redis';
 
 const image = parityImages().find((i) => i.reference)!;
 const body = JSON.stringify({
@@ -26,9 +25,9 @@ async function until(check: () => Promise<boolean>, tries = 200): Promise<void> 
 describe('Redis going away and coming back (a private redis-server)', () => {
   let redis: PrivateRedis;
   beforeAll(async () => {
-    redis = await PrivateRedis.create();
+    redis = await PrivateRedis.start();
   });
-  afterAll(() => redis.stop());
+  afterAll(() => redis.kill());
 
   it('answers 503 fast while Redis is down, says why in /readyz, and heals without a restart', async () => {
     const config = loadConfig({
@@ -55,7 +54,7 @@ describe('Redis going away and coming back (a private redis-server)', () => {
     try {
       expect((await score()).status).toBe(200);
 
-      await redis.stop();
+      await redis.kill();
       const down = await score();
       expect(down.status).toBe(503);
       expect(((await down.json()) as { error: { code: string } }).error.code).toBe('UNAVAILABLE');

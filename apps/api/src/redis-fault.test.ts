@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createRedis } from '@embedpool/core/queue';
+import { PrivateRedis } from '@embedpool/core/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningApi, startApi } from './index';
@@ -13,7 +14,6 @@ import {
   uniquePrefix,
 } from './testing/api-test-kit';
 import { FakeWorker } from './testing/fake-worker';
-import { PrivateRedis } from './testing/private-redis';
 
 type Ready = { status: string; reason?: string };
 const PNG_B64 = Buffer.from('fake image').toString('base64');

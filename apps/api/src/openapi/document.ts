@@ -9,7 +9,7 @@ import { componentSchemas, type JsonSchema, ref } from './schemas';
 
 export type OpenApiDocument = Record<string, unknown> & {
   openapi: string;
-  info: { title: string; version: string };
+  info: { title: string; version: string; [k: string]: unknown };
   paths: Record<string, Record<string, unknown>>;
 };
 
@@ -89,28 +89,36 @@ function components(): Record<string, unknown> {
     },
     headers: {
       XRequestId: {
-        description: "The request's id in the API's logs.", required: true,
+        description: "The request's id in the API's logs.",
+        required: true,
         schema: { type: 'string' },
       },
       RetryAfter: {
-        description: `Seconds to wait before retrying (${RETRY_AFTER_S}).`, required: true,
+        description: `Seconds to wait before retrying (${RETRY_AFTER_S}).`,
+        required: true,
         schema: { type: 'integer', minimum: 0 },
       },
       Location: {
-        description: "The job's status URL, relative to the API: /v1/jobs/{id}.", required: true,
+        description: "The job's status URL, relative to the API: /v1/jobs/{id}.",
+        required: true,
         schema: { type: 'string' },
       },
       XShouldRetry: {
         description: '"false" on errors that no retry can fix (OpenAI SDKs obey it); absent otherwise.',
         schema: { type: 'string', enum: ['false'] },
       },
-      XEmbeddingDim: { description: 'Floats per vector.', required: true, schema: { type: 'integer', minimum: 0 } },
+      // Sent with the application/octet-stream answer only (OpenAPI cannot tie a header to a media type).
+      XEmbeddingDim: {
+        description: 'Floats per vector (application/octet-stream answers only).',
+        schema: { type: 'integer', minimum: 0 },
+      },
       XEmbeddingCount: {
-        description: 'Vectors (rows) in the body.', required: true,
+        description: 'Vectors (rows) in the body (application/octet-stream answers only).',
         schema: { type: 'integer', minimum: 0 },
       },
       XEmbeddingIds: {
-        description: 'encodeURIComponent(JSON array of the image ids, in row order).', required: true,
+        description:
+          'encodeURIComponent(JSON array of the image ids, in row order) (application/octet-stream answers only).',
         schema: { type: 'string' },
       },
     },

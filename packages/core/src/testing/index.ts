@@ -60,3 +60,5 @@ export function assertSharedFixtures(): void {
     throw new Error(`parity fixture not found at ${PARITY_DIR}; set EMBEDPOOL_SHARED_DIR`);
   }
 }
+
+export { freePort, PrivateRedis } from './private-redis';

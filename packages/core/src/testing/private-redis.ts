@@ -20,7 +20,8 @@ export async function freePort(): Promise<number> {
 export class PrivateRedis {
   private child: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  /** A handle for a port (to probe it, or to start a server there); `PrivateRedis.start()` picks a port and starts one. */
+  constructor(readonly port: number) {}
 
   static async start(): Promise<PrivateRedis> {
     const r = new PrivateRedis(await freePort());
@@ -63,5 +64,20 @@ export class PrivateRedis {
     child.kill('SIGKILL');
     await exited;
     this.child = undefined;
+  }
+
+  /** Whether a Redis answers PING on this port right now. */
+  async ping(): Promise<boolean> {
+    const { Redis } = await import('ioredis');
+    const r = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      return (await r.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      r.disconnect();
+    }
   }
 }
