@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerEmbedCommand } from './commands/embed';
+import { registerKeyCommands } from './commands/key';
 import { registerModelCommands } from './commands/model';
 import { registerServeCommands } from './commands/serve';
 import { registerSkuCommands } from './commands/sku';
@@ -15,5 +16,6 @@ registerEmbedCommand(program);
 registerServeCommands(program);
 registerSkuCommands(program);
 registerSubmitCommands(program);
+registerKeyCommands(program);
 
 await program.parseAsync(process.argv);

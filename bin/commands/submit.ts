@@ -142,6 +142,10 @@ class ApiClient {
         method,
         headers: {
           accept: 'application/json',
+          // From the environment only, so the key never shows in a process list or shell history.
+          ...(process.env.EMBEDPOOL_API_KEY
+            ? { authorization: `Bearer ${process.env.EMBEDPOOL_API_KEY}` }
+            : {}),
           ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
           ...opts.headers,
         },
@@ -185,9 +189,9 @@ class ApiClient {
   }
 }
 
-/** Worth another poll: the API or its Redis is briefly away. */
+/** Worth another poll: the API or its Redis is briefly away, or it asks us to slow down. */
 function transient(err: unknown): boolean {
-  if (err instanceof ApiError) return err.httpStatus >= 500;
+  if (err instanceof ApiError) return err.httpStatus >= 500 || err.httpStatus === 429;
   return err instanceof EmbedpoolError && err.code === 'UNAVAILABLE';
 }
 
@@ -444,6 +448,8 @@ Output:
   blob:<container>[/<template>]   written to the deployment's storage account; the template must
                                   contain {jobId} and may contain {date} (default {date}/{jobId})
   callback:<url>                  POSTed, signed, to <url> (see WEBHOOKS.md)
+
+When the API requires a key, set EMBEDPOOL_API_KEY (sent as Authorization: Bearer).
 
 Without --wait, stdout is the job id. Exit status:
   0  submitted (without --wait), or the job completed

@@ -147,5 +147,25 @@ describe('embedpool submit / status', { timeout: 120_000 }, () => {
     const unknown = await runCli(['status', 'no-such-job', '--url', stack.api.url]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/HTTP 404: no job no-such-job \(NOT_FOUND\)/);
+
+    // EMBEDPOOL_API_KEY travels as a bearer token (seen here by a stand-in API).
+    let seen: string | undefined;
+    const fake = createServer((req, res) => {
+      seen = req.headers.authorization;
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message: 'bad key' } }));
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (fake.address() as AddressInfo).port;
+      const r = await runCli(['status', 'x', '--url', `http://127.0.0.1:${port}/`], {
+        EMBEDPOOL_API_KEY: 'k-123',
+      });
+      expect(r.code).toBe(1);
+      expect(seen).toBe('Bearer k-123');
+      expect(r.stderr).toMatch(/GET \/v1\/jobs\/x: HTTP 401: bad key/);
+    } finally {
+      await new Promise((resolve) => fake.close(resolve));
+    }
   });
 });
