@@ -62,7 +62,9 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       stoppers.unshift(redis.stop);
     }
     // Loaded here, not at the top: the other CLI commands should not pay for express, BullMQ and the worker.
-    const { startApi } = await import('@embedpool/api');
+    const { resolveAuth, startApi } = await import('@embedpool/api');
+    // Refuse an unsafe API (non-loopback HOST without auth) before loading a model or starting anything.
+    if (kind !== 'worker') resolveAuth(config);
     const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
       const worker = await startWorker({ config, logger, registry, ...(plan ? { plan } : {}) });

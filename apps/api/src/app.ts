@@ -4,8 +4,10 @@ import type { Queue } from 'bullmq';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
+import { type AuthSetup, authenticate, metricsGuard, resolveAuth } from './auth';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { createApiMetrics, httpMetrics } from './metrics';
+import { BacklogGate, backlogGuard, rateLimit } from './overload';
 import { requestContext } from './request-context';
 import { dashboardRouter } from './routes/dashboard';
 import { embeddingsRouter } from './routes/embeddings';
@@ -30,12 +32,15 @@ export interface ApiDeps {
   jobs?: Omit<JobsRouteDeps, 'config' | 'redis'>;
   /** Queues shown by the operators' dashboard (mounted only when DASHBOARD_TOKEN is set). */
   dashboardQueues?: Queue[];
+  /** How callers authenticate (startApi resolves it before binding); resolved from config when absent. */
+  auth?: AuthSetup;
 }
 
 export function createApiApp(deps: ApiDeps): Express {
   const { config } = deps;
   const logger = deps.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
   const metrics = createApiMetrics(deps.registry);
+  const auth = deps.auth ?? resolveAuth(config);
   const app = express();
   app.disable('x-powered-by');
   // Hashing megabytes of vectors for an ETag nobody revalidates against is pure cost.
@@ -44,11 +49,27 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(requestContext(logger));
   app.use(httpMetrics(metrics));
   app.use(healthRouter({ config, redis: deps.redis, events: deps.events }));
+  app.use('/metrics', metricsGuard(auth));
   app.use(metricsRouter(metrics.registry));
   app.use(openapiRouter());
   if (config.DASHBOARD_TOKEN && deps.dashboardQueues) {
     app.use(dashboardRouter(config.DASHBOARD_TOKEN, deps.dashboardQueues));
   }
+  // Everything below needs credentials (when auth is on), counts against its caller's rate limit, and
+  // brings new work only while the backlog has room (docs/hardening.md).
+  app.use(authenticate(auth));
+  app.use(
+    rateLimit(deps.redis, {
+      limit: config.RATE_LIMIT_REQUESTS,
+      windowS: config.RATE_LIMIT_WINDOW_S,
+      prefix: config.QUEUE_PREFIX,
+    }),
+  );
+  const backlog =
+    config.MAX_BACKLOG_IMAGES > 0
+      ? new BacklogGate(deps.redis, config.QUEUE_PREFIX, config.MAX_BACKLOG_IMAGES)
+      : undefined;
+  app.use(backlogGuard(backlog));
   app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
   if (deps.jobs) {
     app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));

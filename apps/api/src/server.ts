@@ -9,6 +9,7 @@ import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createApiApp } from './app';
+import { resolveAuth } from './auth';
 import { trackConnections } from './connections';
 import { ScoreClient } from './score-client';
 import { ScoreWaiter } from './score-waiter';
@@ -41,6 +42,13 @@ const READY_WAIT_MS = 5_000;
 export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const { config } = opts;
   const logger = opts.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
+  // First, before any connection or socket: an API reachable from other machines without auth never starts.
+  const auth = resolveAuth(config);
+  if (auth.mode === 'none' && config.AUTH === 'none') {
+    logger.warn({ host: config.HOST }, 'AUTH=none: the API serves anyone who can reach it');
+  } else {
+    logger.info({ auth: auth.mode, why: auth.why }, 'authentication');
+  }
   const prefix = config.QUEUE_PREFIX;
   const redis = opts.redis ?? createRedis(config.REDIS_URL, 'producer');
   const queue = new ScoreQueue(redis, { prefix });
@@ -73,6 +81,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     registry,
     dashboardQueues: [jobQueue.queue, ...(deliveries ? [deliveries.queue] : [])],
     jobs,
+    auth,
   });
 
   const server = http.createServer(app);

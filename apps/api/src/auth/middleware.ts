@@ -47,7 +47,12 @@ async function identify(setup: AuthSetup, req: Request): Promise<Principal | Ref
     const how = setup.jwt
       ? 'Authorization: Bearer <API key or Entra ID token>'
       : 'Authorization: Bearer <API key> or api-key: <API key>';
-    return { status: 401, code: 'UNAUTHORIZED', message: `authentication required: send ${how}`, wwwAuthenticate: REALM };
+    return {
+      status: 401,
+      code: 'UNAUTHORIZED',
+      message: `authentication required: send ${how}`,
+      wwwAuthenticate: REALM,
+    };
   }
   const invalid = (message: string): Refusal => ({
     status: 401,
@@ -55,7 +60,8 @@ async function identify(setup: AuthSetup, req: Request): Promise<Principal | Ref
     message,
     wwwAuthenticate: `${REALM}, error="invalid_token"`,
   });
-  if (cred === 'malformed') return invalid('malformed credentials: expected Bearer <token> or api-key: <key>');
+  if (cred === 'malformed')
+    return invalid('malformed credentials: expected Bearer <token> or api-key: <key>');
   const name = setup.keys?.match(cred.token);
   if (name !== undefined) return { id: `key:${name}`, kind: 'key', name };
   if (setup.jwt && cred.via === 'authorization' && looksLikeJwt(cred.token)) {

@@ -28,7 +28,8 @@ function openAiType(status: number): string {
 export function refuse(req: Request, res: Response, r: Refusal): void {
   const log = res.locals.ctx ? requestLog(res) : undefined;
   log?.info({ status: r.status, code: r.code, reason: r.message }, 'request refused');
-  if (r.retryAfterS !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(r.retryAfterS))));
+  if (r.retryAfterS !== undefined)
+    res.setHeader('Retry-After', String(Math.max(1, Math.ceil(r.retryAfterS))));
   if (r.wwwAuthenticate) res.setHeader('WWW-Authenticate', r.wwwAuthenticate);
   res.setHeader('Cache-Control', 'no-store');
   if (openAiShaped(req)) {

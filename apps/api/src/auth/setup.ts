@@ -18,7 +18,10 @@ export interface AuthSetup {
 
 /** 127.0.0.0/8, ::1 (and its IPv4-mapped form), `localhost`: nobody off this machine can connect. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
   if (h === 'localhost' || h.endsWith('.localhost')) return true;
   if (isIPv4(h)) return h.startsWith('127.');
   if (!isIPv6(h)) return false;
@@ -80,7 +83,10 @@ export function resolveAuth(config: Config): AuthSetup {
     ].filter(Boolean);
     if (missing.length > 0) fail(`AUTH=${mode} needs ${missing.join(', ')}`);
     const jwksUrl = new URL(config.AUTH_JWT_JWKS_URL!);
-    if (jwksUrl.protocol !== 'https:' && !(jwksUrl.protocol === 'http:' && isLoopbackHost(jwksUrl.hostname))) {
+    if (
+      jwksUrl.protocol !== 'https:' &&
+      !(jwksUrl.protocol === 'http:' && isLoopbackHost(jwksUrl.hostname))
+    ) {
       fail('AUTH_JWT_JWKS_URL must be https (plain http is accepted only for a loopback host)');
     }
     setup.jwt = new JwtVerifier({

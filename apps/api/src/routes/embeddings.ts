@@ -4,6 +4,7 @@ import express, { type ErrorRequestHandler, type RequestHandler, type Response, 
 import { RETRY_AFTER_S, RowFailuresError } from '../http-errors';
 import type { ApiMetrics } from '../metrics';
 import { checkDimensions, embeddingsJson, parseEmbeddingsRequest, toOpenAiError } from '../openai-schema';
+import { admitImages } from '../overload';
 import { requestLog, uniqueRequestId } from '../request-context';
 import type { ScoreClient } from '../score-client';
 
@@ -49,6 +50,8 @@ export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRou
 
     // Never the client's X-Request-Id as a job id (see routes/score.ts).
     const jobId = uniqueRequestId(res);
+    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
+    if (!(await admitImages(req, res, jobId, images.length))) return;
     const jobLog = log.child({ jobId });
     jobLog.debug(
       { images: images.length, model: request.model, format: request.encodingFormat },

@@ -4,7 +4,9 @@ import { EmbedpoolError } from '@embedpool/core/errors';
 import { type JobQueue, type JobRecord, type JobStore, jobKeys } from '@embedpool/core/jobs';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
+import { ownerOf } from '../auth';
 import { parseJobRequest, requestHash } from '../job-request';
+import { admitImages } from '../overload';
 import { requestLog } from '../request-context';
 
 export interface JobsRouteDeps {
@@ -16,8 +18,6 @@ export interface JobsRouteDeps {
   redrive?: (jobId: string) => Promise<void>;
 }
 
-/** Until authentication exists every caller is one tenant; the owner field is where keys will go. */
-const ANONYMOUS = 'anonymous';
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function statusUrl(req: Request, id: string): string {
@@ -48,9 +48,14 @@ function view(record: JobRecord) {
   };
 }
 
-async function load(store: JobStore, id: string): Promise<JobRecord> {
+/**
+ * A job as its owner sees it. Another caller's job answers exactly like a missing one (404, same message),
+ * so job ids cannot be probed for existence. Records from before owners existed belong to `anonymous`.
+ */
+async function load(store: JobStore, id: string, owner: string): Promise<JobRecord> {
   const record = await store.get(id);
-  if (!record) throw new EmbedpoolError('NOT_FOUND', `no job ${id}`);
+  if (!record || (record.owner ?? 'anonymous') !== owner)
+    throw new EmbedpoolError('NOT_FOUND', `no job ${id}`);
   return record;
 }
 
@@ -65,6 +70,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.post('/v1/jobs', json, async (req: Request, res: Response) => {
     const log = requestLog(res);
+    const owner = ownerOf(res);
     const jobId = randomUUID();
     const createdAt = Date.now();
     const { request, data } = parseJobRequest(req.body, config, jobId, createdAt);
@@ -92,7 +98,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     if (key !== undefined) {
       if (!IDEMPOTENCY_KEY.test(key))
         throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
-      const claim = await store.claimIdempotencyKey(ANONYMOUS, key, requestHash(request), jobId);
+      const claim = await store.claimIdempotencyKey(owner, key, requestHash(request), jobId);
       if (!claim.created) {
         const existing = await store.get(claim.jobId);
         if (existing) {
@@ -109,10 +115,15 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         }
       }
     }
+    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
+    if (!(await admitImages(req, res, jobId, data.images.length))) {
+      if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
+      return;
+    }
     try {
       await store.create({
         id: jobId,
-        owner: ANONYMOUS,
+        owner,
         itemIds: data.images.map((i) => i.id),
         normalize: request.normalize,
         output: out,
@@ -120,7 +131,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       });
       await queue.add(data, request.priority);
     } catch (err) {
-      if (key !== undefined) await store.releaseIdempotencyKey(ANONYMOUS, key).catch(() => {});
+      if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
       throw err;
     }
     log.info({ jobId, images: data.images.length, output: out.type }, 'job submitted');
@@ -131,11 +142,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   router.get('/v1/jobs/:id', async (req: Request, res: Response) => {
-    res.json(view(await load(store, String(req.params.id))));
+    res.json(view(await load(store, String(req.params.id), ownerOf(res))));
   });
 
   router.get('/v1/jobs/:id/result', async (req: Request, res: Response) => {
-    const record = await load(store, String(req.params.id));
+    const record = await load(store, String(req.params.id), ownerOf(res));
     if (record.output.type !== 'inline') {
       throw new EmbedpoolError('NOT_FOUND', `job ${record.id} writes to ${record.output.type}, not inline`);
     }
@@ -172,25 +183,27 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.delete('/v1/jobs/:id', async (req: Request, res: Response) => {
     const id = String(req.params.id);
-    const record = await load(store, id);
+    const owner = ownerOf(res);
+    const record = await load(store, id, owner);
     if (record.state === 'queued') {
       await queue.remove(id);
       const moved = await store.cancel(id);
       if (moved === 'ok') {
-        res.status(200).json(view(await load(store, id)));
+        res.status(200).json(view(await load(store, id, owner)));
         return;
       }
     }
-    const now = await load(store, id);
+    const now = await load(store, id, owner);
     throw new EmbedpoolError('BAD_REQUEST', `job ${id} is ${now.state}; only queued jobs can be cancelled`);
   });
 
   router.post('/v1/jobs/:id/callback/redrive', async (req: Request, res: Response) => {
     const id = String(req.params.id);
-    await load(store, id);
+    const owner = ownerOf(res);
+    await load(store, id, owner);
     if (!deps.redrive) throw new EmbedpoolError('BAD_REQUEST', 'callbacks are not configured');
     await deps.redrive(id);
-    res.status(202).json(view(await load(store, id)));
+    res.status(202).json(view(await load(store, id, owner)));
   });
 
   return router;

@@ -4,6 +4,7 @@ import { parseScoreRequest } from '../azure-schema';
 import { imageFeaturesJson } from '../features-json';
 import { RowFailuresError } from '../http-errors';
 import type { ApiMetrics } from '../metrics';
+import { admitImages } from '../overload';
 import { requestLog, uniqueRequestId } from '../request-context';
 import type { ScoreClient } from '../score-client';
 
@@ -44,6 +45,8 @@ export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): R
     // Never the client's X-Request-Id: job ids are idempotency keys in BullMQ, so a reused header would
     // attach this request to another one's job (and hand it that result).
     const jobId = uniqueRequestId(res);
+    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
+    if (!(await admitImages(req, res, jobId, images.length))) return;
     const jobLog = log.child({ jobId });
     jobLog.debug({ images: images.length }, 'scoring');
 

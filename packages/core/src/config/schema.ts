@@ -11,6 +11,22 @@ const list = z.string().transform((s) =>
     .filter(Boolean),
 );
 
+/** `name:sha256hex` pairs: a key's name (its owner identity; repeat a name to rotate) and the SHA-256 of the key. */
+const API_KEY_ENTRY = /^([A-Za-z0-9._-]{1,64}):([0-9a-fA-F]{64})$/;
+const apiKeys = list.transform((entries, ctx) => {
+  const out: { name: string; sha256: string }[] = [];
+  for (const entry of entries) {
+    const m = API_KEY_ENTRY.exec(entry);
+    if (!m) {
+      // Never echo the entry: a pasted raw key must not end up in a log.
+      ctx.addIssue({ code: 'custom', message: 'each entry must be name:<64 hex digits of sha256(key)>' });
+      return z.NEVER;
+    }
+    out.push({ name: m[1]!, sha256: m[2]!.toLowerCase() });
+  }
+  return out;
+});
+
 /**
  * Every environment variable the service reads, in one place. Each key is the variable's name so an error
  * message can name it; README.md and .env.example document the same list (a test keeps them in step).
@@ -25,6 +41,18 @@ export const envSchema = z.object({
   MAX_BODY_BYTES: int(1024).default(64 * 1024 * 1024),
   MAX_IMAGES_PER_REQUEST: int(1).default(64),
   REQUEST_TIMEOUT_MS: int(100).default(60_000),
+
+  // Authentication and overload (docs/hardening.md)
+  AUTH: z.enum(['keys', 'entra', 'keys+entra', 'none']).optional(),
+  API_KEYS: apiKeys.default([]),
+  AUTH_JWT_ISSUER: list.default([]),
+  AUTH_JWT_AUDIENCE: list.default([]),
+  AUTH_JWT_JWKS_URL: z.string().url().optional(),
+  AUTH_JWT_ROLE: z.string().min(1).optional(),
+  METRICS_TOKEN: z.string().min(16).optional(),
+  RATE_LIMIT_REQUESTS: int(0).default(0),
+  RATE_LIMIT_WINDOW_S: int(1).max(86_400).default(60),
+  MAX_BACKLOG_IMAGES: int(0).default(10_000),
 
   // Redis and the queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),

@@ -28,6 +28,10 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, permanent: true },
   TOO_MANY_IMAGES: { status: 413, permanent: true },
   NOT_FOUND: { status: 404, permanent: true },
+  UNAUTHORIZED: { status: 401, permanent: true },
+  FORBIDDEN: { status: 403, permanent: true },
+  RATE_LIMITED: { status: 429, permanent: false },
+  OVERLOADED: { status: 429, permanent: false },
   TIMEOUT: { status: 504, permanent: false },
   UNAVAILABLE: { status: 503, permanent: false },
   // Models and runtime
