@@ -447,7 +447,7 @@ Output:
                                     {"id": "<argument>", "error": {"code": "...", "message": "..."}}
   blob:<container>[/<template>]   written to the deployment's storage account; the template must
                                   contain {jobId} and may contain {date} (default {date}/{jobId})
-  callback:<url>                  POSTed, signed, to <url> (see WEBHOOKS.md)
+  callback:<url>                  POSTed, signed, to <url> (see docs/webhooks.md)
 
 When the API requires a key, set EMBEDPOOL_API_KEY (sent as Authorization: Bearer).
 

@@ -7,7 +7,7 @@ import { parseImageCell } from './image-input';
 /**
  * The OpenAI embeddings contract (`POST /v1/embeddings`) mapped onto image embeddings: every `input` string
  * is one image (an http(s) URL, a `data:image/...;base64,` URI or plain base64), checked exactly as a /score
- * cell is. See apps/api/OPENAI.md for the whole mapping.
+ * cell is. See docs/openai.md for the whole mapping.
  */
 
 export type EncodingFormat = 'float' | 'base64';

@@ -186,7 +186,7 @@ function paths(): Record<string, Record<string, unknown>> {
         summary: 'Embed images synchronously (OpenAI embeddings contract)',
         description:
           'Point an OpenAI SDK at a base URL of http://host:port/v1. Same limits, deadline and ' +
-          "cancellation as /score; errors in OpenAI's shape. See apps/api/OPENAI.md.",
+          "cancellation as /score; errors in OpenAI's shape. See docs/openai.md.",
         parameters: [requestId],
         requestBody: { required: true, content: json(ref('EmbeddingsRequest')) },
         responses: {
@@ -366,7 +366,7 @@ function webhooks(): Record<string, unknown> {
         description:
           "POSTed to the job's callback URL when it finishes (not when it is cancelled). Verify " +
           'Embedpool-Signature over the raw body before parsing it. Delivery is at least once: skip a ' +
-          'repeated Embedpool-Delivery-Id. See packages/core/src/delivery/WEBHOOKS.md.',
+          'repeated Embedpool-Delivery-Id. See docs/webhooks.md.',
         parameters: [
           header('Embedpool-Event', 'The event name.', { const: 'job.completed' }),
           header(
@@ -416,7 +416,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
     tags: [
       { name: 'score', description: 'Azure ML compatible synchronous scoring.' },
       { name: 'embeddings', description: 'OpenAI compatible synchronous embeddings.' },
-      { name: 'jobs', description: 'Asynchronous embedding jobs (see apps/api/JOBS.md).' },
+      { name: 'jobs', description: 'Asynchronous embedding jobs (see docs/jobs.md).' },
       { name: 'operations', description: 'Probes, metrics and this document.' },
     ],
     paths: paths(),

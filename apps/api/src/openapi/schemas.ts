@@ -143,7 +143,7 @@ export function componentSchemas(): Record<string, JsonSchema> {
     },
     OpenAIError: {
       type: 'object',
-      description: "OpenAI's error shape (every answer under /v1 except /v1/jobs); see apps/api/OPENAI.md.",
+      description: "OpenAI's error shape (every answer under /v1 except /v1/jobs); see docs/openai.md.",
       properties: {
         error: {
           type: 'object',

@@ -25,7 +25,7 @@ class ClientGoneError extends Error {
  * POST /v1/embeddings: the OpenAI embeddings contract, so OpenAI SDKs (and what is built on them) work
  * unchanged against a base URL of `http://host:port/v1`. One request is one score job, exactly as on
  * /score: same limits, same deadline, same cancellation when the client goes away. Every answer under /v1,
- * errors and unknown routes included, is in OpenAI's shape. The mapping is documented in apps/api/OPENAI.md.
+ * errors and unknown routes included, is in OpenAI's shape. The mapping is documented in docs/openai.md.
  */
 export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRouteDeps): Router {
   const router = Router();

@@ -1,6 +1,6 @@
 /**
  * Webhook signatures, Stripe-style: `Embedpool-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
- * `${t}.${raw body}`. Receivers verify with `verifySignature`; WEBHOOKS.md documents the scheme.
+ * `${t}.${raw body}`. Receivers verify with `verifySignature`; docs/webhooks.md documents the scheme.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
