@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerEmbedCommand } from './commands/embed';
+import { registerIngestCommands } from './commands/ingest';
 import { registerKeyCommands } from './commands/key';
 import { registerModelCommands } from './commands/model';
 import { registerServeCommands } from './commands/serve';
@@ -13,6 +14,7 @@ const program = new Command()
 
 registerModelCommands(program);
 registerEmbedCommand(program);
+registerIngestCommands(program);
 registerServeCommands(program);
 registerSkuCommands(program);
 registerSubmitCommands(program);

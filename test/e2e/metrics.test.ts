@@ -107,7 +107,7 @@ describe('metrics that drive autoscaling', () => {
         headers: { authorization: `Bearer ${TOKEN}` },
       });
       expect(((await api.json()) as { queues: { name: string }[] }).queues.map((q) => q.name).sort()).toEqual(
-        ['embed'],
+        ['embed', 'ingest-chunks', 'ingest-plan'],
       );
     } finally {
       await stack.stop();

@@ -407,6 +407,24 @@ describe('GET /openapi.json', () => {
     }
   });
 
+  it('the ingestion API answers in its documented shapes (listing, 404s, a refused request)', async () => {
+    const list = await call('get', '/v1/ingestions', '/v1/ingestions');
+    expect(list.status).toBe(200);
+    for (const [method, docPath, url] of [
+      ['get', '/v1/ingestions/{id}', '/v1/ingestions/nope'],
+      ['get', '/v1/ingestions/{id}/failures', '/v1/ingestions/nope/failures'],
+      ['delete', '/v1/ingestions/{id}', '/v1/ingestions/nope'],
+      ['post', '/v1/ingestions/{id}/retry-failed', '/v1/ingestions/nope/retry-failed'],
+    ] as const) {
+      expect((await call(method, docPath, url)).status).toBe(404);
+    }
+    // This stack has no storage account: an ingestion is refused up front with a clear 400.
+    const refused = await call('post', '/v1/ingestions', '/v1/ingestions', {
+      body: { source: { container: 'photos' }, output: { container: 'vectors' } },
+    });
+    expect(refused.status).toBe(400);
+  });
+
   it('every documented operation was exercised by a live request', () => {
     const hit = new Set([...exercised].map((e) => e.split(' ').slice(0, 2).join(' ')));
     expect([...documentedRoutes(doc)].filter((r) => !hit.has(r))).toEqual([]);

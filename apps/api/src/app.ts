@@ -1,4 +1,5 @@
 import type { Config } from '@embedpool/core/config';
+import type { IngestionService } from '@embedpool/core/ingest';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import type { Queue } from 'bullmq';
 import express, { type Express } from 'express';
@@ -12,6 +13,7 @@ import { requestContext } from './request-context';
 import { dashboardRouter } from './routes/dashboard';
 import { embeddingsRouter } from './routes/embeddings';
 import { healthRouter } from './routes/health';
+import { ingestionsRouter } from './routes/ingestions';
 import { type JobsRouteDeps, jobsRouter } from './routes/jobs';
 import { metricsRouter } from './routes/metrics';
 import { openapiRouter } from './routes/openapi';
@@ -30,6 +32,8 @@ export interface ApiDeps {
   registry?: Registry;
   /** The async job API (/v1/jobs). */
   jobs?: Omit<JobsRouteDeps, 'config' | 'redis'>;
+  /** Bulk ingestion (/v1/ingestions). */
+  ingestions?: IngestionService;
   /** Queues shown by the operators' dashboard (mounted only when DASHBOARD_TOKEN is set). */
   dashboardQueues?: Queue[];
   /** How callers authenticate (startApi resolves it before binding); resolved from config when absent. */
@@ -75,6 +79,10 @@ export function createApiApp(deps: ApiDeps): Express {
     app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));
     // Ahead of the OpenAI-shaped handling of the rest of /v1: job errors keep the service's own shape.
     app.use('/v1/jobs', errorHandler);
+  }
+  if (deps.ingestions) {
+    app.use(ingestionsRouter({ config, redis: deps.redis, service: deps.ingestions }));
+    app.use('/v1/ingestions', errorHandler);
   }
   app.use(embeddingsRouter({ config, scoreClient: deps.scoreClient, metrics }));
   app.use(notFoundHandler);

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
+import { IngestionService } from '@embedpool/core/ingest';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { registerFleetMetrics } from '@embedpool/core/metrics';
@@ -70,6 +71,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     queue: jobQueue,
     ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
+  const ingestions = new IngestionService({ redis, config });
   const registry = opts.registry ?? new Registry();
   const fleet = registerFleetMetrics(registry, { redis, config });
   const app = createApiApp({
@@ -79,7 +81,13 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     events: waiter,
     logger,
     registry,
-    dashboardQueues: [jobQueue.queue, ...(deliveries ? [deliveries.queue] : [])],
+    ingestions,
+    dashboardQueues: [
+      jobQueue.queue,
+      ingestions.queues.plan,
+      ingestions.queues.chunks,
+      ...(deliveries ? [deliveries.queue] : []),
+    ],
     jobs,
     auth,
   });
@@ -98,6 +106,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     await jobQueue.close().catch(() => {});
     await deliveries?.close().catch(() => {});
     await fleet.close();
+    await ingestions.close().catch(() => {});
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
   try {

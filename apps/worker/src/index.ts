@@ -6,6 +6,7 @@ export {
   startDeliveryWorker,
 } from './delivery-worker';
 export { decodeBase64Image, loadImageBytes } from './image-source';
+export { createIngestProcessors, type IngestWorkerHandle, startIngestWorker } from './ingest';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { startMetricsServer } from './metrics-server';
 export { type ModelSource, resolveModel } from './model-source';

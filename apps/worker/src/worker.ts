@@ -24,6 +24,7 @@ import type { DetectedSku } from '@embedpool/core/sku';
 import { type Job, Worker } from 'bullmq';
 import { Registry } from 'prom-client';
 import { EmbedPipeline } from './embed-pipeline';
+import { type IngestWorkerHandle, startIngestWorker } from './ingest';
 import { createJobProcessor, type DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
@@ -48,6 +49,8 @@ export interface WorkerHandle {
   model: ModelSource;
   metrics: WorkerMetrics;
   registry: Registry;
+  /** Bulk-ingestion planner and chunk processors; undefined without a storage account. */
+  ingest: IngestWorkerHandle | undefined;
   /** Stops taking jobs, finishes the ones in flight, then releases the model and Redis. */
   close(): Promise<void>;
 }
@@ -263,6 +266,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     return Math.min(1, ratio / Math.max(1, engine.threads));
   });
 
+  const ingest = await startIngestWorker({
+    config,
+    pipeline,
+    modelId: model.modelId,
+    dim: () => engine.dim ?? 0,
+    preprocessor: model.preprocessor,
+    logger,
+    registry,
+  });
   void worker.run();
   logger.info(
     { workerId: id, model: model.modelId, provider: engine.provider, maxBatch: config.MAX_BATCH_SIZE },
@@ -275,6 +287,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       clearInterval(beatTimer);
       // worker.close() waits for the active jobs, whose images are already in the batcher.
       await worker.close();
+      // Chunks embed through the batcher and engine: they stop before those do.
+      await ingest?.close();
       await batcher.close();
       await engine.close();
       await removeWorker(redis, config.QUEUE_PREFIX, id).catch(() => {});
@@ -286,5 +300,5 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     })();
     return closing;
   };
-  return { id, engine, batcher, model, metrics, registry, close };
+  return { id, engine, batcher, model, metrics, registry, ingest, close };
 }

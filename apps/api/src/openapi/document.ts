@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { RETRY_AFTER_S } from '../http-errors';
+import { ingestionsOpenApi } from '../routes/ingestions';
 import { componentSchemas, type JsonSchema, ref } from './schemas';
 
 export type OpenApiDocument = Record<string, unknown> & {
@@ -401,6 +402,12 @@ function webhooks(): Record<string, unknown> {
 
 /** The whole document; built once per process by the route. */
 export function buildOpenApiDocument(): OpenApiDocument {
+  const ing = ingestionsOpenApi();
+  const base = components() as {
+    schemas: Record<string, unknown>;
+    parameters: Record<string, unknown>;
+    headers: Record<string, unknown>;
+  } & Record<string, unknown>;
   return {
     openapi: '3.1.0',
     info: {
@@ -410,7 +417,9 @@ export function buildOpenApiDocument(): OpenApiDocument {
       description:
         'Synchronous embeddings through the Azure ML online-endpoint contract (POST /score) and ' +
         "OpenAI's embeddings contract (POST /v1/embeddings); asynchronous jobs (/v1/jobs) with inline, " +
-        'Azure Blob or signed-callback output. No authentication: deploy behind your own gateway.',
+        'Azure Blob or signed-callback output; bulk ingestion of Blob containers (/v1/ingestions). ' +
+        'Authentication: API keys (Authorization: Bearer or api-key) or Entra ID tokens, off only on ' +
+        'loopback or with AUTH=none (docs/hardening.md).',
       license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
     tags: [
@@ -418,9 +427,15 @@ export function buildOpenApiDocument(): OpenApiDocument {
       { name: 'embeddings', description: 'OpenAI compatible synchronous embeddings.' },
       { name: 'jobs', description: 'Asynchronous embedding jobs (see docs/jobs.md).' },
       { name: 'operations', description: 'Probes, metrics and this document.' },
+      ...ing.tags,
     ],
-    paths: paths(),
+    paths: { ...paths(), ...ing.paths },
     webhooks: webhooks(),
-    components: components(),
+    components: {
+      ...base,
+      schemas: { ...base.schemas, ...ing.components.schemas },
+      parameters: { ...base.parameters, ...ing.components.parameters },
+      headers: { ...base.headers, ...ing.components.headers },
+    },
   };
 }

@@ -1,3 +1,4 @@
+export { blobAuthFromConfig } from './auth-from-config';
 export {
   type BlobAuth,
   type BlobClientOptions,
@@ -50,4 +51,3 @@ export {
   storageStatus,
   toStorageError,
 } from './storage-errors';
-export { blobAuthFromConfig } from './auth-from-config';

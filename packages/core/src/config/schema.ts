@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ingestEnvSchema } from '../ingest/settings';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
@@ -76,6 +77,9 @@ export const envSchema = z.object({
   CALLBACK_SECRET: z.string().min(16).optional(),
   CALLBACK_ATTEMPTS: int(1).max(30).default(8),
   CALLBACK_BACKOFF_MS: int(1).default(1000),
+
+  // Bulk ingestion (/v1/ingestions, docs/ingestion.md)
+  ...ingestEnvSchema.shape,
 
   // Model
   MODEL_PATH: z.string().min(1).optional(),

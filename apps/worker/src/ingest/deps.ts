@@ -1,0 +1,35 @@
+import type { BlobServiceClient } from '@azure/storage-blob';
+import type { IngestionStore, IngestQueues, IngestSettings } from '@embedpool/core/ingest';
+import type { Logger } from '@embedpool/core/logger';
+import type { UrlPolicy } from '@embedpool/core/net';
+import type { Counter } from 'prom-client';
+import type { EmbedPipeline } from '../embed-pipeline';
+
+/** Everything the ingestion processors share. */
+export interface IngestDeps {
+  store: IngestionStore;
+  queues: IngestQueues;
+  /** The deployment's storage account: sources are read and outputs written through it. */
+  blob: BlobServiceClient;
+  settings: IngestSettings;
+  /** The worker's pipeline: chunk images share its decode limit and micro-batcher with all other work. */
+  pipeline: EmbedPipeline;
+  modelId: string;
+  /** The model's output size (0 until known: then the vectors' length is used). */
+  dim: () => number;
+  /** The preprocessor config, recorded in the manifest. */
+  preprocessor: unknown;
+  maxImageBytes: number;
+  logger: Logger;
+  /** True once the worker is shutting down: the planner hands its job back at the next page. */
+  closing: () => boolean;
+  /** Signed completion callbacks (absent without CALLBACK_SECRET). */
+  callback?: { secret: string; policy: UrlPolicy };
+  metrics?: IngestMetrics;
+}
+
+export interface IngestMetrics {
+  chunks: Counter<'outcome'>;
+  images: Counter<'outcome'>;
+  listPages: Counter<string>;
+}

@@ -1,0 +1,11 @@
+export { normalizeEtag } from './blob-download';
+export { EVENT_INGESTION_FINISHED, ingestionDeliveryId } from './callback';
+export type { ChunkIndexFile } from './chunk-processor';
+export type { IngestDeps, IngestMetrics } from './deps';
+export {
+  createIngestMetrics,
+  createIngestProcessors,
+  type IngestWorkerHandle,
+  type StartIngestWorkerOptions,
+  startIngestWorker,
+} from './ingest-worker';

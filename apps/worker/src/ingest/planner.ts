@@ -1,0 +1,440 @@
+import type { BlobItem, ContainerClient, ContainerListBlobFlatSegmentResponse } from '@azure/storage-blob';
+import { storageErrorCode, storageStatus, toStorageError } from '@embedpool/core/blob';
+import { toEmbedpoolError } from '@embedpool/core/errors';
+import {
+  type BlobFailure,
+  blobFilter,
+  type ChunkBlob,
+  type ChunkJobData,
+  compareNames,
+  IndexCursor,
+  type IngestionError,
+  type IngestionManifest,
+  type IngestionRecord,
+  ingestKeys,
+  isFinalIngestionState,
+  OutputLayout,
+  type PageCheckpoint,
+  type PlanCheckpoint,
+} from '@embedpool/core/ingest';
+import { DelayedError, type Job } from 'bullmq';
+import { normalizeEtag } from './blob-download';
+import type { IngestDeps } from './deps';
+
+/** Thrown inside planning for a problem that retrying cannot fix: the ingestion fails with it. */
+export class PlanningError extends Error {
+  constructor(readonly error: IngestionError) {
+    super(`${error.code}: ${error.message}`);
+    this.name = 'PlanningError';
+  }
+}
+
+const PERMANENT_STORAGE = new Set([
+  'ContainerNotFound',
+  'AuthorizationFailure',
+  'AuthorizationPermissionMismatch',
+  'AuthenticationFailed',
+  'InvalidResourceName',
+  'InvalidQueryParameterValue',
+]);
+
+/** A listing failure worth no retry (a missing container, refused credentials). */
+export function permanentStorageFailure(err: unknown): IngestionError | undefined {
+  const code = storageErrorCode(err);
+  const status = storageStatus(err);
+  if ((code && PERMANENT_STORAGE.has(code)) || status === 401 || status === 403) {
+    return {
+      code: `STORAGE_${code ?? `HTTP_${status}`}`,
+      message: toStorageError(err, { op: 'list' }).message,
+    };
+  }
+  return undefined;
+}
+
+export async function readManifest(
+  container: ContainerClient,
+  layout: OutputLayout,
+): Promise<{ manifest: IngestionManifest; etag: string } | undefined> {
+  try {
+    const blob = container.getBlobClient(layout.manifest);
+    const res = await blob.download(0, undefined, { maxRetryRequests: 3 });
+    const chunks: Buffer[] = [];
+    for await (const c of res.readableStreamBody as AsyncIterable<Buffer>) chunks.push(c);
+    return {
+      manifest: JSON.parse(Buffer.concat(chunks).toString('utf8')) as IngestionManifest,
+      etag: normalizeEtag(res.etag),
+    };
+  } catch (err) {
+    if (storageStatus(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A round-0 ingestion's first steps (safe to repeat): the output container, the output's manifest (which
+ * run this is, which index to compare against, and that it holds vectors of this worker's model and
+ * format). Sets them on the record once and moves it to running.
+ */
+async function prepare(deps: IngestDeps, record: IngestionRecord): Promise<IngestionRecord> {
+  if (record.run !== undefined) return record;
+  const req = record.request;
+  const layout = new OutputLayout(req.output.prefix);
+  const out = deps.blob.getContainerClient(req.output.container);
+  try {
+    await out.createIfNotExists();
+  } catch (err) {
+    const permanent = permanentStorageFailure(err);
+    if (permanent) throw new PlanningError(permanent);
+    throw err;
+  }
+  const found = await readManifest(out, layout);
+  const m = found?.manifest;
+  if (m && m.model !== deps.modelId) {
+    throw new PlanningError({
+      code: 'OUTPUT_MODEL_MISMATCH',
+      message: `output ${req.output.container}/${req.output.prefix} holds vectors of model ${m.model}; this worker runs ${deps.modelId}. Use another output prefix.`,
+    });
+  }
+  if (m && m.shardFormat !== req.output.format) {
+    throw new PlanningError({
+      code: 'OUTPUT_FORMAT_MISMATCH',
+      message: `output ${req.output.container}/${req.output.prefix} holds ${m.shardFormat} shards; this ingestion asks for ${req.output.format}`,
+    });
+  }
+  let baseIndex: { name: string; etag?: string } | undefined;
+  if (m?.index?.name) {
+    const props = await out
+      .getBlobClient(layout.path(m.index.name))
+      .getProperties()
+      .catch((err: unknown) => {
+        if (storageStatus(err) === 404) return undefined;
+        throw err;
+      });
+    if (props) baseIndex = { name: m.index.name, etag: normalizeEtag(props.etag) };
+    else
+      deps.logger.warn(
+        { index: m.index.name },
+        'the output index named by the manifest is missing: embedding everything',
+      );
+  }
+  const previous = m?.runs.find((r) => r.ingestionId === record.id);
+  const run = previous?.run ?? (m?.runs.length ?? 0) + 1;
+  await deps.store.start(record.id, {
+    run,
+    model: deps.modelId,
+    dim: deps.dim(),
+    ...(baseIndex ? { baseIndex } : {}),
+  });
+  return (await deps.store.get(record.id))!;
+}
+
+type PlanOutcome = 'done' | 'stopped' | 'conflict';
+
+/**
+ * The planner job: lists the source page by page (or, in a retry round, the failures being retried), cuts
+ * chunks with deterministic ids, and commits each page's checkpoint (continuation token, next chunk seq,
+ * leftover blobs, position in the previous index) with its counters in one script. A planner that dies
+ * resumes from the last committed page; a page listed twice re-creates the same chunk ids. While more than
+ * INGEST_MAX_QUEUED_CHUNKS chunks wait it parks (a delayed job), and the chunk that brings the backlog down
+ * to half wakes it.
+ */
+export async function runPlanner(
+  deps: IngestDeps,
+  job: Job,
+  token: string | undefined,
+  ingestionId: string,
+  round: number,
+): Promise<string> {
+  let record = await deps.store.get(ingestionId);
+  if (!record) return 'missing';
+  if (record.round !== round) return 'stale';
+  if (isFinalIngestionState(record.state)) return record.state;
+  const log = deps.logger.child({ ingestionId, round });
+  if (record.listingDone) {
+    if (record.state === 'finalizing') await deps.queues.addFinalize({ ingestionId, round });
+    return 'listed';
+  }
+  try {
+    if (round === 0) record = await prepare(deps, record);
+    const outcome =
+      round === 0 ? await planListing(deps, job, token, record) : await planRetry(deps, job, token, record);
+    log.info({ outcome }, 'planner finished');
+    return outcome;
+  } catch (err) {
+    if (err instanceof DelayedError) throw err;
+    const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const permanent = err instanceof PlanningError ? err.error : permanentStorageFailure(err);
+    if (!permanent && !last) {
+      log.warn({ err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'planner attempt failed');
+      throw err;
+    }
+    const e = toEmbedpoolError(err);
+    const error = permanent ?? {
+      code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
+      message: e.message,
+    };
+    log.error({ error }, 'planning failed');
+    // Chunks already queued still run; the run is recorded (as failed) once they are done.
+    const fresh = (await deps.store.get(ingestionId)) ?? record;
+    await endPlanning(deps, fresh, { error });
+    return 'failed';
+  }
+}
+
+/** Ends a round's planning early (cancel, error): listing done, nothing more queued. */
+async function endPlanning(
+  deps: IngestDeps,
+  record: IngestionRecord,
+  extra: { error?: IngestionError; restoreFrom?: { name?: string; inclusive?: boolean } } = {},
+): Promise<void> {
+  const ckpt: PlanCheckpoint = record.checkpoint ?? { page: 0, seq: 0, buffer: [], indexOffset: 0 };
+  const page = ckpt.page + 1;
+  const res = await deps.store.checkpoint(record, {
+    round: record.round,
+    page,
+    checkpoint: { ...ckpt, page, buffer: [] },
+    planned: ckpt.seq,
+    // Blobs listed but never queued (the leftover of a cancelled listing) leave the counts.
+    discovered: record.round === 0 ? -ckpt.buffer.length : 0,
+    listingDone: true,
+    ...(extra.error ? { error: extra.error } : {}),
+    ...(extra.restoreFrom ? { restoreFrom: extra.restoreFrom } : {}),
+  });
+  if (res.complete || res.status === 'done') {
+    const now = await deps.store.get(record.id);
+    if (now?.state === 'finalizing')
+      await deps.queues.addFinalize({ ingestionId: record.id, round: record.round });
+  }
+}
+
+/** Between pages: stop for a cancel, hand the job back on shutdown, park on back-pressure. */
+async function gate(
+  deps: IngestDeps,
+  job: Job,
+  token: string | undefined,
+  record: IngestionRecord,
+): Promise<'go' | 'cancel'> {
+  const [state, cancel] = await deps.store.redis.hmget(
+    ingestKeys.record(deps.store.prefix, record.id),
+    'state',
+    'cancelRequested',
+  );
+  if (cancel === '1' || state === 'cancelling') return 'cancel';
+  if (deps.closing()) {
+    await job.moveToDelayed(Date.now() + 100, token);
+    throw new DelayedError();
+  }
+  if (await deps.store.park(record.id, deps.settings.INGEST_MAX_QUEUED_CHUNKS)) {
+    await job.moveToDelayed(Date.now() + deps.settings.INGEST_PLAN_PARK_MS, token);
+    throw new DelayedError();
+  }
+  return 'go';
+}
+
+function cut(
+  record: IngestionRecord,
+  buffer: ChunkBlob[],
+  seq: number,
+  size: number,
+  flush: boolean,
+): { chunks: ChunkJobData[]; seq: number } {
+  const chunks: ChunkJobData[] = [];
+  while (buffer.length >= size || (flush && buffer.length > 0)) {
+    chunks.push({ ingestionId: record.id, round: record.round, seq, blobs: buffer.splice(0, size) });
+    seq++;
+  }
+  return { chunks, seq };
+}
+
+async function commitPage(
+  deps: IngestDeps,
+  record: IngestionRecord,
+  chunks: ChunkJobData[],
+  c: PageCheckpoint,
+): Promise<'ok' | 'conflict' | 'gone'> {
+  // Chunks first: a crash before the checkpoint replays this page, which re-creates the same chunk ids.
+  await deps.queues.addChunks(chunks);
+  const res = await deps.store.checkpoint(record, c);
+  deps.metrics?.listPages.inc();
+  if (res.status === 'conflict') return 'conflict';
+  if (res.status === 'stale' || res.status === 'missing') return 'gone';
+  if (res.complete) await deps.queues.addFinalize({ ingestionId: record.id, round: record.round });
+  return 'ok';
+}
+
+async function planListing(
+  deps: IngestDeps,
+  job: Job,
+  token: string | undefined,
+  record: IngestionRecord,
+): Promise<PlanOutcome> {
+  const req = record.request;
+  const size = deps.settings.INGEST_CHUNK_SIZE;
+  const filter = blobFilter(req.source, req.output);
+  const layout = new OutputLayout(req.output.prefix);
+  const out = deps.blob.getContainerClient(req.output.container);
+  const ckpt: PlanCheckpoint = record.checkpoint ?? { page: 0, seq: 0, buffer: [], indexOffset: 0 };
+  const base = new IndexCursor(
+    record.baseIndex ? out.getBlobClient(layout.path(record.baseIndex.name)) : undefined,
+    ckpt.indexOffset,
+    record.baseIndex?.etag ? { etag: record.baseIndex.etag } : {},
+  );
+  const source = deps.blob.getContainerClient(req.source.container);
+  const listOptions = req.source.prefix ? { prefix: req.source.prefix } : {};
+  /**
+   * One page, as compact tuples. A fresh iterator per page: the SDK's page objects (tens of properties per
+   * blob, the XML text) become garbage before the page's chunks are written, instead of living on in the
+   * iterator across those round trips (which promotes them to the old generation and grows the heap).
+   */
+  const fetchPage = async (token: string | undefined): Promise<{ blobs: ChunkBlob[]; next?: string }> => {
+    const it = source.listBlobsFlat(listOptions).byPage({
+      ...(token ? { continuationToken: token } : {}),
+      maxPageSize: deps.settings.INGEST_LIST_PAGE_SIZE,
+    });
+    const r = await it.next();
+    if (r.done) return { blobs: [] };
+    const seg: ContainerListBlobFlatSegmentResponse = r.value;
+    const blobs = seg.segment.blobItems.map(
+      (b: BlobItem): ChunkBlob => [b.name, normalizeEtag(b.properties.etag), b.properties.contentLength ?? 0],
+    );
+    return seg.continuationToken ? { blobs, next: seg.continuationToken } : { blobs };
+  };
+  let page = ckpt.page;
+  let seq = ckpt.seq;
+  let listToken = ckpt.token;
+  const buffer: ChunkBlob[] = [...ckpt.buffer];
+  try {
+    for (;;) {
+      if ((await gate(deps, job, token, record)) === 'cancel') {
+        const now = (await deps.store.get(record.id)) ?? record;
+        await endPlanning(deps, now);
+        return 'stopped';
+      }
+      await deps.store.countListCall(record.id);
+      const fetched = await fetchPage(listToken);
+      const continuation = fetched.next;
+      const last = !continuation;
+
+      let discovered = 0;
+      let skipped = 0;
+      let missing = 0;
+      const carried: BlobFailure[] = [];
+      for (const item of fetched.blobs) {
+        const [name, etag, size] = item;
+        if (!filter(name)) continue;
+        discovered++;
+        // The listing and the previous index are both in name order: walk them in step.
+        let e = await base.peek();
+        while (e && compareNames(e.name, name) < 0) {
+          if (e.shard !== undefined && filter(e.name)) missing++;
+          await base.advance();
+          e = await base.peek();
+        }
+        if (e && e.name === name) {
+          await base.advance();
+          if (e.etag === etag) {
+            if (e.shard !== undefined) {
+              skipped++;
+              continue;
+            }
+            if (!req.retryUnchangedFailures) {
+              carried.push({
+                name,
+                etag,
+                size,
+                code: e.failure ?? 'FAILED',
+                message: `failed in an earlier run (${e.failure}) and has not changed since; not tried again`,
+                permanent: true,
+                carried: true,
+                at: Date.now(),
+              });
+              continue;
+            }
+          }
+        }
+        buffer.push([name, etag, size]);
+      }
+      if (last) {
+        for (let e = await base.peek(); e; e = await base.peek()) {
+          if (e.shard !== undefined && filter(e.name)) missing++;
+          await base.advance();
+        }
+      }
+      const cutRes = cut(record, buffer, seq, size, last);
+      seq = cutRes.seq;
+      page++;
+      const queued = cutRes.chunks.reduce((n, c) => n + c.blobs.length, 0);
+      const committed = await commitPage(deps, record, cutRes.chunks, {
+        round: 0,
+        page,
+        checkpoint: {
+          page,
+          ...(continuation ? { token: continuation } : {}),
+          seq,
+          buffer,
+          indexOffset: base.offset,
+        },
+        planned: seq,
+        discovered,
+        skipped,
+        queued,
+        missing,
+        listingDone: last,
+        carried,
+      });
+      if (committed !== 'ok') return committed === 'conflict' ? 'conflict' : 'stopped';
+      if (last) return 'done';
+      listToken = continuation;
+    }
+  } finally {
+    await base.close();
+  }
+}
+
+/** A retry round: the failures moved aside by retry-failed, in name order, cut into chunks. */
+async function planRetry(
+  deps: IngestDeps,
+  job: Job,
+  token: string | undefined,
+  record: IngestionRecord,
+): Promise<PlanOutcome> {
+  const size = deps.settings.INGEST_CHUNK_SIZE;
+  const ckpt: PlanCheckpoint = record.checkpoint ?? { page: 0, seq: 0, buffer: [], indexOffset: 0 };
+  let page = ckpt.page;
+  let seq = ckpt.seq;
+  let after = ckpt.token;
+  const buffer: ChunkBlob[] = [...ckpt.buffer];
+  for (;;) {
+    if ((await gate(deps, job, token, record)) === 'cancel') {
+      const now = (await deps.store.get(record.id)) ?? record;
+      // Failures not queued yet stay failures: the committed leftover and everything after the cursor.
+      const first = now.checkpoint?.buffer[0]?.[0];
+      const cursor = now.checkpoint?.token;
+      await endPlanning(deps, now, {
+        restoreFrom: first ? { name: first, inclusive: true } : cursor ? { name: cursor } : {},
+      });
+      return 'stopped';
+    }
+    const failures = await deps.store.retryPage(
+      record.id,
+      record.round,
+      after,
+      deps.settings.INGEST_LIST_PAGE_SIZE,
+    );
+    const last = failures.length < deps.settings.INGEST_LIST_PAGE_SIZE;
+    for (const f of failures) buffer.push([f.name, f.etag, f.size]);
+    if (failures.length) after = failures[failures.length - 1]!.name;
+    const cutRes = cut(record, buffer, seq, size, last);
+    seq = cutRes.seq;
+    page++;
+    const committed = await commitPage(deps, record, cutRes.chunks, {
+      round: record.round,
+      page,
+      checkpoint: { page, ...(after !== undefined ? { token: after } : {}), seq, buffer, indexOffset: 0 },
+      planned: seq,
+      listingDone: last,
+    });
+    if (committed !== 'ok') return committed === 'conflict' ? 'conflict' : 'stopped';
+    if (last) return 'done';
+  }
+}
