@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerBenchCommand } from './commands/bench';
 import { registerEmbedCommand } from './commands/embed';
 import { registerIngestCommands } from './commands/ingest';
 import { registerKeyCommands } from './commands/key';
@@ -14,6 +15,7 @@ const program = new Command()
 
 registerModelCommands(program);
 registerEmbedCommand(program);
+registerBenchCommand(program);
 registerIngestCommands(program);
 registerServeCommands(program);
 registerSkuCommands(program);
