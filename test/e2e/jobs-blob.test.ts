@@ -174,7 +174,7 @@ describe('async jobs writing to Azure Blob storage (Azurite)', () => {
       await api.close();
       await cleanPrefix(config.QUEUE_PREFIX);
     }
-  });
+  }, 120_000);
 
   it('retries while Azurite is down and completes once it is back', async () => {
     const stack = await startStack(testConfig({ ...envFor(), JOB_ATTEMPTS: '6' }));

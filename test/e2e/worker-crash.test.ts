@@ -104,7 +104,7 @@ describe('worker processes dying or draining mid-request', () => {
       await api.close();
       await new Promise((r) => server.close(r));
     }
-  });
+  }, 120_000);
 
   it('drains on SIGTERM: the request in flight is answered, then the worker exits 0', async () => {
     const held = new EventEmitter();
@@ -141,5 +141,5 @@ describe('worker processes dying or draining mid-request', () => {
       await api.close();
       await new Promise((r) => server.close(r));
     }
-  });
+  }, 120_000);
 });

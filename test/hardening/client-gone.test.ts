@@ -52,8 +52,11 @@ describe('requests whose client is gone leave no work behind', () => {
       body: JSON.stringify(body),
       signal: client.signal,
     }).catch((err: unknown) => err);
-    await until(async () => (await inQueue()) === 1);
-    expect((await backlogImages(redis, stack.config.QUEUE_PREFIX)).images).toBe(1);
+    // The job lands first, its backlog entry right after it (two commands): wait for both.
+    await until(
+      async () =>
+        (await inQueue()) === 1 && (await backlogImages(redis, stack.config.QUEUE_PREFIX)).images === 1,
+    );
     client.abort();
     expect(await request).toMatchObject({ name: 'AbortError' });
     await until(async () => (await inQueue()) === 0);
