@@ -50,12 +50,11 @@ concurrency="${CONCURRENCY:-1,16,64,256}"
 
 # The fp16 random-weight model is built by the bench (model builder, --dtype float16) into
 # ~/.cache/embedpool/random/ (or EMBEDPOOL_CACHE_DIR) and reused on the next run.
-# One session with all cores for CPU-side work, and two sessions to overlap host<->device copies.
+# Raw layouts: the bench's default, one session and two sessions (two overlap host<->device copies).
 exec node bin/embedpool.js bench \
   --provider cuda \
   --dtype float16 \
   --batch-sizes "$batch_sizes" \
-  --splits "${cores}x1,$((cores > 1 ? cores / 2 : 1))x2" \
   --concurrency "$concurrency" \
   --max-batch "$MAX_BATCH_SIZE" \
   --ab "MAX_BATCH_SIZE=128" \

@@ -133,7 +133,7 @@ const FULL: Profile = {
 };
 
 const QUICK: Profile = {
-  batchSizes: [1, 4, 16],
+  batchSizes: [1, 4, 8],
   rawMinSeconds: 1.5,
   rawMinRuns: 2,
   preMinSeconds: 0.1,
@@ -149,7 +149,7 @@ const QUICK: Profile = {
   accountingScores: 5,
   accountingJobImages: 4,
   abLatencyCount: 0,
-  retryBudgetSeconds: 30,
+  retryBudgetSeconds: 15,
   ab: [],
 };
 
@@ -453,9 +453,9 @@ async function runE2E(
         pollMs: 500,
         dim: started.dim,
         // Long enough to catch the periodic traffic (heartbeat every READY_WORKER_TTL_S / 3 = 5 s by default).
-        idleSeconds: Math.max(p.idleSeconds, args.quick ? 5 : 10),
+        idleSeconds: Math.max(p.idleSeconds, args.quick ? 3 : 10),
         loadedConcurrency: Math.max(...concurrency),
-        loadedSeconds: Math.max(5, Math.round(p.phaseSeconds / 2)),
+        loadedSeconds: Math.max(3, Math.round(p.phaseSeconds / 2)),
       });
     } finally {
       monitor.stop();
@@ -580,13 +580,23 @@ function computeTargets(r: BenchReport): Target[] {
     }
   }
   if (e) {
-    const o = e.latency.overheadP50VsRawMs ?? e.latency.overheadPairedMedianMs;
+    // Conservative: the larger of the target's own definition and the request-by-request figure, since a
+    // model run that is faster or slower inside the service than in the raw cell moves the first one either way.
+    const defined = [e.latency.overheadP50VsRawMs, e.latency.overheadPairedMedianMs].filter(
+      (x): x is number => x !== null,
+    );
+    const o = defined.length > 0 ? Math.max(...defined) : null;
     if (o !== null) {
       t.push({
         id: 'idle-latency-overhead',
-        description: `idle single-image /score p50 (${e.latency.p50Ms} ms) minus raw batch-1 median (${e.latency.rawBatch1MedianMs ?? 'n/a'} ms)`,
+        description:
+          e.latency.overheadP50VsRawMs !== null
+            ? `idle single-image /score p50 (${e.latency.p50Ms} ms) minus raw batch-1 median (${e.latency.rawBatch1MedianMs} ms)`
+            : `idle single-image /score: latency minus its own model run, median (the raw batch-1 cell was noisy or missing)`,
         target: '<= 15 ms',
-        measured: `${o} ms (paired per request: ${e.latency.overheadPairedMedianMs ?? 'n/a'} ms)`,
+        measured:
+          `${e.latency.overheadP50VsRawMs ?? 'n/a'} ms (p50 minus raw); ` +
+          `${e.latency.overheadPairedMedianMs ?? 'n/a'} ms (request by request); the verdict takes the larger`,
         met: o <= 15,
         missedBy: o <= 15 ? null : `${round(o - 15, 1)} ms`,
       });
@@ -802,6 +812,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
       const e = await runE2E(args, profile, model, redis, images, concurrency);
       const layout = serverLayout(e.started, cores);
       const raw1 = rawCellFor(report.raw, layout.intra, layout.sessions, 1);
+      const quietRaw1 = raw1 && (raw1.cpu.foreignCores ?? 0) <= NOISY_CORES ? raw1 : undefined;
       const lat = e.phases.find((x) => x.name === 'latency (idle, 1 image)')!;
       const sameLayout = report.raw?.cells
         .filter((c) => c.intraOpThreads === layout.intra && c.sessions === layout.sessions)
@@ -818,8 +829,9 @@ export async function runBench(args: BenchArgs): Promise<number> {
           p50Ms: lat.latencyMs.median,
           p95Ms: lat.latencyMs.p95,
           p99Ms: lat.latencyMs.p99,
-          overheadP50VsRawMs: raw1 ? round(lat.latencyMs.median - raw1.runMs.median, 1) : null,
-          rawBatch1MedianMs: raw1?.runMs.median ?? null,
+          // Only against a raw cell measured in quiet: a neighbour's burst there would make this meaningless.
+          overheadP50VsRawMs: quietRaw1 ? round(lat.latencyMs.median - quietRaw1.runMs.median, 1) : null,
+          rawBatch1MedianMs: quietRaw1?.runMs.median ?? null,
           overheadPairedMedianMs: pairedOverheadMs(e.latencies, e.latencyBatchesMs),
         },
         ratios: loadPhases.map((x) => ({
@@ -856,13 +868,13 @@ export async function runBench(args: BenchArgs): Promise<number> {
   const foreign = [
     ...(report.raw?.cells.map((c) => c.cpu.foreignCores) ?? []),
     ...(report.e2e?.phases.map((x) => x.cpu.foreignCores) ?? []),
+    ...report.ab.map((x) => x.phase.cpu.foreignCores),
   ].filter((x): x is number => x !== null);
   const worst = Math.max(0, ...foreign);
   if (worst > 0.25) {
     report.notes.push(
-      `Other processes used up to ${worst} cores during some measurements (see each cpu.foreignCores): the machine was shared; treat differences of ~${Math.round(
-        (worst / machine.logicalCpus) * 100,
-      )}% as noise.`,
+      `Other processes used up to ${worst} cores during some measurements (see each cpu.foreignCores): the machine ` +
+        'was shared; compare only rows whose foreign cores are near 0.',
     );
   }
   if (model.randomWeights)

@@ -59,7 +59,7 @@ export function registerBenchCommand(program: Command): void {
       'measure this machine: raw model throughput, preprocessing, end-to-end /score and jobs, Redis cost, ' +
         'RSS and event-loop delay; writes bench/results/<date>-<host>.{json,md} (no network)',
     )
-    .option('--quick', 'about 2 minutes instead of about 10: fewer batch sizes, shorter phases, no A/B')
+    .option('--quick', '2-3 minutes instead of about 10: fewer batch sizes, shorter phases, no A/B')
     .option('--out <dir>', 'where to write the results (default bench/results)')
     .option('--model <model.onnx>', 'bench this model instead of the random-weight ViT-B/14')
     .option(
@@ -74,13 +74,15 @@ export function registerBenchCommand(program: Command): void {
         .choices(['float32', 'float16'])
         .default('float32'),
     )
-    .option('--batch-sizes <list>', 'raw batch sizes (default 1,2,4,8,16,32; quick 1,4,16)', intList)
+    .option('--batch-sizes <list>', 'raw batch sizes (default 1,2,4,8,16,32; quick 1,4,8)', intList)
     .option('--splits <list>', 'raw thread layouts <intra-op>x<sessions> (default <cores>x1,<cores/2>x2)')
     .option('--concurrency <list>', 'client concurrencies for sync /score (default 1,4,16)', intList)
     .option('--sections <list>', 'raw,preprocess,micro,e2e,ab (default all)')
     .option(
       '--ab <variant>',
-      'A/B worker settings, repeatable: NAME=value[,NAME=value] (default MAX_BATCH_SIZE=4 and INFERENCE_THREADS=2,INTRA_OP_THREADS=1; none with --quick)',
+      'A/B variant of the service, repeatable: NAME=value[,NAME=value] (worker settings, UV_THREADPOOL_SIZE, ' +
+        'MALLOC_ARENA_MAX, EMBEDPOOL_BENCH_ORT_CONFIG, EMBEDPOOL_BENCH_ORT_CPU_ARENA); default: MAX_BATCH_SIZE=4, two ' +
+        'sessions, three onnxruntime options (see docs/performance.md); none with --quick; "none" for none',
       (value: string, prev: string[] | undefined) => [...(prev ?? []), value],
     )
     .option('--max-batch <n>', 'MAX_BATCH_SIZE of the service under test', positiveInt)
