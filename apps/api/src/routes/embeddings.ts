@@ -1,6 +1,7 @@
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response, Router } from 'express';
+import { ClientGoneError, watchClientGone } from '../client-gone';
 import { RETRY_AFTER_S, RowFailuresError } from '../http-errors';
 import type { ApiMetrics } from '../metrics';
 import { checkDimensions, embeddingsJson, parseEmbeddingsRequest, toOpenAiError } from '../openai-schema';
@@ -12,13 +13,6 @@ export interface EmbeddingsRouteDeps {
   config: Config;
   scoreClient: ScoreClient;
   metrics: ApiMetrics;
-}
-
-class ClientGoneError extends Error {
-  constructor() {
-    super('client closed the connection before the answer');
-    this.name = 'ClientGoneError';
-  }
 }
 
 /**
@@ -58,11 +52,7 @@ export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRou
       'embedding',
     );
 
-    const gone = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new ClientGoneError());
-    };
-    res.on('close', onClose);
+    const gone = watchClientGone(res);
     let answer: Awaited<ReturnType<ScoreClient['score']>>;
     try {
       answer = await scoreClient.score(images, {
@@ -76,7 +66,7 @@ export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRou
       if (err instanceof ClientGoneError) return;
       throw err;
     } finally {
-      res.off('close', onClose);
+      gone.release();
     }
 
     const { result, vectors } = answer;

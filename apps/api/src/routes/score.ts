@@ -1,6 +1,7 @@
 import type { Config } from '@embedpool/core/config';
 import express, { Router } from 'express';
 import { parseScoreRequest } from '../azure-schema';
+import { ClientGoneError, watchClientGone } from '../client-gone';
 import { imageFeaturesJson } from '../features-json';
 import { RowFailuresError } from '../http-errors';
 import type { ApiMetrics } from '../metrics';
@@ -12,13 +13,6 @@ export interface ScoreRouteDeps {
   config: Config;
   scoreClient: ScoreClient;
   metrics: ApiMetrics;
-}
-
-class ClientGoneError extends Error {
-  constructor() {
-    super('client closed the connection before the answer');
-    this.name = 'ClientGoneError';
-  }
 }
 
 /** POST /score: the Azure ML online-endpoint contract for image embeddings. */
@@ -50,11 +44,7 @@ export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): R
     const jobLog = log.child({ jobId });
     jobLog.debug({ images: images.length }, 'scoring');
 
-    const gone = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new ClientGoneError());
-    };
-    res.on('close', onClose);
+    const gone = watchClientGone(res);
     let answer: Awaited<ReturnType<ScoreClient['score']>>;
     try {
       answer = await scoreClient.score(images, {
@@ -68,7 +58,7 @@ export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): R
       if (err instanceof ClientGoneError) return;
       throw err;
     } finally {
-      res.off('close', onClose);
+      gone.release();
     }
 
     const { result, vectors } = answer;
