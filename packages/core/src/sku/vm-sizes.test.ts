@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { SHARED_DIR } from '../testing';
 import { findVmSize, getVmSize, knownSizes, retiredOn } from './catalogue';
 import { UnknownSkuError } from './errors';
 import { renderVmSizesModule } from './generate-vm-sizes';
 import { VM_SIZES } from './vm-sizes';
 import { parseVmSizesCsv } from './vm-sizes-csv';
 
-const CSV = join(SHARED_DIR, 'azure-vm-sizes.csv');
+const CSV = join(dirname(fileURLToPath(import.meta.url)), 'azure-vm-sizes.csv');
 
 /** The file's cells, read without the module's parser: the constant is checked against raw text. */
 function rawRows(): string[][] {

@@ -5,10 +5,8 @@ import { fileURLToPath } from 'node:url';
 /** Repository root, found from this file so tests work from any working directory. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 
-/** `../shared` beside the checkout (read-only; CI lays a copy there too). */
-export const SHARED_DIR = process.env.EMBEDPOOL_SHARED_DIR ?? resolve(REPO_ROOT, '../shared');
-
-export const PARITY_DIR = join(SHARED_DIR, 'fixtures/dinov2-parity');
+/** The DINOv2 parity fixture, kept in the repository so a clone from anywhere can run the tests. */
+export const PARITY_DIR = join(REPO_ROOT, 'test/fixtures/dinov2-parity');
 export const PARITY_MODEL = join(PARITY_DIR, 'model/model.onnx');
 export const PARITY_CONFIG = join(PARITY_DIR, 'model/config.json');
 export const PARITY_WEIGHTS = join(PARITY_DIR, 'model/model.safetensors');
@@ -57,7 +55,7 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 export function assertSharedFixtures(): void {
   if (!existsSync(PARITY_MODEL)) {
-    throw new Error(`parity fixture not found at ${PARITY_DIR}; set EMBEDPOOL_SHARED_DIR`);
+    throw new Error(`parity fixture not found at ${PARITY_DIR}`);
   }
 }
 
