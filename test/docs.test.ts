@@ -23,6 +23,6 @@ describe('documentation keeps up with the config', () => {
   });
 
   it('.ci/run runs the README test command', () => {
-    expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toMatch(/^npm test$/m);
+    expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toMatch(/^clean npm test$/m);
   });
 });

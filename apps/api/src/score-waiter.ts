@@ -171,6 +171,12 @@ export class ScoreWaiter {
   /** The id of the stream's last entry ('0-0' when empty); retried until Redis answers or close(). */
   private async streamTail(key: string): Promise<string | undefined> {
     const { redis } = this.opts;
+    // A client still connecting refuses commands (no offline queue); wait for it rather than log that as
+    // an error on every clean start.
+    if (redis.status !== 'ready') {
+      const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(5_000)]);
+      await once(redis, 'ready', { signal }).catch(() => {});
+    }
     while (!this.closing.signal.aborted) {
       try {
         const tail = await redis.xrevrange(key, '+', '-', 'COUNT', 1);

@@ -13,7 +13,7 @@ import {
   type ProgressReporter,
 } from './progress';
 import { fetchRemoteMeta, type RemoteMeta } from './remote-meta';
-import { DEFAULT_RETRY_DELAY_MS, errorMessage, isRetryable, retryDelay, sleep } from './retry';
+import { DEFAULT_RETRY_DELAY_MS, errorMessage, isRetryable, retryBudget, retryDelay, sleep } from './retry';
 import { transferOnce } from './transfer';
 
 export interface DownloadFileOptions {
@@ -279,7 +279,7 @@ async function fetchToPartial(
 /** Records one failed attempt: gives up past the budget, otherwise waits out the backoff. */
 async function countFailure(ctx: Context, previous: number, attempt: number, err: unknown): Promise<number> {
   const failures = previous + 1;
-  if (failures > ctx.retries || attempt >= MAX_ATTEMPTS) {
+  if (failures > retryBudget(err, ctx.retries) || attempt >= MAX_ATTEMPTS) {
     throw new EmbedpoolError(
       'DOWNLOAD_FAILED',
       `${ctx.file}: download failed after ${attempt} attempt(s): ${errorMessage(err)}; ` +

@@ -24,6 +24,21 @@ const NETWORK_CODES = new Set([
 ]);
 const PERMANENT_UNDICI_CODES = new Set(['UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 
+/**
+ * A host name that does not resolve (ENOTFOUND) is an answer, not a hiccup: offline, or a mistyped
+ * HF_ENDPOINT. It gets one more try (a resolver can blip), not the whole backoff budget.
+ */
+export const NAME_NOT_RESOLVED_RETRIES = 1;
+
+export function isNameNotResolved(err: unknown): boolean {
+  return !!err && typeof err === 'object' && 'code' in err && err.code === 'ENOTFOUND';
+}
+
+/** How many failures in a row this error may add up to before the download gives up. */
+export function retryBudget(err: unknown, retries: number): number {
+  return isNameNotResolved(err) ? Math.min(retries, NAME_NOT_RESOLVED_RETRIES) : retries;
+}
+
 export function isRetryable(err: unknown): boolean {
   if (err instanceof RetryableError) return true;
   const code = err && typeof err === 'object' && 'code' in err ? String(err.code) : '';
