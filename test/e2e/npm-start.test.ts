@@ -111,6 +111,8 @@ describe('npm start on a machine with no internet', () => {
       const metrics = await (await fetch(`${s.url}/metrics`)).text();
       expect(metrics).toMatch(/embedpool_model_info\{[^}]*random_weights="true"/);
       expect(s.log.some((l) => /RANDOM WEIGHTS/.test(l))).toBe(true);
+      // A clean start logs no connection trouble: the job-events listener waits for Redis to be ready.
+      expect(s.log.filter((l) => /connection error|isn't writeable/.test(l))).toEqual([]);
     } finally {
       expect(await stop(s)).toBe(0);
     }
