@@ -164,7 +164,7 @@ export function encodeBmp(p: Pixels, o: BmpOptions): Uint8Array {
   const head = Buffer.alloc(14);
   head.write('BM', 0, 'latin1');
   head.writeUInt32LE(14 + dib.length, 2);
-  head.writeUInt32LE(14 + dib.readUInt32LE(0) + colors * 4, 10);
+  head.writeUInt32LE(14 + Buffer.from(dib.buffer, dib.byteOffset, 4).readUInt32LE(0) + colors * 4, 10);
   return Buffer.concat([head, dib]);
 }
 
