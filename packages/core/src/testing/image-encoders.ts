@@ -243,7 +243,6 @@ export interface TgaOptions {
 export function encodeTga(p: Pixels, o: TgaOptions): Uint8Array {
   const { width, height } = p;
   const depth = o.type === 2 ? (o.depth ?? 24) : 8;
-  const bpp = depth / 8;
   const { palette, indices } =
     o.type === 1
       ? toPalette(p, 256)
@@ -271,33 +270,34 @@ export function encodeTga(p: Pixels, o: TgaOptions): Uint8Array {
     const [r, g, b] = rgbAt(p, i);
     return depth === 32 ? [b, g, r, 255] : [b, g, r];
   };
-  const stream: number[][] = [];
+  const rows: number[][][] = [];
   for (let k = 0; k < height; k++) {
     const y = o.topDown ? k : height - 1 - k;
-    for (let x = 0; x < width; x++) stream.push(pixel(y * width + x));
+    rows.push(Array.from({ length: width }, (_, x) => pixel(y * width + x)));
   }
-  let body: number[] = [];
+  const body: number[] = [];
   if (!o.rle) {
-    body = stream.flat();
+    for (const row of rows) for (const px of row) body.push(...px);
   } else {
-    // Runs of equal pixels as repeat packets, everything else as literal packets (up to 128 each);
-    // packets may cross rows, as the format allows.
+    // Runs of equal pixels as repeat packets, everything else as literal packets (up to 128 each),
+    // never across a row (TGA 2.0; Pillow refuses packets that cross rows).
     const same = (a: number[], b: number[]) => a.every((v, i) => v === b[i]);
-    let i = 0;
-    while (i < stream.length) {
-      let run = 1;
-      while (i + run < stream.length && run < 128 && same(stream[i + run]!, stream[i]!)) run++;
-      if (run > 1) {
-        body.push(0x80 | (run - 1), ...stream[i]!);
-        i += run;
-      } else {
-        let n = 1;
-        while (i + n < stream.length && n < 128 && !same(stream[i + n]!, stream[i + n - 1]!)) n++;
-        body.push(n - 1, ...stream.slice(i, i + n).flat());
-        i += n;
+    for (const row of rows) {
+      let i = 0;
+      while (i < row.length) {
+        let run = 1;
+        while (i + run < row.length && run < 128 && same(row[i + run]!, row[i]!)) run++;
+        if (run > 1) {
+          body.push(0x80 | (run - 1), ...row[i]!);
+          i += run;
+        } else {
+          let n = 1;
+          while (i + n < row.length && n < 128 && !same(row[i + n]!, row[i + n - 1]!)) n++;
+          body.push(n - 1, ...row.slice(i, i + n).flat());
+          i += n;
+        }
       }
     }
   }
-  void bpp;
   return Buffer.concat([head, map, Uint8Array.from(body)]);
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,6 +151,38 @@ describe('each decoder gives back the pixels it was given', () => {
     expect(Buffer.from(decodeIcoDib(cur, parseIco(cur), BIG).data).equals(Buffer.from(small.data))).toBe(
       true,
     );
+  });
+});
+
+describe('decoded exactly as Pillow, the Azure endpoint decoder, decodes them', () => {
+  it('every file in fixtures/formats/pillow gives the bytes Pillow 9.4 gave', async () => {
+    const dir = join(FORMATS_DIR, 'pillow');
+    const files = readdirSync(dir).filter((f) => !f.endsWith('.rgb'));
+    expect(files.length).toBeGreaterThanOrEqual(25);
+    for (const f of files) {
+      const bytes = readFileSync(join(dir, f));
+      const ref = readFileSync(join(dir, `${f}.rgb`));
+      const format = sniffExtraFormat(bytes);
+      let r: { width: number; height: number; channels: number; data: Uint8Array };
+      if (format === 'bmp') r = decodeBmp(bytes, BIG);
+      else if (format === 'ppm') r = decodePnm(bytes, BIG);
+      else if (format === 'tga') r = decodeTga(bytes, BIG);
+      else if (format === 'ico') {
+        const entry = parseIco(bytes);
+        if (entry.kind === 'png') {
+          const { data, info } = await sharp(bytes.subarray(entry.offset))
+            .removeAlpha()
+            .raw()
+            .toBuffer({ resolveWithObject: true });
+          r = { width: info.width, height: info.height, channels: 3, data };
+        } else {
+          r = decodeIcoDib(bytes, entry, BIG);
+        }
+      } else throw new Error(`${f}: not sniffed (${format})`);
+      const rgb = r.channels === 3 ? r.data : Uint8Array.from(Array.from(r.data).flatMap((v) => [v, v, v]));
+      expect([r.width, r.height], f).toEqual([ref.readUInt16LE(0), ref.readUInt16LE(2)]);
+      expect(Buffer.from(rgb).equals(ref.subarray(4)), f).toBe(true);
+    }
   });
 });
 
