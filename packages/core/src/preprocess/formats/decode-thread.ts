@@ -1,4 +1,4 @@
-import { parentPort } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import { EmbedpoolError, toEmbedpoolError } from '../../errors';
 import { decodeBmp } from './bmp';
 import { decodeHeic, probeHeic } from './heic';
@@ -49,7 +49,7 @@ async function handle(req: DecodeRequest): Promise<{ header: RasterHeader; raste
 port.on('message', (req: DecodeRequest) => {
   handle(req).then(
     ({ header, raster }) => {
-      const reply: DecodeReply = { id: req.id, ok: true, header, ...(raster ? { raster } : {}) };
+      const reply: DecodeReply = { id: req.id, ok: true, header, threadId, ...(raster ? { raster } : {}) };
       port.postMessage(reply, raster ? [raster.data.buffer as ArrayBuffer] : []);
     },
     (err: unknown) => {

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EmbedpoolError, type ErrorCode } from '../../errors';
@@ -349,5 +350,7 @@ describe('decoder threads', () => {
       timeoutSeconds: 0,
     });
     expect(ok.raster).toMatchObject({ width: 288, height: 216, channels: 3 });
+    // Off the caller's event loop: another thread did the work.
+    expect(ok.threadId).not.toBe(threadId);
   });
 });

@@ -11,5 +11,5 @@ export interface DecodeRequest {
 }
 
 export type DecodeReply =
-  | { id: number; ok: true; header: RasterHeader; raster?: Raster }
+  | { id: number; ok: true; header: RasterHeader; raster?: Raster; threadId: number }
   | { id: number; ok: false; error: { code: ErrorCode; message: string; details?: Record<string, unknown> } };

@@ -24,13 +24,20 @@ export interface DecodeTask {
 
 interface Pending {
   task: DecodeTask;
-  resolve: (value: { header: RasterHeader; raster?: Raster }) => void;
+  resolve: (value: DecodeResult) => void;
   reject: (err: unknown) => void;
 }
 
 interface Slot {
   worker: Worker;
   current: (Pending & { id: number; timer: NodeJS.Timeout | undefined }) | undefined;
+}
+
+export interface DecodeResult {
+  header: RasterHeader;
+  raster?: Raster;
+  /** The thread that decoded (never the caller's). */
+  threadId: number;
 }
 
 export class DecodeThreadPool {
@@ -40,7 +47,7 @@ export class DecodeThreadPool {
 
   constructor(private readonly size: number) {}
 
-  run(task: DecodeTask): Promise<{ header: RasterHeader; raster?: Raster }> {
+  run(task: DecodeTask): Promise<DecodeResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ task, resolve, reject });
       this.pump();
@@ -106,7 +113,8 @@ export class DecodeThreadPool {
     if (slot.current?.id !== reply.id) return;
     const done = this.finish(slot)!;
     if (reply.ok) {
-      done.resolve(reply.raster ? { header: reply.header, raster: reply.raster } : { header: reply.header });
+      const { header, raster, threadId } = reply;
+      done.resolve(raster ? { header, raster, threadId } : { header, threadId });
     } else {
       const { code, message, details } = reply.error;
       done.reject(new EmbedpoolError(code, message, details ? { details } : undefined));
