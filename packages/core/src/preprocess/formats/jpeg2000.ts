@@ -60,8 +60,15 @@ export function parseJ2k(bytes: Uint8Array): J2kHeader {
   const width = u32(bytes, s + 8) - u32(bytes, s + 16);
   const height = u32(bytes, s + 12) - u32(bytes, s + 20);
   const components = u16(bytes, s + 40);
-  if (components < 1 || components > 16384)
-    throw decodeFailed('jp2', `invalid component count ${components}`);
+  // Pillow reads 1 to 4 components (L, LA, RGB, RGBA); more would also multiply the memory a frame takes
+  // beyond what the pixel cap allows for.
+  if (components < 1 || components > 4)
+    throw decodeFailed('jp2', `unsupported component count ${components}`);
+  if (s + 42 + 3 * components > bytes.length) throw truncated('jp2');
+  for (let c = 0; c < components; c++) {
+    const precision = (bytes[s + 42 + 3 * c]! & 0x7f) + 1;
+    if (precision > 16) throw decodeFailed('jp2', `unsupported sample precision ${precision}`);
+  }
   checkDimensions('jp2', { width, height }, Number.MAX_SAFE_INTEGER);
   return { width, height, components, codestream };
 }
