@@ -1,5 +1,6 @@
 import sharp, { type KernelEnum, type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import { EmbedpoolError } from '../errors';
+import { decodeExtraRegion, isExtraSource, probeExtra, sniffExtraFormat } from './formats';
 import { type Geometry, type Region, regionInside, type Size } from './geometry';
 import type { ResolvedPreprocessOptions } from './limits';
 import type { Resample } from './preprocessor-config';
@@ -69,6 +70,9 @@ export async function probeImage(bytes: Uint8Array, opts: ResolvedPreprocessOpti
   // Refuse text-like input (SVG, XML, HTML) and PDF before any parser sees it, unless allowed.
   const sniffed = sniffVectorFormat(bytes);
   if (sniffed && !opts.allowedFormats.has(sniffed)) throw unsupportedFormat(sniffed);
+  // BMP, ICO/CUR, PNM, TGA, JPEG 2000 and HEIC: decoders of their own (formats/), sniffed from the bytes.
+  const extra = sniffExtraFormat(bytes);
+  if (extra) return probeExtra(bytes, extra, opts);
 
   let meta: Metadata;
   try {
@@ -119,13 +123,41 @@ export async function decodeRegion(
   geometry: Geometry,
   opts: ResolvedPreprocessOptions,
 ): Promise<DecodedRegion> {
-  const { resized, region } = geometry;
+  if (isExtraSource(source)) return decodeExtraRegion(bytes, source, geometry, opts);
+  const { resized } = geometry;
   const upscale = resized.width > source.width || resized.height > source.height;
   const flatten = source.hasAlpha || source.depth === 'ushort' || source.space === 'cmyk';
   try {
     if (!upscale && !flatten) return await decodeOnePass(bytes, source, geometry, opts);
-    const full = await decodeFull(bytes, source, opts);
-    if (upscale) {
+    return await resizeDecoded(await decodeFull(bytes, source, opts), geometry, opts);
+  } catch (err) {
+    if (source.format === 'heif' && source.compression === 'hevc' && !(err instanceof EmbedpoolError)) {
+      // Prebuilt sharp decodes AVIF only; HEIC needs a libvips built with an HEVC decoder.
+      throw new EmbedpoolError(
+        'IMAGE_UNSUPPORTED_FORMAT',
+        'unsupported image format: HEIC (HEVC) cannot be decoded',
+        {
+          cause: err,
+          details: { format: 'heic' },
+        },
+      );
+    }
+    throw toImageError(err);
+  }
+}
+
+/**
+ * Full-size 8-bit pixels (grey or RGB, oriented) -> the cropped window of the resized image: Pillow-exact
+ * resampling in JS when upscaling, sharp's resize from raw pixels otherwise.
+ */
+export async function resizeDecoded(
+  full: DecodedRegion,
+  geometry: Geometry,
+  opts: ResolvedPreprocessOptions,
+): Promise<DecodedRegion> {
+  const { resized, region } = geometry;
+  try {
+    if (resized.width > full.width || resized.height > full.height) {
       const data = resampleRegion(full.data, full, full.channels, resized, region, opts.config.resample);
       return { data, width: region.width, height: region.height, channels: full.channels, path: 'exact' };
     }
@@ -139,17 +171,6 @@ export async function decodeRegion(
     );
     return { ...out, path: 'sharp-two-pass' };
   } catch (err) {
-    if (source.format === 'heif' && source.compression === 'hevc' && !(err instanceof EmbedpoolError)) {
-      // Prebuilt sharp decodes AVIF only; HEIC needs a libvips built with an HEVC decoder.
-      throw new EmbedpoolError(
-        'IMAGE_UNSUPPORTED_FORMAT',
-        'unsupported image format: HEIC (HEVC) cannot be decoded',
-        {
-          cause: err,
-          details: { format: 'heic' },
-        },
-      );
-    }
     throw toImageError(err);
   }
 }

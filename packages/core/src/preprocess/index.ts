@@ -6,6 +6,7 @@ export {
   type SourceInfo,
   toImageError,
 } from './decode';
+export { IMAGE_EXTENSIONS } from './formats';
 export {
   centerCropRegion,
   fixedOutputSize,

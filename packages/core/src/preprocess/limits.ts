@@ -18,7 +18,12 @@ export type ImageFormat =
   | 'ppm'
   | 'fits'
   | 'vips'
-  | 'raw';
+  | 'raw'
+  // Decoded by formats/ rather than sharp: BMP, ICO/CUR, PBM/PGM/PPM, TGA, JPEG 2000, HEIC.
+  | 'bmp'
+  | 'ico'
+  | 'tga'
+  | 'heic';
 
 /** When libvips aborts on damaged pixel data, least to most strict (sharp's `failOn`). */
 export type FailOn = 'none' | 'truncated' | 'error' | 'warning';
@@ -60,10 +65,14 @@ export interface ResolvedPreprocessOptions {
 
 const CANDIDATE_FORMATS: readonly ImageFormat[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'];
 
-/** Raster formats this sharp build can decode from a buffer. SVG and PDF are off unless asked for. */
-export const DEFAULT_ALLOWED_FORMATS: readonly ImageFormat[] = Object.freeze(
-  CANDIDATE_FORMATS.filter((f) => sharpCanDecode(f)),
-);
+/** Decoders of formats/, which do not depend on the sharp build. */
+const EXTRA_FORMATS: readonly ImageFormat[] = ['bmp', 'ico', 'ppm', 'tga', 'jp2', 'heic'];
+
+/** Raster formats this sharp build can decode from a buffer, and formats/'s. SVG and PDF are off unless asked for. */
+export const DEFAULT_ALLOWED_FORMATS: readonly ImageFormat[] = Object.freeze([
+  ...CANDIDATE_FORMATS.filter((f) => sharpCanDecode(f)),
+  ...EXTRA_FORMATS,
+]);
 
 export const DEFAULT_PREPROCESS_LIMITS = Object.freeze({
   maxBytes: 32 * 1024 * 1024,

@@ -59,4 +59,8 @@ export function assertSharedFixtures(): void {
   }
 }
 
+export * from './image-encoders';
 export { freePort, PrivateRedis } from './private-redis';
+
+/** Photos of one scene in every format the service decodes (see test/fixtures/formats/README.md). */
+export const FORMATS_DIR = join(REPO_ROOT, 'test/fixtures/formats');
