@@ -8,6 +8,7 @@ export {
   listImages,
   loadImageDir,
 } from './images';
+export { type ModelPrecision, type ModelPrecisionInfo, readModelPrecision } from './model-precision';
 export {
   META,
   type QuantizeMethod,
