@@ -76,10 +76,14 @@ class FileReader {
     if (wire === WIRE_VARINT) await this.varint();
     else if (wire === WIRE_I64) this.pos += 8;
     else if (wire === WIRE_I32) this.pos += 4;
-    else if (wire === WIRE_LEN) this.pos += await this.varint();
+    else if (wire === WIRE_LEN) {
+      const n = await this.varint();
+      this.pos += n;
+    }
     else throw new EmbedpoolError('MODEL_INVALID', `unsupported protobuf wire type ${wire}`);
   }
 
+  // Note for callers: read a length before taking `pos` (`pos + await varint()` takes pos too early).
   /** Calls `field` for each field until `end`; it reads the field or returns false to have it skipped. */
   async fields(end: number, field: (num: number, wire: number) => Promise<boolean>): Promise<void> {
     while (this.pos < end) {
@@ -117,7 +121,8 @@ export async function readModelPrecision(path: string): Promise<ModelPrecisionIn
     await r.fields(r.size, async (num, wire) => {
       if (num === 14 && wire === WIRE_LEN) {
         // metadata_props: StringStringEntryProto { key = 1; value = 2 }
-        const end = r.pos + (await r.varint());
+        const endLen = await r.varint();
+        const end = r.pos + endLen;
         let key = '';
         let value = '';
         await r.fields(end, async (n, w) => {
@@ -130,12 +135,14 @@ export async function readModelPrecision(path: string): Promise<ModelPrecisionIn
         return true;
       }
       if (num === 7 && wire === WIRE_LEN) {
-        const graphEnd = r.pos + (await r.varint());
+        const graphEndLen = await r.varint();
+        const graphEnd = r.pos + graphEndLen;
         await r.fields(graphEnd, async (n, w) => {
           if (w !== WIRE_LEN) return false;
           if (n === 1) {
             // NodeProto { op_type = 4 }
-            const end = r.pos + (await r.varint());
+            const endLen = await r.varint();
+            const end = r.pos + endLen;
             await r.fields(end, async (f, fw) => {
               if (f !== 4 || fw !== WIRE_LEN) return false;
               if (INT8_OPS.has(await r.string())) int8 = true;
