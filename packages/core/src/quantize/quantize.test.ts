@@ -36,8 +36,10 @@ describe('quantizeModel', { timeout: 120_000 }, () => {
     expect(smooth.gate.maxNormRatio).toBeLessThan(1.05);
     // Held-out photos are the shipped ones, none of which is a calibration photo.
     expect(smooth.gate.perImage.map((p) => p.name).sort()).toEqual([
+      'camera.jpg',
       'chelsea.jpg',
       'grace_hopper.jpg',
+      'hubble.jpg',
       'rocket.jpg',
     ]);
     // Every LayerNorm in front of a MatMul took the smoothing: 2 per layer.
