@@ -56,15 +56,30 @@ export interface Int8Input {
   } | null;
 }
 
+interface RunStats {
+  medianMs: number;
+  minMs: number;
+  imagesPerSec: number;
+  /** Process CPU time per image (median run): what the run cost, whoever else wanted the cores. */
+  cpuMsPerImage: number;
+}
+
 export interface Int8RawRow {
+  /** Intra-op threads of each session. */
+  threads: number;
   batchSize: number;
   rounds: number;
-  fp32: { medianMs: number; minMs: number; imagesPerSec: number };
-  int8: { medianMs: number; minMs: number; imagesPerSec: number };
+  fp32: RunStats;
+  int8: RunStats;
   /** int8 over fp32 images/s, from the median run times (the headline). */
   speedup: number;
   /** The same from the fastest runs: what each model does when the neighbours are quiet. */
   speedupFastest: number;
+  /**
+   * fp32 CPU time per image over int8's: with one intra-op thread nothing spins, so this is the work each
+   * model does, and stays put when other processes take the cores (wall-clock ratios do not).
+   */
+  speedupCpu: number;
   foreignCores: number | null;
 }
 
@@ -154,19 +169,26 @@ const median = (v: number[]) => {
  * fp32 and int8 run in alternation (a few runs of one, then the other, order swapped each round), so a
  * neighbour's burst on a shared machine hits both rather than whichever happened to run then.
  */
-async function rawComparison(fp32: string, int8: string, input: Int8Input): Promise<Int8RawRow[]> {
-  const runtime = { intraOpThreads: input.threads, interOpThreads: 1 };
+async function rawComparison(
+  fp32: string,
+  int8: string,
+  input: Int8Input,
+  threads: number,
+  batchSizes: number[],
+): Promise<Int8RawRow[]> {
+  const runtime = { intraOpThreads: threads, interOpThreads: 1 };
   const engines = {
     fp32: await Engine.load({ modelPath: fp32, runtime }),
     int8: await Engine.load({ modelPath: int8, runtime }),
   };
   const rows: Int8RawRow[] = [];
   try {
-    for (const batch of input.batchSizes) {
+    for (const batch of batchSizes) {
       const rounds = input.quick ? 3 : 5;
       const perRound = batch === 1 ? 3 : 1;
       let buf = fill(new Float32Array(batch * 3 * 224 * 224));
       const times: Record<'fp32' | 'int8', number[]> = { fp32: [], int8: [] };
+      const cpuTimes: Record<'fp32' | 'int8', number[]> = { fp32: [], int8: [] };
       for (const which of ['fp32', 'int8'] as const)
         buf = (await engines[which].infer(buf, batch, 224, 224)).input;
       const before = cpuSnapshot([process.pid]);
@@ -174,31 +196,38 @@ async function rawComparison(fp32: string, int8: string, input: Int8Input): Prom
         const order = r % 2 === 0 ? (['fp32', 'int8'] as const) : (['int8', 'fp32'] as const);
         for (const which of order) {
           for (let i = 0; i < perRound; i++) {
+            const c0 = process.cpuUsage();
             const t0 = performance.now();
             buf = (await engines[which].infer(buf, batch, 224, 224)).input;
             times[which].push(performance.now() - t0);
+            const c = process.cpuUsage(c0);
+            cpuTimes[which].push((c.user + c.system) / 1000);
           }
         }
       }
       const cpu = cpuShare(before, cpuSnapshot([process.pid]));
-      const stats = (t: number[]) => ({
+      const stats = (t: number[], c: number[]): RunStats => ({
         medianMs: round(median(t), 1),
         minMs: round(Math.min(...t), 1),
         imagesPerSec: round((batch * 1000) / median(t), 2),
+        cpuMsPerImage: round(median(c) / batch, 1),
       });
       const row: Int8RawRow = {
+        threads,
         batchSize: batch,
         rounds,
-        fp32: stats(times.fp32),
-        int8: stats(times.int8),
+        fp32: stats(times.fp32, cpuTimes.fp32),
+        int8: stats(times.int8, cpuTimes.int8),
         speedup: round(median(times.fp32) / median(times.int8), 2),
         speedupFastest: round(Math.min(...times.fp32) / Math.min(...times.int8), 2),
+        speedupCpu: round(median(cpuTimes.fp32) / median(cpuTimes.int8), 2),
         foreignCores: cpu.foreignCores,
       };
       rows.push(row);
       progress(
-        `int8: raw batch ${batch}: fp32 ${row.fp32.imagesPerSec} img/s, int8 ${row.int8.imagesPerSec} img/s: ` +
-          `${row.speedup}x (fastest runs ${row.speedupFastest}x; foreign load ${row.foreignCores ?? '?'} cores)`,
+        `int8: raw ${threads} thread(s) batch ${batch}: fp32 ${row.fp32.imagesPerSec} img/s, int8 ${row.int8.imagesPerSec} img/s: ` +
+          `${row.speedup}x (fastest runs ${row.speedupFastest}x; CPU time per image ${row.fp32.cpuMsPerImage} vs ` +
+          `${row.int8.cpuMsPerImage} ms: ${row.speedupCpu}x; foreign load ${row.foreignCores ?? '?'} cores)`,
       );
     }
   } finally {
@@ -260,7 +289,9 @@ export async function runInt8(input: Int8Input): Promise<Int8Report> {
     naive = quality(n.gate);
     progress(`int8: naive int8 (no smoothing): held-out min cosine ${naive.minCosine}`);
   }
-  const raw = await rawComparison(fp32, int8, input);
+  const raw = await rawComparison(fp32, int8, input, input.threads, input.batchSizes);
+  // One thread: the CPU-time ratio without spinning threads, robust on a shared machine.
+  if (input.threads > 1) raw.push(...(await rawComparison(fp32, int8, input, 1, [1])));
   let e2e: Int8Report['e2e'] = null;
   if (input.e2e) {
     const a = await e2eRate(fp32, 'outliers-fp32', input.e2e);

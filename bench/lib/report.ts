@@ -358,19 +358,25 @@ export function renderMarkdown(r: BenchReport): string {
     out.push(
       table(
         [
+          'threads',
           'batch',
           'fp32 img/s',
           'int8 img/s',
           'speedup (median runs)',
           'speedup (fastest runs)',
+          'fp32 / int8 CPU ms per image',
+          'speedup (CPU time)',
           'foreign cores',
         ],
         q.raw.map((x) => [
+          x.threads,
           x.batchSize,
           x.fp32.imagesPerSec,
           x.int8.imagesPerSec,
           x.speedup,
           x.speedupFastest,
+          `${x.fp32.cpuMsPerImage} / ${x.int8.cpuMsPerImage}`,
+          x.speedupCpu,
           x.foreignCores,
         ]),
       ),
