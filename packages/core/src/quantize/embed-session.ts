@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { readModelInfo } from '../engine/model-info';
 import { EmbedpoolError, toEmbedpoolError } from '../errors';
+import { float16ToFloat32, float32ToFloat16 } from '../model/half';
 
 // onnxruntime-node's Linux telemetry scans /proc/self/cmdline and would try uploads (see engine.ts).
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
@@ -50,11 +51,16 @@ export async function embedAll(
   const out: Float32Array[] = [];
   for (const pixels of images) {
     const size = Math.round(Math.sqrt(pixels.length / 3));
-    const input = new ort.Tensor('float32', pixels, [1, 3, size, size]);
+    // fp16 exports may take and give half floats; compare works across precisions.
+    const input =
+      info.inputType === 'float16'
+        ? new ort.Tensor('float16', float32ToFloat16(pixels), [1, 3, size, size])
+        : new ort.Tensor('float32', pixels, [1, 3, size, size]);
     const result = await session.run({ [info.inputName]: input }, [info.outputName]);
     const t = result[info.outputName]!;
-    const data = t.data as Float32Array;
     const dim = t.dims[t.dims.length - 1]!;
+    const data = t.type === 'float16' ? float16ToFloat32(t.data as Uint16Array) : (t.data as Float32Array);
+    // pooler_output [1, dim] or last_hidden_state [1, tokens, dim]: either way the first row is the embedding.
     out.push(Float32Array.from(data.subarray(0, dim)));
   }
   return out;

@@ -79,8 +79,7 @@ class FileReader {
     else if (wire === WIRE_LEN) {
       const n = await this.varint();
       this.pos += n;
-    }
-    else throw new EmbedpoolError('MODEL_INVALID', `unsupported protobuf wire type ${wire}`);
+    } else throw new EmbedpoolError('MODEL_INVALID', `unsupported protobuf wire type ${wire}`);
   }
 
   // Note for callers: read a length before taking `pos` (`pos + await varint()` takes pos too early).

@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDinov2Onnx } from '../model';
 import { PARITY_MODEL } from '../testing';
+import { compareSessions } from './compare';
+import { openSession } from './embed-session';
+import { DEFAULT_HOLDOUT_DIR, loadImageDir } from './images';
 import { readModelPrecision } from './model-precision';
 import { decodeModel, encodeModel, getMetadata, type NodeProto } from './onnx-io';
 import { quantizeModel } from './quantize-model';
@@ -113,6 +116,15 @@ describe('readModelPrecision', { timeout: 60_000 }, () => {
     expect(await readModelPrecision(stress)).toMatchObject({ precision: 'float32', from: 'graph' });
     expect(await readModelPrecision(PARITY_MODEL)).toMatchObject({ precision: 'float32', from: 'graph' });
     expect(await readModelPrecision(fp16)).toMatchObject({ precision: 'float16', from: 'graph' });
+    // compare works across precisions: the same weights in fp32 and fp16 agree closely.
+    const fp32 = join(dir, 'plain32.onnx');
+    await writeFile(fp32, buildDinov2Onnx({ config: STRESS_TEST_CONFIG, dtype: 'float32' }));
+    const [a, b] = [await openSession(fp32, { threads: 1 }), await openSession(fp16, { threads: 1 })];
+    const images = await loadImageDir(DEFAULT_HOLDOUT_DIR, { size: 224, limit: 2 });
+    const agree = await compareSessions(a, b, images);
+    await Promise.all([a.release(), b.release()]);
+    expect(agree.images).toBe(2);
+    expect(agree.minCosine).toBeGreaterThan(0.99);
     const smooth = await quantizeModel({ input: stress, threads: 1 });
     const int8 = join(dir, 'int8-b.onnx');
     await writeFile(int8, smooth.model);
