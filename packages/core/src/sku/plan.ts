@@ -63,7 +63,8 @@ export interface Resources {
  * The memory estimate's constants. Host RAM of one worker process:
  *
  *   CPU:  nodeBaseline
- *         + sessions x modelBytes x cpuSessionFactor             (weights + onnxruntime's prepacked copies)
+ *         + sessions x modelBytes x cpuSessionFactor             (weights + onnxruntime's prepacked copies;
+ *                                                                 cpuInt8SessionFactor for int8 models)
  *         + sessions x batch x cpuActivationBytesPerImage        (arena for one run's intermediate tensors)
  *         + (sessions + 1) x batch x inputBytesPerImage          (batch tensors: running + filling)
  *         + decodeThreads x decodeBytesPerSlot                    (compressed input + decoded pixels)
@@ -81,6 +82,8 @@ export interface Resources {
 export interface MemoryModel {
   nodeBaselineBytes: number;
   cpuSessionFactor: number;
+  /** The same for an int8 model: onnxruntime keeps packed int8 weights next to the file's. */
+  cpuInt8SessionFactor?: number;
   cpuActivationBytesPerImage: number;
   gpuHostOverheadBytes: number;
   gpuHostSessionFactor: number;
@@ -100,6 +103,9 @@ export const DEFAULT_MEMORY_MODEL: Readonly<MemoryModel> = Object.freeze({
   // Measured with onnxruntime-node 1.30 (CPU EP, graph optimisation 'all') on the full-size random
   // ViT-B/14: one session adds ~580 MB of RSS for a 343 MB file (1.68x); 1.8 leaves margin.
   cpuSessionFactor: 1.8,
+  // Measured the same way on the int8 copy (embedpool model quantize): ~187 MB of RSS for an 88.5 MB
+  // file (2.1x); 2.4 leaves margin.
+  cpuInt8SessionFactor: 2.4,
   // Same measurement: RSS grows ~25 MB per image of batch (batches 8-32, fp32, 224 px); rounded up.
   cpuActivationBytesPerImage: 32 * MiB,
   // CUDA runtime, cuBLAS/cuDNN and pinned staging in the process: an estimate, not measured here.
@@ -251,6 +257,8 @@ interface Shape {
   concurrency: number;
   modelBytes: number;
   gpuMemoryGib: number | null;
+  /** int8 models take a larger factor of their (small) file. */
+  int8?: boolean;
 }
 
 /** The estimate documented on MemoryModel. */
@@ -264,7 +272,13 @@ export function estimateMemory(
   const baselineBytes = model.nodeBaselineBytes;
   const runtimeBytes = cuda ? model.gpuHostOverheadBytes : 0;
   const sessionsBytes =
-    sessions * shape.modelBytes * (cuda ? model.gpuHostSessionFactor : model.cpuSessionFactor);
+    sessions *
+    shape.modelBytes *
+    (cuda
+      ? model.gpuHostSessionFactor
+      : shape.int8
+        ? (model.cpuInt8SessionFactor ?? model.cpuSessionFactor)
+        : model.cpuSessionFactor);
   const activationsBytes = cuda ? 0 : sessions * batch * model.cpuActivationBytesPerImage;
   const batchBuffersBytes = (sessions + 1) * batch * model.inputBytesPerImage;
   const decodeBytes = shape.decode * model.decodeBytesPerSlot;
@@ -445,6 +459,7 @@ function buildPlan(
         concurrency: concurrencyFor(b),
         modelBytes,
         gpuMemoryGib,
+        int8: modelVariant === 'int8',
       },
       res.memoryGib,
       memoryModel,
