@@ -9,8 +9,8 @@ import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { registerFleetMetrics, registerProcessMetrics } from '@embedpool/core/metrics';
 import { createUrlPolicy } from '@embedpool/core/net';
+import { type ModelPrecision, readModelPrecision } from '@embedpool/core/precision';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
-import { type ModelPrecision, readModelPrecision } from '@embedpool/core/quantize';
 import {
   createRedis,
   heartbeat,

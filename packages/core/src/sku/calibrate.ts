@@ -10,7 +10,7 @@ import { Engine, type ExecutionProvider } from '../engine';
 import { EmbedpoolError } from '../errors';
 import { DINOV2_BASE_CONFIG, writeDinov2Onnx } from '../model';
 import { defaultCacheDir } from '../model-fetch/cache-paths';
-import { quantizeModel, readModelPrecision } from '../quantize';
+import { readModelPrecision } from '../precision';
 import { detectLocalResources } from './detect';
 import {
   type ModelVariant,
@@ -166,6 +166,8 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
     const int8Path = modelPath.replace(/-float32\.onnx$/, '-int8.onnx');
     const cached = (await fileSize(int8Path)) !== null;
     if (!cached) {
+      // Loaded on use: the quantizer pulls in onnxruntime-node, which planning alone never needs.
+      const { quantizeModel } = await import('../quantize/quantize-model');
       const q = await quantizeModel({ input: modelPath, maxFloatFallback: 0 });
       // Atomic, like the random model: a crash leaves no half-written file for the next run to trust.
       const tmp = `${int8Path}.${process.pid}.tmp`;
