@@ -60,6 +60,9 @@ describe('embedpool model quantize / compare', { timeout: 120_000 }, () => {
 
     const info = await runCli(['model', 'info', out, '--json']);
     expect(info.code, info.stderr).toBe(0);
+    const infoJson = JSON.parse(info.stdout) as { precision: string; quantization: Record<string, string> };
+    expect(infoJson.precision).toBe('int8');
+    expect(infoJson.quantization['embedpool.source.sha256']).toBe(report.metadata['embedpool.source.sha256']);
 
     const cmp = await runCli(['model', 'compare', fp32, out, '--threads', '1']);
     expect(cmp.code, cmp.stderr).toBe(0);
