@@ -37,6 +37,7 @@ import {
   scoreBody,
   scoreLoad,
 } from './lib/e2e';
+import { type Int8Report, runInt8 } from './lib/int8';
 import { progress } from './lib/log';
 import { machineInfo } from './lib/machine';
 import type { MicroInput, MicroResult } from './lib/micro';
@@ -50,7 +51,7 @@ import { WORKER_SETTINGS } from './lib/server';
 import { median, round, sleep } from './lib/stats';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab'] as const;
+export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** What the CLI hands over (bin/commands/bench.ts); everything optional has a per-mode default. */
@@ -204,6 +205,8 @@ export interface BenchReport {
   micro: MicroResult | null;
   e2e: E2EReport | null;
   ab: AbReport[];
+  /** fp32 vs int8 (SmoothQuant) on the full-size model with outlier channels. */
+  int8: Int8Report | null;
   targets: Target[];
   notes: string[];
 }
@@ -541,6 +544,33 @@ function mb(bytes: number): string {
 
 function computeTargets(r: BenchReport): Target[] {
   const t: Target[] = [];
+  const q = r.int8;
+  if (q) {
+    const raw1 = q.raw.find((x) => x.batchSize === 1) ?? q.raw[0];
+    const cpu1 = q.raw.find((x) => x.threads === 1 && x.batchSize === 1);
+    if (raw1) {
+      t.push({
+        id: 'int8-speedup',
+        description: `int8 (SmoothQuant) raw throughput over float32, batch ${raw1.batchSize}, CPU ${q.cpu.vnni ? 'with' : 'without'} VNNI`,
+        target: `>= ${q.speedupTarget}x`,
+        measured:
+          `${raw1.speedup}x (${raw1.int8.imagesPerSec} vs ${raw1.fp32.imagesPerSec} img/s; fastest runs ${raw1.speedupFastest}x` +
+          `${cpu1 ? `; CPU time per image, 1 thread: ${cpu1.speedupCpu}x` : ''})`,
+        met: raw1.speedup >= q.speedupTarget,
+        missedBy: raw1.speedup >= q.speedupTarget ? null : `${round(q.speedupTarget - raw1.speedup, 2)}x`,
+      });
+    }
+    const s = q.smoothquant;
+    const ok = s.minCosine >= 0.995 && s.minNormRatio >= 0.95 && s.maxNormRatio <= 1.05;
+    t.push({
+      id: 'int8-quality',
+      description: `int8 vs float32 on ${s.images} held-out photos (never calibrated on), model with outlier channels`,
+      target: 'min cosine >= 0.995, norms within 5%',
+      measured: `min cosine ${s.minCosine}, norm ratio ${s.minNormRatio}..${s.maxNormRatio}`,
+      met: ok,
+      missedBy: ok ? null : `min cosine ${round(0.995 - s.minCosine, 4)} short or norms off`,
+    });
+  }
   const e = r.e2e;
   const best = r.raw?.best ?? null;
   if (e && best) {
@@ -748,13 +778,14 @@ export async function runBench(args: BenchArgs): Promise<number> {
     micro: null,
     e2e: null,
     ab: [],
+    int8: null,
     targets: [],
     notes: [],
   };
 
   if (args.waitQuiet !== undefined && args.waitQuiet > 0) report.quietWait = await waitQuiet(args.waitQuiet);
 
-  const needsRedis = sections.has('e2e') || sections.has('ab');
+  const needsRedis = sections.has('e2e') || sections.has('ab') || sections.has('int8');
   const redis = needsRedis ? await PrivateRedis.start() : undefined;
   // Ctrl-C or a kill: take the children and the private redis-server down too, not just this process.
   const interrupted = (signal: NodeJS.Signals) => {
@@ -854,6 +885,23 @@ export async function runBench(args: BenchArgs): Promise<number> {
       if (variants.length > 0) {
         report.ab = await runAb(args, profile, model, redis, images, Math.max(...concurrency), variants);
       }
+    }
+    if (sections.has('int8')) {
+      report.int8 = await runInt8({
+        ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
+        quick: args.quick,
+        threads: cores,
+        batchSizes: args.quick ? [1] : [1, 4],
+        e2e: redis
+          ? {
+              redisUrl: redis.url,
+              images,
+              seconds: Math.max(4, Math.round(phaseSeconds / 2)),
+              concurrency: 4,
+              env: workerEnv(args),
+            }
+          : null,
+      });
     }
   } finally {
     process.off('SIGINT', interrupted);

@@ -344,6 +344,59 @@ export function renderMarkdown(r: BenchReport): string {
     out.push('');
   }
 
+  if (r.int8) {
+    const q = r.int8;
+    out.push('## int8 vs float32 (embedpool model quantize)');
+    out.push('');
+    out.push(
+      `Full-size ViT-B/14 with outlier channels, SmoothQuant int8 (${q.model.int8Bytes} bytes vs ${q.model.fp32Bytes}, ` +
+        `quantized in ${q.model.quantizeSeconds} s). CPU: ${q.cpu.vnni ? 'VNNI' : 'no VNNI'} ` +
+        `(avx512_vnni ${q.cpu.avx512vnni}, avx_vnni ${q.cpu.avxVnni}, avx2 ${q.cpu.avx2}, amx_int8 ${q.cpu.amxInt8}); ` +
+        `target ${q.speedupTarget}x.`,
+    );
+    out.push('');
+    out.push(
+      table(
+        [
+          'threads',
+          'batch',
+          'fp32 img/s',
+          'int8 img/s',
+          'speedup (median runs)',
+          'speedup (fastest runs)',
+          'fp32 / int8 CPU ms per image',
+          'speedup (CPU time)',
+          'foreign cores',
+        ],
+        q.raw.map((x) => [
+          x.threads,
+          x.batchSize,
+          x.fp32.imagesPerSec,
+          x.int8.imagesPerSec,
+          x.speedup,
+          x.speedupFastest,
+          `${x.fp32.cpuMsPerImage} / ${x.int8.cpuMsPerImage}`,
+          x.speedupCpu,
+          x.foreignCores,
+        ]),
+      ),
+    );
+    out.push('');
+    const line = (name: string, a: NonNullable<typeof q.naive>) =>
+      `${name}: min cosine ${a.minCosine}, mean ${a.meanCosine}, norm ratio ${a.minNormRatio}..${a.maxNormRatio} on ${a.images} held-out photos (worst ${a.worst})`;
+    out.push(
+      `- ${line('SmoothQuant', q.smoothquant)}${q.smoothquant.passed ? '' : ' — BELOW the 0.995 gate'}`,
+    );
+    if (q.naive) out.push(`- ${line('plain int8 (no smoothing)', q.naive)}`);
+    if (q.e2e) {
+      out.push(
+        `- end-to-end sync /score, ${q.e2e.concurrency} clients, ${q.e2e.seconds} s each: fp32 ${q.e2e.fp32ImagesPerSec} img/s, ` +
+          `int8 ${q.e2e.int8ImagesPerSec} img/s (${q.e2e.speedup}x)`,
+      );
+    }
+    out.push('');
+  }
+
   if (r.micro) {
     out.push('## Micro A/B: optimizations in isolation');
     out.push('');

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type ModelInfo, readModelInfo } from '@embedpool/core/engine';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
+import { type ModelPrecisionInfo, readModelPrecision } from '@embedpool/core/precision';
 import type { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { disableOrtTelemetry, EXIT_FAILURE, EXIT_OK, requireModelFile, runAction } from './cli-support';
@@ -27,6 +28,9 @@ export interface ModelInfoReport {
     fixedBatch: number | null;
   } | null;
   dim: number | null;
+  /** float32, float16 or int8, with the quantization record an `embedpool model quantize` output carries. */
+  precision: ModelPrecisionInfo['precision'] | 'unknown';
+  quantization?: Record<string, string>;
   problem?: { code: string; message: string };
 }
 
@@ -62,7 +66,16 @@ export async function inspectModel(path: string): Promise<ModelInfoReport> {
       outputs: summarize(session.outputMetadata),
       embedding: null,
       dim: null,
+      precision: 'unknown',
     };
+    const precision = await readModelPrecision(path).catch(() => undefined);
+    if (precision) {
+      report.precision = precision.precision;
+      const q = Object.entries(precision.metadata).filter(
+        ([k]) => k.startsWith('embedpool.quantization.') || k.startsWith('embedpool.source.'),
+      );
+      if (q.length > 0) report.quantization = Object.fromEntries(q);
+    }
     try {
       const info = readModelInfo(session);
       report.embedding = {
@@ -96,6 +109,14 @@ function formatReport(r: ModelInfoReport): string {
     'outputs:',
     ...rows(r.outputs),
   ];
+  const q = r.quantization;
+  lines.push(
+    `precision: ${r.precision}` +
+      (q
+        ? ` (${q['embedpool.quantization.method']}; held-out min cosine ${q['embedpool.quantization.min_cosine']}; ` +
+          `from ${q['embedpool.source.id']} sha256 ${q['embedpool.source.sha256']})`
+        : ''),
+  );
   const e = r.embedding;
   if (e) {
     const from = e.from === 'cls_token' ? `${e.output} (CLS token)` : e.output;

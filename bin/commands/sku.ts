@@ -134,6 +134,7 @@ interface SkuFlags {
   detect?: boolean;
   json?: boolean;
   batchSize?: number;
+  int8?: boolean;
 }
 
 interface CalibrateFlags {
@@ -143,6 +144,7 @@ interface CalibrateFlags {
   seconds: number;
   writeEnv?: string;
   json?: boolean;
+  int8?: boolean;
 }
 
 function progressLine(e: CalibrateEvent): string {
@@ -190,6 +192,7 @@ export function registerSkuCommands(program: Command): void {
       'plan with this batch size (refused when it does not fit memory)',
       positiveInt,
     )
+    .option('--int8', 'plan for an int8 model (embedpool model quantize): CPU sizes only')
     .option('--json', 'print the plan (with its env) as JSON')
     .action(
       runAction(async (size: string | undefined, flags: SkuFlags) => {
@@ -201,7 +204,11 @@ export function registerSkuCommands(program: Command): void {
           } else process.stdout.write(listTable());
           return 0;
         }
-        const opts = flags.batchSize === undefined ? {} : { batchSize: flags.batchSize };
+        const opts = {
+          ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
+          // int8 runs on CPU: on a GPU size it plans the CPU worker.
+          ...(flags.int8 ? { modelVariant: 'int8' as const, provider: 'cpu' as const } : {}),
+        };
         let plan: WorkerPlan;
         let source: string | undefined;
         if (flags.detect) {
@@ -252,6 +259,10 @@ export function registerSkuCommands(program: Command): void {
       DEFAULT_CALIBRATE_SECONDS,
     )
     .option('--write-env <file>', 'write the best plan as an env file (one per GPU process: <file>-gpu<i>)')
+    .option(
+      '--int8',
+      'measure the int8 model: the random model quantized (cached), or --model when that is int8 already',
+    )
     .option('--json', 'print the measurements and plan as JSON')
     .action(
       runAction(async (flags: CalibrateFlags) => {
@@ -262,6 +273,7 @@ export function registerSkuCommands(program: Command): void {
           ...(flags.model === undefined ? {} : { modelPath: flags.model }),
           ...(flags.batchSizes ? { batchSizes: flags.batchSizes } : {}),
           ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.int8 ? { int8: true, provider: 'cpu' as const } : {}),
           seconds: flags.seconds,
           onProgress: progress,
         });
@@ -271,7 +283,7 @@ export function registerSkuCommands(program: Command): void {
           written = await writeEnvFiles(r.plan, flags.writeEnv, [
             `embedpool calibrate ${new Date().toISOString()}: ${b.imagesPerSecond.toFixed(2)} images/s ` +
               `(intra-op ${b.intraOpThreads} x ${b.sessions} session(s), batch ${b.batchSize}, ${r.provider})`,
-            `model ${r.modelPath}`,
+            `model ${r.modelPath} (${r.modelVariant})`,
           ]);
         }
         if (flags.json) {

@@ -225,6 +225,11 @@ describe('API with a worker', () => {
     const random = await getJson<{ status: string; warning?: string }>(`${api.url}/readyz`);
     expect(random.status).toBe(200);
     expect(random.json.warning).toMatch(/RANDOM WEIGHTS.*MEAN NOTHING/);
+
+    // The precision a worker publishes (int8 after `embedpool model quantize`) shows per worker.
+    await worker.heartbeat({ precision: 'int8' });
+    const int8 = await getJson<{ workers: { precision: string }[] }>(`${api.url}/readyz`);
+    expect(int8.json.workers.map((w) => w.precision)).toEqual(['int8']);
   });
 
   it('exposes prometheus metrics, including its request counters', async () => {

@@ -61,8 +61,8 @@ export function createWorkerMetrics(registry: Registry) {
     }),
     modelInfo: new Gauge({
       name: 'embedpool_model_info',
-      help: 'The loaded model (value 1); random_weights="true" means the vectors mean nothing.',
-      labelNames: ['model', 'model_id', 'provider', 'dim', 'random_weights'] as const,
+      help: 'The loaded model (value 1); random_weights="true" means the vectors mean nothing; precision: float32, float16 or int8.',
+      labelNames: ['model', 'model_id', 'provider', 'dim', 'random_weights', 'precision'] as const,
       registers,
     }),
   };

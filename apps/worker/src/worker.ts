@@ -9,6 +9,7 @@ import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { registerFleetMetrics, registerProcessMetrics } from '@embedpool/core/metrics';
 import { createUrlPolicy } from '@embedpool/core/net';
+import { type ModelPrecision, readModelPrecision } from '@embedpool/core/precision';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
 import {
   createRedis,
@@ -47,6 +48,8 @@ export interface WorkerHandle {
   engine: Engine;
   batcher: MicroBatcher;
   model: ModelSource;
+  /** What the model computes in, from its metadata or its graph (int8 after `embedpool model quantize`). */
+  precision: ModelPrecision | 'unknown';
   metrics: WorkerMetrics;
   registry: Registry;
   /** Bulk-ingestion planner and chunk processors; undefined without a storage account. */
@@ -74,6 +77,22 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       graphOptimization: config.GRAPH_OPTIMIZATION,
     },
   });
+  // Read from the file without loading its weights again; a model ORT loaded but we cannot parse is 'unknown'.
+  const precisionInfo = await readModelPrecision(model.path).catch((err: unknown) => {
+    logger.warn({ err, model: model.path }, 'could not read the model precision');
+    return undefined;
+  });
+  const precision = precisionInfo?.precision ?? 'unknown';
+  if (precisionInfo?.precision === 'int8') {
+    logger.info(
+      {
+        method: precisionInfo.metadata['embedpool.quantization.method'],
+        minCosine: precisionInfo.metadata['embedpool.quantization.min_cosine'],
+        source: precisionInfo.metadata['embedpool.source.id'],
+      },
+      'int8 model',
+    );
+  }
   const crop = model.preprocessor.crop_size;
   const height = engine.info.height ?? crop?.height ?? 224;
   const width = engine.info.width ?? crop?.width ?? 224;
@@ -96,6 +115,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       provider: engine.provider,
       dim: String(engine.dim ?? 0),
       random_weights: String(model.randomWeights),
+      precision,
     },
     1,
   );
@@ -221,6 +241,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     dim: engine.dim ?? 0,
     provider: engine.provider,
     randomWeights: model.randomWeights,
+    precision,
     startedAt: Date.now(),
   };
   let beating = false;
@@ -277,7 +298,13 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   });
   void worker.run();
   logger.info(
-    { workerId: id, model: model.modelId, provider: engine.provider, maxBatch: config.MAX_BATCH_SIZE },
+    {
+      workerId: id,
+      model: model.modelId,
+      precision,
+      provider: engine.provider,
+      maxBatch: config.MAX_BATCH_SIZE,
+    },
     'worker started',
   );
 
@@ -300,5 +327,5 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     })();
     return closing;
   };
-  return { id, engine, batcher, model, metrics, registry, ingest, close };
+  return { id, engine, batcher, model, precision, metrics, registry, ingest, close };
 }

@@ -72,6 +72,7 @@ const generatedOutput = fromZod(
       dim: true,
       provider: true,
       randomWeights: true,
+      precision: true,
     }),
   },
   'output',

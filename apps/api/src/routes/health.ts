@@ -16,7 +16,7 @@ const PROBE_TIMEOUT_MS = 2_000;
 
 type WorkerSummary = Pick<
   WorkerInfo,
-  'id' | 'host' | 'model' | 'modelId' | 'dim' | 'provider' | 'randomWeights'
+  'id' | 'host' | 'model' | 'modelId' | 'dim' | 'provider' | 'randomWeights' | 'precision'
 >;
 
 /** /healthz: the process answers. /readyz: a /score request sent now can be answered. */
@@ -41,7 +41,7 @@ export function healthRouter({ config, redis, events }: HealthRouteDeps): Router
         liveWorkers(redis, config.QUEUE_PREFIX, config.READY_WORKER_TTL_S),
         PROBE_TIMEOUT_MS,
       );
-      workers = live.map(({ id, host, model, modelId, dim, provider, randomWeights }) => ({
+      workers = live.map(({ id, host, model, modelId, dim, provider, randomWeights, precision }) => ({
         id,
         host,
         model,
@@ -49,6 +49,7 @@ export function healthRouter({ config, redis, events }: HealthRouteDeps): Router
         dim,
         provider,
         randomWeights,
+        precision,
       }));
     } catch (err) {
       notReady(res, `could not read the worker registry from redis: ${(err as Error).message}`);

@@ -12,6 +12,8 @@ export const workerInfoSchema = z.object({
   provider: z.string(),
   /** True when the model is a random-weight stand-in: the pipeline runs, the vectors mean nothing. */
   randomWeights: z.boolean(),
+  /** What the model computes in: float32, float16, or int8 (`embedpool model quantize`). */
+  precision: z.enum(['float32', 'float16', 'int8', 'unknown']).default('unknown'),
   startedAt: z.number(),
   /** Measured images/s while busy (EWMA); 0 until the worker has measured anything. */
   imagesPerSecond: z.number().default(0),

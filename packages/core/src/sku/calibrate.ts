@@ -4,14 +4,21 @@
  * busy at once), and turns the fastest into a worker plan. Decoding is not measured: it runs beside
  * inference and the plan sizes it separately.
  */
-import { stat } from 'node:fs/promises';
+import { rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine, type ExecutionProvider } from '../engine';
 import { EmbedpoolError } from '../errors';
 import { DINOV2_BASE_CONFIG, writeDinov2Onnx } from '../model';
 import { defaultCacheDir } from '../model-fetch/cache-paths';
+import { readModelPrecision } from '../precision';
 import { detectLocalResources } from './detect';
-import { type PlanOptions, planForResources, type Resources, type WorkerPlan } from './plan';
+import {
+  type ModelVariant,
+  type PlanOptions,
+  planForResources,
+  type Resources,
+  type WorkerPlan,
+} from './plan';
 
 export const DEFAULT_CALIBRATE_BATCH_SIZES: readonly number[] = [1, 4, 8];
 export const DEFAULT_CALIBRATE_SECONDS = 2;
@@ -29,6 +36,11 @@ export interface CalibrateOptions {
   seconds?: number;
   /** Default: what the machine's resources suggest (cuda with GPUs). */
   provider?: ExecutionProvider;
+  /**
+   * Measure the int8 model: without `modelPath`, the random model quantized by `embedpool model quantize`'s
+   * code (cached beside it). A `modelPath` that is int8 is recognised by itself.
+   */
+  int8?: boolean;
   /** Default: `detectLocalResources()`. */
   resources?: Resources;
   /** Called after each measurement, and when the model is built or reused. */
@@ -54,6 +66,8 @@ export type CalibrateEvent =
 
 export interface CalibrationResult {
   modelPath: string;
+  /** The measured model's precision; int8 plans say so. */
+  modelVariant: ModelVariant;
   builtModel: boolean;
   /** The provider the engine actually ran (cuda falls back to cpu when its libraries are missing). */
   provider: ExecutionProvider;
@@ -146,8 +160,48 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
       seconds: (performance.now() - t) / 1000,
     });
   }
+  if (opts.int8 && opts.modelPath === undefined) {
+    if (provider === 'cuda') throw new EmbedpoolError('CONFIG_INVALID', 'int8 models run on CPU only');
+    const t = performance.now();
+    const int8Path = modelPath.replace(/-float32\.onnx$/, '-int8.onnx');
+    const cached = (await fileSize(int8Path)) !== null;
+    if (!cached) {
+      // Loaded on use: the quantizer pulls in onnxruntime-node, which planning alone never needs.
+      const { quantizeModel } = await import('../quantize/quantize-model');
+      const q = await quantizeModel({ input: modelPath, maxFloatFallback: 0 });
+      // Atomic, like the random model: a crash leaves no half-written file for the next run to trust.
+      const tmp = `${int8Path}.${process.pid}.tmp`;
+      await writeFile(tmp, q.model);
+      await rename(tmp, int8Path);
+    }
+    modelPath = int8Path;
+    builtModel = !cached;
+    opts.onProgress?.({
+      type: 'model',
+      path: int8Path,
+      built: !cached,
+      seconds: (performance.now() - t) / 1000,
+    });
+  }
   const modelBytes = await fileSize(modelPath);
   if (modelBytes === null) throw new EmbedpoolError('MODEL_NOT_FOUND', `model file not found: ${modelPath}`);
+  const precision = (await readModelPrecision(modelPath)).precision;
+  const modelVariant: ModelVariant | undefined =
+    precision === 'int8'
+      ? 'int8'
+      : precision === 'float16'
+        ? 'fp16'
+        : precision === 'float32'
+          ? 'fp32'
+          : undefined;
+  if (opts.int8 && modelVariant !== 'int8') {
+    throw new EmbedpoolError(
+      'CONFIG_INVALID',
+      `${modelPath} is not an int8 model (embedpool model quantize)`,
+    );
+  }
+  // Only int8 changes the plan (it is CPU-only); fp32 vs fp16 follows the provider as before.
+  const variantOpt: Pick<PlanOptions, 'modelVariant'> = modelVariant === 'int8' ? { modelVariant } : {};
 
   const rows: CalibrationRow[] = [];
   let actualProvider: ExecutionProvider = provider;
@@ -161,6 +215,7 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
         intraOpThreads: intra,
         batchSize: maxBatch,
         modelBytes,
+        ...variantOpt,
       }).inferenceThreads;
     } catch (err) {
       if (err instanceof EmbedpoolError && err.code === 'CONFIG_INVALID') continue;
@@ -233,11 +288,13 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
     inferenceThreads: best.sessions,
     batchSize: best.batchSize,
     modelBytes,
+    ...variantOpt,
   };
   const plan = planForResources(actualProvider === 'cpu' ? { ...resources, gpus: [] } : resources, planOpts);
   if (fallbackReason) plan.warnings.push(`measured on CPU: ${fallbackReason}`);
   return {
     modelPath,
+    modelVariant: plan.modelVariant,
     builtModel,
     provider: actualProvider,
     ...(fallbackReason ? { fallbackReason } : {}),

@@ -42,7 +42,8 @@ import type { VmSize } from './types';
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
-export type ModelVariant = 'fp32' | 'fp16';
+/** fp32 and int8 (`embedpool model quantize`) on CPU, fp16 on GPUs. */
+export type ModelVariant = 'fp32' | 'fp16' | 'int8';
 
 export interface GpuResource {
   memoryGib: number;
@@ -62,7 +63,8 @@ export interface Resources {
  * The memory estimate's constants. Host RAM of one worker process:
  *
  *   CPU:  nodeBaseline
- *         + sessions x modelBytes x cpuSessionFactor             (weights + onnxruntime's prepacked copies)
+ *         + sessions x modelBytes x cpuSessionFactor             (weights + onnxruntime's prepacked copies;
+ *                                                                 cpuInt8SessionFactor for int8 models)
  *         + sessions x batch x cpuActivationBytesPerImage        (arena for one run's intermediate tensors)
  *         + (sessions + 1) x batch x inputBytesPerImage          (batch tensors: running + filling)
  *         + decodeThreads x decodeBytesPerSlot                    (compressed input + decoded pixels)
@@ -80,6 +82,8 @@ export interface Resources {
 export interface MemoryModel {
   nodeBaselineBytes: number;
   cpuSessionFactor: number;
+  /** The same for an int8 model: onnxruntime keeps packed int8 weights next to the file's. */
+  cpuInt8SessionFactor?: number;
   cpuActivationBytesPerImage: number;
   gpuHostOverheadBytes: number;
   gpuHostSessionFactor: number;
@@ -99,6 +103,9 @@ export const DEFAULT_MEMORY_MODEL: Readonly<MemoryModel> = Object.freeze({
   // Measured with onnxruntime-node 1.30 (CPU EP, graph optimisation 'all') on the full-size random
   // ViT-B/14: one session adds ~580 MB of RSS for a 343 MB file (1.68x); 1.8 leaves margin.
   cpuSessionFactor: 1.8,
+  // Measured the same way on the int8 copy (embedpool model quantize): ~187 MB of RSS for an 88.5 MB
+  // file (2.1x); 2.4 leaves margin.
+  cpuInt8SessionFactor: 2.4,
   // Same measurement: RSS grows ~25 MB per image of batch (batches 8-32, fp32, 224 px); rounded up.
   cpuActivationBytesPerImage: 32 * MiB,
   // CUDA runtime, cuBLAS/cuDNN and pinned staging in the process: an estimate, not measured here.
@@ -118,10 +125,14 @@ export const DEFAULT_MEMORY_MODEL: Readonly<MemoryModel> = Object.freeze({
   gpuBudgetFraction: 0.9,
 });
 
-/** Model file sizes (Xenova/dinov2-base `onnx/model.onnx` ~347 MB, `onnx/model_fp16.onnx` ~173 MB). */
+/**
+ * Model file sizes (Xenova/dinov2-base `onnx/model.onnx` ~347 MB, `onnx/model_fp16.onnx` ~173 MB; its int8
+ * copy from `embedpool model quantize` ~88.5 MB: int8 weights plus a float32 scale per output column).
+ */
 export const DEFAULT_MODEL_BYTES: Readonly<Record<ModelVariant, number>> = Object.freeze({
   fp32: 347_000_000,
   fp16: 174_000_000,
+  int8: 88_500_000,
 });
 
 export interface PlanOptions {
@@ -133,6 +144,11 @@ export interface PlanOptions {
   inferenceThreads?: number;
   decodeThreads?: number;
   workerConcurrency?: number;
+  /**
+   * The model's precision: 'int8' plans a CPU worker for an `embedpool model quantize` model (CPU only);
+   * default fp32 on CPU, fp16 on GPUs.
+   */
+  modelVariant?: ModelVariant;
   /** Bytes of the model file in use (default: DEFAULT_MODEL_BYTES of the variant). */
   modelBytes?: number;
   memory?: Partial<MemoryModel>;
@@ -241,6 +257,8 @@ interface Shape {
   concurrency: number;
   modelBytes: number;
   gpuMemoryGib: number | null;
+  /** int8 models take a larger factor of their (small) file. */
+  int8?: boolean;
 }
 
 /** The estimate documented on MemoryModel. */
@@ -254,7 +272,13 @@ export function estimateMemory(
   const baselineBytes = model.nodeBaselineBytes;
   const runtimeBytes = cuda ? model.gpuHostOverheadBytes : 0;
   const sessionsBytes =
-    sessions * shape.modelBytes * (cuda ? model.gpuHostSessionFactor : model.cpuSessionFactor);
+    sessions *
+    shape.modelBytes *
+    (cuda
+      ? model.gpuHostSessionFactor
+      : shape.int8
+        ? (model.cpuInt8SessionFactor ?? model.cpuSessionFactor)
+        : model.cpuSessionFactor);
   const activationsBytes = cuda ? 0 : sessions * batch * model.cpuActivationBytesPerImage;
   const batchBuffersBytes = (sessions + 1) * batch * model.inputBytesPerImage;
   const decodeBytes = shape.decode * model.decodeBytesPerSlot;
@@ -337,7 +361,13 @@ function buildPlan(
 
   const provider: ExecutionProvider = opts.provider ?? (res.gpus.length > 0 ? 'cuda' : 'cpu');
   if (provider === 'cuda' && res.gpus.length === 0) throw invalid('the cuda provider needs at least one GPU');
-  const modelVariant: ModelVariant = provider === 'cuda' ? 'fp16' : 'fp32';
+  if (opts.modelVariant === 'int8' && provider === 'cuda') {
+    throw invalid('int8 models (embedpool model quantize) run on CPU only; GPUs use the fp16 model');
+  }
+  if (opts.modelVariant === 'fp16' && provider === 'cpu') {
+    throw invalid('the fp16 model is for GPUs; on CPU use fp32 or int8 (embedpool model quantize)');
+  }
+  const modelVariant: ModelVariant = opts.modelVariant ?? (provider === 'cuda' ? 'fp16' : 'fp32');
   const modelBytes = opts.modelBytes ?? DEFAULT_MODEL_BYTES[modelVariant];
   const memoryModel: MemoryModel = { ...DEFAULT_MEMORY_MODEL, ...opts.memory };
   const physicalCores = res.smt ? Math.max(1, Math.floor(res.vcpus / 2)) : res.vcpus;
@@ -406,6 +436,12 @@ function buildPlan(
         `${MAX_INTRA_OP_PER_SESSION} threads)`,
       `batch ${batch}, wait ${batchWaitMs} ms: batching buys little on CPU and adds latency`,
     );
+    if (modelVariant === 'int8') {
+      notes.push(
+        'int8 model (embedpool model quantize): ~2-2.9x the fp32 images/s on CPUs with VNNI ' +
+          '(AVX512-VNNI, AVX-VNNI), less on AVX2 only; see docs/sizing.md',
+      );
+    }
     if (intra * sessions > res.vcpus) {
       warnings.push(`${intra * sessions} intra-op threads oversubscribe ${res.vcpus} vCPUs`);
     }
@@ -423,6 +459,7 @@ function buildPlan(
         concurrency: concurrencyFor(b),
         modelBytes,
         gpuMemoryGib,
+        int8: modelVariant === 'int8',
       },
       res.memoryGib,
       memoryModel,
