@@ -72,6 +72,8 @@ export const envSchema = z.object({
   BLOB_CONNECTION_STRING: z.string().min(1).optional(),
   BLOB_SAS_URL: z.string().url().optional(),
   BLOB_ACCOUNT_URL: z.string().url().optional(),
+  // Which user-assigned managed identity DefaultAzureCredential uses (the SDK reads the same variable).
+  AZURE_CLIENT_ID: z.string().min(1).optional(),
   BLOB_MAX_TRIES: int(1).max(20).default(4),
   BLOB_RETRY_DELAY_MS: int(1).default(500),
   CALLBACK_SECRET: z.string().min(16).optional(),
