@@ -494,12 +494,14 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('runs Redis with noeviction, without persistence, health-checked with redis-cli ping', () => {
+  it('runs Redis with noeviction, an append-only file fsynced every second on a volume, health-checked with redis-cli ping', () => {
     const redis = svc('redis');
     const cmd = arr(redis.command).map(String);
     expect(cmd[cmd.indexOf('--maxmemory-policy') + 1]).toBe('noeviction');
-    expect(cmd[cmd.indexOf('--appendonly') + 1]).toBe('no');
-    expect(cmd[cmd.indexOf('--save') + 1]).toBe('');
+    expect(cmd[cmd.indexOf('--appendonly') + 1]).toBe('yes');
+    expect(cmd[cmd.indexOf('--appendfsync') + 1]).toBe('everysec');
+    const dir = cmd[cmd.indexOf('--dir') + 1];
+    expect(arr(redis.volumes).map(String)).toContain(`redis-data:${dir}`);
     expect(arr(obj(redis.healthcheck).test).join(' ')).toContain('redis-cli ping');
   });
 
@@ -911,9 +913,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     });
   });
 
-  it('the Secret example carries a TLS Redis URL on 6380 and matching KEDA address', () => {
+  it('the Secret example carries a TLS Redis URL on 10000 (Azure Managed Redis) and matching KEDA address', () => {
     const data = stringEnv(obj(named('Secret', 'embedpool-secrets').stringData));
-    expect(data.REDIS_URL).toMatch(/^rediss:\/\/:[^@]+@[^:]+:6380$/);
+    expect(data.REDIS_URL).toMatch(/^rediss:\/\/:[^@]+@[^:]+:10000$/);
     expect(data['redis-address']).toBe(new URL(data.REDIS_URL!).host);
   });
 
@@ -1024,14 +1026,21 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
     expect(String(azurerm.version)).toMatch(/^~> 4\./);
   });
 
-  it('Azure Cache for Redis: TLS only (rediss://, port 6380), maxmemory-policy noeviction', () => {
-    const [redis] = resources('azurerm_redis_cache');
+  it('Azure Managed Redis: TLS only (rediss://, port 10000), clustered, NoEviction, AOF every second', () => {
+    expect(resources('azurerm_redis_cache')).toEqual([]);
+    const [redis] = resources('azurerm_managed_redis');
     expect(redis).toBeDefined();
-    expect(redis!.non_ssl_port_enabled).toBe(false);
-    expect(redis!.minimum_tls_version).toBe('1.2');
-    expect(objs(redis!.redis_configuration)[0]!.maxmemory_policy).toBe('noeviction');
-    expect(String(locals().redis_url)).toMatch(
-      /^rediss:\/\/:.*@\$\{azurerm_redis_cache\.main\.hostname\}:\$\{azurerm_redis_cache\.main\.ssl_port\}$/,
+    expect(redis!.public_network_access).toBe('Disabled');
+    const db = objs(redis!.default_database)[0]!;
+    expect(db).toMatchObject({
+      client_protocol: 'Encrypted',
+      clustering_policy: 'OSSCluster',
+      eviction_policy: 'NoEviction',
+      persistence_append_only_file_backup_frequency: '1s',
+    });
+    expect(locals().redis_port).toBe(10000);
+    expect(String(locals().redis_url)).toContain(
+      'rediss://:${azurerm_managed_redis.main.default_database[0].primary_access_key}@${azurerm_managed_redis.main.hostname}:${local.redis_port}',
     );
   });
 
@@ -1096,6 +1105,8 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       execution_provider: 'cuda',
       max_batch_size: '32',
       shutdown_timeout_ms: '30000',
+      redis_auth: 'keys',
+      blob_account_url: 'https://stembedpool.blob.core.windows.net/',
     });
     const files = objs(obj(parseYaml(rendered)).write_files);
     const envFile = String(files.find((f) => f.path === '/etc/embedpool/worker.env')!.content);

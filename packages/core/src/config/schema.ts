@@ -58,6 +58,10 @@ export const envSchema = z.object({
   // Redis and the queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_AUTOSTART: bool.default(true),
+  // Redis Cluster (Azure Managed Redis, OSS cluster policy): REDIS_URL is then the seed node list.
+  REDIS_CLUSTER: bool.default(false),
+  // keys: the password in REDIS_URL; entra: a Microsoft Entra ID token of the managed identity (AZURE_CLIENT_ID).
+  REDIS_AUTH: z.enum(['keys', 'entra']).default('keys'),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/)
