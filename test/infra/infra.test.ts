@@ -1040,7 +1040,8 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
     });
     expect(locals().redis_port).toBe(10000);
     expect(String(locals().redis_url)).toContain(
-      'rediss://:${azurerm_managed_redis.main.default_database[0].primary_access_key}@${azurerm_managed_redis.main.hostname}:${local.redis_port}',
+      `rediss://:${dollar('azurerm_managed_redis.main.default_database[0].primary_access_key')}@` +
+        `${dollar('azurerm_managed_redis.main.hostname')}:${dollar('local.redis_port')}`,
     );
   });
 

@@ -157,7 +157,7 @@ describe('the kubectl create secret recipe', () => {
     expect(config.BLOB_ACCOUNT_URL).toBe(TF_OUTPUTS.blob_endpoint);
     expect(config.AZURE_CLIENT_ID).toBe(TF_OUTPUTS.worker_identity_client_id);
     // KEDA's address is the Redis URL's host:port.
-    expect(literals['redis-address']).toBe(new URL(TF_OUTPUTS.redis_url).host);
+    expect(literals['redis-address']).toBe(new URL(TF_OUTPUTS.redis_url!).host);
     expect(literals['redis-password']).toBe(TF_OUTPUTS.redis_access_key);
     // The key is handed out once, on stdout, and is not in the Secret.
     expect(stdout).toContain(key);
