@@ -14,6 +14,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { cosine, parityImages } from '@embedpool/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli';
+import { AZURITE_ACCOUNT, AZURITE_KEY } from '../support/azurite';
 import { type Fleet, startFleet } from './fleet';
 
 const images = parityImages().filter((i) => i.reference);
@@ -94,7 +95,11 @@ describe('docker-compose.yml as local processes: score, job to Blob with a signe
     auth = { authorization: `Bearer ${key}` };
     await new Promise<void>((r) => hook.server.listen(0, '127.0.0.1', r));
     fleet = await startFleet({ userEnv });
-    blob = BlobServiceClient.fromConnectionString(fleet.env.worker!.BLOB_CONNECTION_STRING!);
+    // The test reads and writes the emulator on its own, so a wiring fault shows in the tests below.
+    const endpoint = `http://127.0.0.1:${fleet.network.get('azurite:10000')}/${AZURITE_ACCOUNT}`;
+    blob = BlobServiceClient.fromConnectionString(
+      `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`,
+    );
   }, 300_000);
 
   afterAll(async () => {
