@@ -12,14 +12,14 @@ output "redis_port" {
 }
 
 output "redis_url" {
-  description = "REDIS_URL for other deployments (the AKS Secret): rediss:// with the access key (redis_auth = \"keys\") or without (\"entra\"). Use it with REDIS_CLUSTER=true."
+  description = "REDIS_URL for other deployments (the AKS Secret): rediss:// with the access key (redis_auth = \"key\") or without (\"entra\"). Use it with REDIS_CLUSTER=true."
   value       = local.redis_url
   sensitive   = true
 }
 
 output "redis_access_key" {
   description = "The access key alone (KEDA's redis trigger); empty with redis_auth = \"entra\"."
-  value       = var.redis_auth == "keys" ? azurerm_managed_redis.main.default_database[0].primary_access_key : ""
+  value       = var.redis_auth == "key" ? azurerm_managed_redis.main.default_database[0].primary_access_key : ""
   sensitive   = true
 }
 

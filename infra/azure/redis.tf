@@ -22,7 +22,7 @@ resource "azurerm_managed_redis" "main" {
     client_protocol                               = "Encrypted"
     clustering_policy                             = "OSSCluster"
     eviction_policy                               = "NoEviction"
-    access_keys_authentication_enabled            = var.redis_auth == "keys"
+    access_keys_authentication_enabled            = var.redis_auth == "key"
     persistence_append_only_file_backup_frequency = "1s"
   }
 }
@@ -84,7 +84,7 @@ locals {
   # What the processes read as REDIS_URL: TLS (rediss://) on 10000; with access keys the key is the password,
   # with Entra ID the process fetches a token for its managed identity instead (REDIS_AUTH=entra).
   redis_url = (
-    var.redis_auth == "keys"
+    var.redis_auth == "key"
     ? "rediss://:${azurerm_managed_redis.main.default_database[0].primary_access_key}@${azurerm_managed_redis.main.hostname}:${local.redis_port}"
     : "rediss://${azurerm_managed_redis.main.hostname}:${local.redis_port}"
   )

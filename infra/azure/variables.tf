@@ -62,13 +62,13 @@ variable "redis_sku_name" {
 }
 
 variable "redis_auth" {
-  description = "How the processes authenticate to Redis: \"keys\" (access key in REDIS_URL, stored in Key Vault) or \"entra\" (Microsoft Entra ID tokens of the managed identity, REDIS_AUTH=entra; access keys disabled)."
+  description = "How the processes authenticate to Redis: \"key\" (access key in REDIS_URL, stored in Key Vault) or \"entra\" (Microsoft Entra ID tokens of the managed identity, REDIS_AUTH=entra; access keys disabled)."
   type        = string
-  default     = "keys"
+  default     = "key"
 
   validation {
-    condition     = contains(["keys", "entra"], var.redis_auth)
-    error_message = "redis_auth: \"keys\" or \"entra\"."
+    condition     = contains(["key", "entra"], var.redis_auth)
+    error_message = "redis_auth: \"key\" or \"entra\"."
   }
 }
 

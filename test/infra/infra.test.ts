@@ -1106,7 +1106,7 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       execution_provider: 'cuda',
       max_batch_size: '32',
       shutdown_timeout_ms: '30000',
-      redis_auth: 'keys',
+      redis_auth: 'key',
       blob_account_url: 'https://stembedpool.blob.core.windows.net/',
     });
     const files = objs(obj(parseYaml(rendered)).write_files);

@@ -60,8 +60,8 @@ export const envSchema = z.object({
   REDIS_AUTOSTART: bool.default(true),
   // Redis Cluster (Azure Managed Redis, OSS cluster policy): REDIS_URL is then the seed node list.
   REDIS_CLUSTER: bool.default(false),
-  // keys: the password in REDIS_URL; entra: a Microsoft Entra ID token of the managed identity (AZURE_CLIENT_ID).
-  REDIS_AUTH: z.enum(['keys', 'entra']).default('keys'),
+  // key: the password in REDIS_URL; entra: a Microsoft Entra ID token of the managed identity (AZURE_CLIENT_ID).
+  REDIS_AUTH: z.enum(['key', 'entra']).default('key'),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/)
