@@ -900,14 +900,15 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     });
 
     it("falls back to the length of BullMQ's wait list in Redis, over TLS", () => {
-      const redis = triggers.find((t) => t.type === 'redis')!;
+      // Azure Managed Redis is clustered (OSS cluster policy): KEDA's cluster-aware Redis lists scaler.
+      const redis = triggers.find((t) => t.type === 'redis-cluster')!;
       const md = obj(redis.metadata);
       expect(md.listName).toBe(`${configMap.QUEUE_PREFIX}:${QUEUES.embed}:wait`);
       expect(md.enableTLS).toBe('true');
       expect(Number(md.listLength)).toBeGreaterThan(0);
       const auth = named('TriggerAuthentication', String(obj(redis.authenticationRef).name));
       const refs = objs(obj(auth.spec).secretTargetRef);
-      expect(refs.map((r) => r.parameter).sort()).toEqual(['address', 'password']);
+      expect(refs.map((r) => r.parameter).sort()).toEqual(['addresses', 'password']);
       for (const r of refs) expect(secretKeys.has(String(r.key)), String(r.key)).toBe(true);
       expect(obj(spec.fallback).replicas).toBeGreaterThan(0);
     });
