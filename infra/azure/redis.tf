@@ -50,7 +50,16 @@ resource "azurerm_private_dns_zone" "redis" {
 }
 
 resource "azurerm_private_dns_zone_virtual_network_link" "redis" {
-  for_each              = toset(concat([azurerm_virtual_network.main.id], var.redis_dns_vnet_ids))
+  name                  = "redis-workers"
+  resource_group_name   = azurerm_resource_group.main.name
+  private_dns_zone_name = azurerm_private_dns_zone.redis.name
+  virtual_network_id    = azurerm_virtual_network.main.id
+  tags                  = var.tags
+}
+
+# Keyed by the given IDs (known at plan time, unlike the VNet's own ID).
+resource "azurerm_private_dns_zone_virtual_network_link" "redis_extra" {
+  for_each              = toset(var.redis_dns_vnet_ids)
   name                  = "redis-${substr(sha1(each.value), 0, 8)}"
   resource_group_name   = azurerm_resource_group.main.name
   private_dns_zone_name = azurerm_private_dns_zone.redis.name

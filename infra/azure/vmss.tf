@@ -123,6 +123,7 @@ resource "azurerm_linux_virtual_machine_scale_set" "worker" {
     azurerm_key_vault_secret.redis_url,
     azurerm_key_vault_secret.callback_secret,
     azurerm_private_endpoint.redis,
+    azurerm_private_dns_zone_virtual_network_link.redis,
     azurerm_managed_redis_access_policy_assignment.worker,
     azurerm_role_assignment.worker_kv_secrets,
   ]
