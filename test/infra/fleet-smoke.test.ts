@@ -10,12 +10,13 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { cosine, parityImages } from '@embedpool/core/testing';
+import { cosine, parityImages, REPO_ROOT } from '@embedpool/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli';
 import { AZURITE_ACCOUNT, AZURITE_KEY } from '../support/azurite';
-import { type Fleet, startFleet } from './fleet';
+import { type Fleet, readComposeServices, startFleet } from './fleet';
 
 const images = parityImages().filter((i) => i.reference);
 const b64 = (path: string) => readFileSync(path).toString('base64');
@@ -106,6 +107,17 @@ describe('docker-compose.yml as local processes: score, job to Blob with a signe
     await fleet?.stop();
     await new Promise((r) => hook.server.close(r));
   }, 60_000);
+
+  it('each process got exactly the variables its service declares (MODEL_PATH stands in for the model volume)', () => {
+    const declared = readComposeServices(
+      readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'),
+      userEnv,
+    );
+    expect(Object.keys(fleet.env.api!).sort()).toEqual(Object.keys(declared.api!.environment).sort());
+    expect(Object.keys(fleet.env.worker!).sort()).toEqual(
+      [...Object.keys(declared.worker!.environment), 'MODEL_PATH'].sort(),
+    );
+  });
 
   it('the processes got the wiring the file declares: storage, callbacks, keys, tokens', () => {
     for (const name of ['api', 'worker']) {
