@@ -111,6 +111,7 @@ resource "azurerm_linux_virtual_machine_scale_set" "worker" {
     identity_client_id  = azurerm_user_assigned_identity.worker.client_id
     blob_account_url    = azurerm_storage_account.main.primary_blob_endpoint
     redis_auth          = var.redis_auth
+    autoscale_pools     = join(",", [for name, p in var.worker_pools : "${name}:${p.per_worker_images_per_s}"])
     key_vault_uri       = azurerm_key_vault.main.vault_uri
     acr_login_server    = var.acr_login_server
     location            = azurerm_resource_group.main.location

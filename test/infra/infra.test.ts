@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseHcl } from '@cdktf/hcl2json';
 import { envSchema } from '@embedpool/core/config';
+import { INGEST_QUEUES } from '@embedpool/core/ingest';
 import { QUEUES } from '@embedpool/core/queue';
 import { REPO_ROOT } from '@embedpool/core/testing';
 import { startMetricsServer } from '@embedpool/worker';
@@ -889,21 +890,33 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       if (name.endsWith('cpu')) expect(Number(spec.minReplicaCount)).toBeGreaterThanOrEqual(1);
     });
 
-    it('scales on the Prometheus metric embedpool_desired_workers of its own pods', () => {
+    it('scales on the Prometheus metric embedpool_desired_workers of its own pool', () => {
       const prom = triggers.find((t) => t.type === 'prometheus')!;
       const md = obj(prom.metadata);
       expect(String(md.query)).toMatch(/^max\(embedpool_desired_workers\{/);
-      expect(String(md.query)).toContain(`pod=~"${name}-.+"`);
+      // The pool's series, whichever process reports it (the API too, so a pool at zero can be woken).
+      const deployment = named('Deployment', name);
+      const pool = String(obj(obj(deployment.metadata).labels)['embedpool/pool']);
+      expect(String(md.query)).toContain(`pool="${pool}"`);
+      const containers = objs(obj(obj(obj(deployment.spec).template).spec).containers);
+      const env = objs(containers[0]!.env);
+      expect(env.find((e) => e.name === 'WORKER_POOL')?.value).toBe(pool);
+      expect(configMap.AUTOSCALE_POOLS).toMatch(new RegExp(`(^|,)${pool}(:|,|$)`));
       expect(prom.metricType).toBe('AverageValue');
       expect(md.threshold).toBe('1');
       expect(String(md.serverAddress)).toMatch(/^https?:\/\//);
     });
 
-    it("falls back to the length of BullMQ's wait list in Redis, over TLS", () => {
-      // Azure Managed Redis is clustered (OSS cluster policy): KEDA's cluster-aware Redis lists scaler.
-      const redis = triggers.find((t) => t.type === 'redis-cluster')!;
+    it("falls back to the length of BullMQ's wait lists in Redis (embed, ingestion chunks), over TLS", () => {
+      // Azure Managed Redis is clustered (OSS cluster policy): KEDA's cluster-aware Redis lists scaler, on
+      // the hash-tagged keys ({<QUEUE_PREFIX>}:<queue>:wait) that keep a queue in one slot.
+      const lists = triggers.filter((t) => t.type === 'redis-cluster');
+      expect(lists.map((t) => obj(t.metadata).listName)).toEqual([
+        `{${configMap.QUEUE_PREFIX}}:${QUEUES.embed}:wait`,
+        `{${configMap.QUEUE_PREFIX}}:${INGEST_QUEUES.chunks}:wait`,
+      ]);
+      const redis = lists[0]!;
       const md = obj(redis.metadata);
-      expect(md.listName).toBe(`${configMap.QUEUE_PREFIX}:${QUEUES.embed}:wait`);
       expect(md.enableTLS).toBe('true');
       expect(Number(md.listLength)).toBeGreaterThan(0);
       const auth = named('TriggerAuthentication', String(obj(redis.authenticationRef).name));
@@ -1086,6 +1099,14 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       expect(r.metric_namespace).toBe(dollar('local.metric_namespace'));
       expect(r.divide_by_instance_count).toBe(true);
     }
+    // Each VM reports every pool's desired count: a scale set's rules read its own pool's series.
+    for (const r of rules.filter((x) => x.metric_name === 'embedpool_desired_workers')) {
+      expect(objs(r.dimensions)).toEqual([
+        { name: 'pool', operator: 'Equals', values: [dollar('each.key')] },
+      ]);
+    }
+    const depth = rules.find((x) => x.metric_name === 'embedpool_queue_jobs')!;
+    expect(objs(depth.dimensions)[0]).toMatchObject({ name: 'state', values: ['waiting'] });
     expect(locals().metric_namespace).toBe('embedpool/metrics');
   });
 
@@ -1109,6 +1130,8 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       shutdown_timeout_ms: '30000',
       redis_auth: 'key',
       blob_account_url: 'https://stembedpool.blob.core.windows.net/',
+      pool: 'gpu',
+      autoscale_pools: 'cpu:20,gpu:150',
     });
     const files = objs(obj(parseYaml(rendered)).write_files);
     const envFile = String(files.find((f) => f.path === '/etc/embedpool/worker.env')!.content);
@@ -1120,6 +1143,9 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
     );
     const config = parseEnv(env, 'cloud-init worker.env');
     expect(config.WORKER_METRICS_HOST).toBe('0.0.0.0');
+    // The VM's pool, and every pool's series (the autoscale rules filter on the `pool` dimension).
+    expect(config.WORKER_POOL).toBe('gpu');
+    expect(config.AUTOSCALE_POOLS.map((p) => p.name)).toEqual(['cpu', 'gpu']);
     expect(config.MODEL_FETCH).toBe(false);
     // Docker's stop timeout on the VMs: the drain time plus a margin.
     const margin = /^\$\{ceil\(var\.shutdown_timeout_ms \/ 1000\) \+ (\d+)\}$/.exec(

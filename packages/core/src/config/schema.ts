@@ -115,6 +115,24 @@ export const envSchema = z.object({
   AUTOSCALE_MIN_WORKERS: int(0).default(1),
   AUTOSCALE_MAX_WORKERS: int(1).default(100),
   AUTOSCALE_DEFAULT_RATE: z.coerce.number().positive().default(2),
+  /** Worker pools every process reports desired workers for (`name` or `name:default images/s`). */
+  AUTOSCALE_POOLS: list.default([]).transform((entries, ctx) => {
+    const out: { name: string; rate?: number }[] = [];
+    for (const entry of entries) {
+      const m = /^([a-z0-9][a-z0-9-]{0,31})(?::([0-9]+(?:\.[0-9]+)?))?$/.exec(entry);
+      if (!m || (m[2] !== undefined && !(Number(m[2]) > 0))) {
+        ctx.addIssue({ code: 'custom', message: `pool entry ${JSON.stringify(entry)}: name or name:rate` });
+        return z.NEVER;
+      }
+      out.push(m[2] === undefined ? { name: m[1]! } : { name: m[1]!, rate: Number(m[2]) });
+    }
+    return out;
+  }),
+  /** The pool this worker belongs to (e.g. `cpu`, `gpu`): its rate and count are reported per pool. */
+  WORKER_POOL: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/)
+    .default('default'),
 
   // Operators' queue dashboard (Bull Board at /admin/queues); off unless a token is set
   DASHBOARD_TOKEN: z.string().min(16).optional(),
