@@ -137,6 +137,11 @@ describe('deployment contract: a copy missing one variable fails, naming it', ()
       'infra/k8s embedpool-worker-cpu: REDIS_CLUSTER missing (needed for Redis Cluster (Azure Managed Redis))',
     ],
     [
+      'AKS CPU worker without WORKER_POOL',
+      () => readK8s(dropK8sEnv(k8sFiles(), 'worker-cpu.yaml', 'WORKER_POOL')),
+      'infra/k8s embedpool-worker-cpu: WORKER_POOL missing (needed for autoscaling per pool)',
+    ],
+    [
       'VMs without AZURE_CLIENT_ID',
       () => readVmss(dropLine(template, /^ {6}AZURE_CLIENT_ID=.*\n/m)),
       'infra/azure (VM scale sets) worker: AZURE_CLIENT_ID missing (needed for the user-assigned managed identity (BLOB_ACCOUNT_URL))',

@@ -63,6 +63,9 @@ export const REQUIREMENTS: Requirement[] = [
     when: (p) => p.azure,
   },
   { feature: 'signed callbacks', roles: ['api', 'worker'], anyOf: ['CALLBACK_SECRET'], secret: true },
+  // Autoscaling per pool: every process reports desired workers for every pool; a worker says its own.
+  { feature: 'autoscaling per pool', roles: ['api', 'worker'], anyOf: ['AUTOSCALE_POOLS'] },
+  { feature: 'autoscaling per pool', roles: ['worker'], anyOf: ['WORKER_POOL'] },
   { feature: 'API keys', roles: ['api'], anyOf: ['AUTH'] },
   { feature: 'API keys', roles: ['api'], anyOf: ['API_KEYS'], secret: true },
   { feature: 'the /metrics token', roles: ['api'], anyOf: ['METRICS_TOKEN'], secret: true },
