@@ -16,7 +16,7 @@ import { cosine, parityImages, REPO_ROOT } from '@embedpool/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli';
 import { AZURITE_ACCOUNT, AZURITE_KEY } from '../support/azurite';
-import { type Fleet, readComposeServices, startFleet } from './fleet';
+import { type Fleet, PARITY_MODEL_ID, readComposeServices, startFleet } from './fleet';
 
 const images = parityImages().filter((i) => i.reference);
 const b64 = (path: string) => readFileSync(path).toString('base64');
@@ -108,14 +108,14 @@ describe('docker-compose.yml as local processes: score, job to Blob with a signe
     await new Promise((r) => hook.server.close(r));
   }, 60_000);
 
-  it('each process got exactly the variables its service declares (MODEL_PATH stands in for the model volume)', () => {
+  it('each process got exactly the variables its service declares (MODEL_PATH, MODEL_ID stand in for the model volume)', () => {
     const declared = readComposeServices(
       readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'),
       userEnv,
     );
     expect(Object.keys(fleet.env.api!).sort()).toEqual(Object.keys(declared.api!.environment).sort());
     expect(Object.keys(fleet.env.worker!).sort()).toEqual(
-      [...Object.keys(declared.worker!.environment), 'MODEL_PATH'].sort(),
+      [...Object.keys(declared.worker!.environment), 'MODEL_ID', 'MODEL_PATH'].sort(),
     );
   });
 
@@ -180,11 +180,13 @@ describe('docker-compose.yml as local processes: score, job to Blob with a signe
       v1,
     );
     const pointer = JSON.parse(delivery.body) as {
+      model: string;
       jobId: string;
       state: string;
       location: { container: string; blobs: string[] };
     };
     expect(pointer).toMatchObject({
+      model: PARITY_MODEL_ID,
       jobId: submitted.id,
       state: 'completed',
       location: { container: 'smoke-jobs' },

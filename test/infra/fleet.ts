@@ -9,7 +9,8 @@
  * - images to the local checkout: `embedpool/*` runs `node bin/embedpool.js <CMD of its Dockerfile>`,
  *   `redis` the machine's `redis-server`, `azurite` the npm package's `azurite-blob`;
  * - volume paths to temporary directories; where the file's model comes from a volume filled by
- *   `model-init` (a download), MODEL_PATH points at the repository's small parity model instead.
+ *   `model-init` (a download), MODEL_PATH points at the repository's small parity model instead, and
+ *   MODEL_ID names it (model-init's fetch records the id of what it downloaded beside the model).
  *
  * Nothing else is added to a process's environment but PATH and HOME.
  */
@@ -24,6 +25,9 @@ import { PARITY_MODEL, REPO_ROOT } from '@embedpool/core/testing';
 import { parse as parseYaml } from 'yaml';
 
 type Obj = Record<string, unknown>;
+
+/** The id the smoke's stand-in model is reported under. */
+export const PARITY_MODEL_ID = 'dinov2-parity-fixture';
 
 /** Compose variable interpolation: `$$`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?err}`. */
 export function interpolate(value: string, env: Record<string, string>): string {
@@ -232,9 +236,12 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     if (out.WORKER_METRICS_PORT) {
       out.WORKER_METRICS_PORT = String(await net.port(name, Number(out.WORKER_METRICS_PORT)));
     }
-    // The model lives in a volume filled by model-init (a download): the parity model stands in for it.
-    if (out.EMBEDPOOL_CACHE_DIR && out.MODEL_FETCH === 'false' && !out.MODEL_PATH)
+    // The model lives in a volume filled by model-init (a download, which records the model's id beside it):
+    // the parity model stands in for it, with its id.
+    if (out.EMBEDPOOL_CACHE_DIR && out.MODEL_FETCH === 'false' && !out.MODEL_PATH) {
       out.MODEL_PATH = PARITY_MODEL;
+      out.MODEL_ID = PARITY_MODEL_ID;
+    }
     return out;
   };
 
