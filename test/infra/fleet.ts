@@ -184,7 +184,7 @@ export interface FleetOptions {
   /** What the user's shell or `.env` holds. */
   userEnv: Record<string, string>;
   composeFile?: string;
-  /** Log lines of the embedpool processes (default `warn`, kept as the file's default otherwise). */
+  /** How long the worker and the API may take to become ready (default 180 s: a model load on a busy machine). */
   readyTimeoutMs?: number;
 }
 
