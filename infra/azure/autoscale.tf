@@ -6,8 +6,9 @@
 # capacity-relative:
 #   embedpool_desired_workers / instances > 1        <=> the pool is smaller than the backlog needs
 #   embedpool_backlog_images / instances > rate x drain  (the same formula, from the raw backlog)
-#   embedpool_queue_jobs{state=wait} / instances > 32   (raw BullMQ queue depth: the last fallback)
-# Every worker reports the same pool-wide value, so statistic "Max" de-duplicates the instances.
+#   embedpool_queue_jobs{state=waiting} / instances > 32   (raw BullMQ queue depth: the last fallback)
+# Every worker reports the same value (desired workers for each pool of AUTOSCALE_POOLS, dimension `pool`:
+# a rule reads its own scale set's pool), so statistic "Max" de-duplicates the instances.
 
 resource "azurerm_monitor_autoscale_setting" "worker" {
   for_each = var.worker_pools
@@ -41,6 +42,12 @@ resource "azurerm_monitor_autoscale_setting" "worker" {
         operator                 = "GreaterThan"
         threshold                = 1
         divide_by_instance_count = true
+
+        dimensions {
+          name     = "pool"
+          operator = "Equals"
+          values   = [each.key]
+        }
       }
       scale_action {
         direction = "Increase"
@@ -63,6 +70,12 @@ resource "azurerm_monitor_autoscale_setting" "worker" {
         operator                 = "GreaterThan"
         threshold                = 2
         divide_by_instance_count = true
+
+        dimensions {
+          name     = "pool"
+          operator = "Equals"
+          values   = [each.key]
+        }
       }
       scale_action {
         direction = "Increase"
@@ -111,7 +124,7 @@ resource "azurerm_monitor_autoscale_setting" "worker" {
         dimensions {
           name     = "state"
           operator = "Equals"
-          values   = ["wait"]
+          values   = ["waiting"]
         }
       }
       scale_action {
@@ -136,6 +149,12 @@ resource "azurerm_monitor_autoscale_setting" "worker" {
         operator                 = "LessThan"
         threshold                = 0.7
         divide_by_instance_count = true
+
+        dimensions {
+          name     = "pool"
+          operator = "Equals"
+          values   = [each.key]
+        }
       }
       scale_action {
         direction = "Decrease"

@@ -1,7 +1,11 @@
-# embedpool workers on Azure VM Scale Sets: one scale set per worker size, a TLS-only Azure Cache for Redis
-# (noeviction, as BullMQ requires), a storage account the workers reach with their managed identity, and
-# autoscale settings driven by the workers' own metrics, published to Azure Monitor as custom metrics by a
-# Telegraf sidecar on each VM (see infra/README.md, "How the metric reaches Azure Monitor").
+# embedpool workers on Azure VM Scale Sets: one scale set per worker size, a TLS-only Azure Managed Redis
+# (clustered, noeviction as BullMQ requires, AOF persistence), a storage account the workers reach with their
+# managed identity, and autoscale settings driven by the workers' own metrics, published to Azure Monitor as
+# custom metrics by a Telegraf sidecar on each VM (see infra/README.md, "How the metric reaches Azure Monitor").
+#
+# The API is not deployed here: it runs on AKS (infra/k8s/api.yaml, in a VNet listed in redis_dns_vnet_ids)
+# or any container host that reaches this Redis, with the same REDIS_URL, BLOB_ACCOUNT_URL and CALLBACK_SECRET
+# (terraform outputs redis_url, blob_endpoint, callback_secret; see infra/README.md).
 
 data "azurerm_client_config" "current" {}
 

@@ -1,5 +1,5 @@
-# Workers have no public IP and accept no inbound traffic from the internet; they reach Redis, the registry,
-# the model hub and Azure Monitor through a NAT gateway, whose fixed IP is the one the Redis firewall allows.
+# Workers have no public IP and accept no inbound traffic from the internet; they reach the registry, the
+# model hub and Azure Monitor through a NAT gateway, and Redis through its private endpoint (redis.tf).
 
 resource "azurerm_virtual_network" "main" {
   name                = "vnet-${local.name}"

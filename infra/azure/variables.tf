@@ -55,14 +55,25 @@ variable "acr_login_server" {
   default     = ""
 }
 
-variable "redis_sku" {
-  description = "Azure Cache for Redis SKU: Standard (replicated) or Premium (VNet, persistence). Basic has no SLA."
-  type        = object({ name = string, family = string, capacity = number })
-  default     = { name = "Standard", family = "C", capacity = 1 }
+variable "redis_sku_name" {
+  description = "Azure Managed Redis SKU (Balanced_B1 and up; Memory_/Compute_ tiers for larger queues). High availability is on."
+  type        = string
+  default     = "Balanced_B1"
 }
 
-variable "redis_allowed_ips" {
-  description = "Extra public IPs allowed through the Redis firewall (e.g. the AKS cluster's egress IP). The workers' NAT gateway IP is always allowed."
+variable "redis_auth" {
+  description = "How the processes authenticate to Redis: \"key\" (access key in REDIS_URL, stored in Key Vault) or \"entra\" (Microsoft Entra ID tokens of the managed identity, REDIS_AUTH=entra; access keys disabled)."
+  type        = string
+  default     = "key"
+
+  validation {
+    condition     = contains(["key", "entra"], var.redis_auth)
+    error_message = "redis_auth: \"key\" or \"entra\"."
+  }
+}
+
+variable "redis_dns_vnet_ids" {
+  description = "Extra virtual networks (peered with this one, e.g. the AKS cluster's running the API) linked to the Redis private DNS zone, so they resolve its private endpoint."
   type        = list(string)
   default     = []
 }

@@ -109,6 +109,9 @@ resource "azurerm_linux_virtual_machine_scale_set" "worker" {
     stop_timeout_s      = local.stop_timeout_s
     systemd_timeout_s   = local.stop_timeout_s + 15
     identity_client_id  = azurerm_user_assigned_identity.worker.client_id
+    blob_account_url    = azurerm_storage_account.main.primary_blob_endpoint
+    redis_auth          = var.redis_auth
+    autoscale_pools     = join(",", [for name, p in var.worker_pools : "${name}:${p.per_worker_images_per_s}"])
     key_vault_uri       = azurerm_key_vault.main.vault_uri
     acr_login_server    = var.acr_login_server
     location            = azurerm_resource_group.main.location
@@ -119,6 +122,10 @@ resource "azurerm_linux_virtual_machine_scale_set" "worker" {
   depends_on = [
     azurerm_subnet_nat_gateway_association.workers,
     azurerm_key_vault_secret.redis_url,
+    azurerm_key_vault_secret.callback_secret,
+    azurerm_private_endpoint.redis,
+    azurerm_private_dns_zone_virtual_network_link.redis,
+    azurerm_managed_redis_access_policy_assignment.worker,
     azurerm_role_assignment.worker_kv_secrets,
   ]
 }

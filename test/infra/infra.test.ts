@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseHcl } from '@cdktf/hcl2json';
 import { envSchema } from '@embedpool/core/config';
+import { INGEST_QUEUES } from '@embedpool/core/ingest';
 import { QUEUES } from '@embedpool/core/queue';
 import { REPO_ROOT } from '@embedpool/core/testing';
 import { startMetricsServer } from '@embedpool/worker';
@@ -481,12 +482,14 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('runs Redis with noeviction, without persistence, health-checked with redis-cli ping', () => {
+  it('runs Redis with noeviction, an append-only file fsynced every second on a volume, health-checked with redis-cli ping', () => {
     const redis = svc('redis');
     const cmd = arr(redis.command).map(String);
     expect(cmd[cmd.indexOf('--maxmemory-policy') + 1]).toBe('noeviction');
-    expect(cmd[cmd.indexOf('--appendonly') + 1]).toBe('no');
-    expect(cmd[cmd.indexOf('--save') + 1]).toBe('');
+    expect(cmd[cmd.indexOf('--appendonly') + 1]).toBe('yes');
+    expect(cmd[cmd.indexOf('--appendfsync') + 1]).toBe('everysec');
+    const dir = cmd[cmd.indexOf('--dir') + 1];
+    expect(arr(redis.volumes).map(String)).toContain(`redis-data:${dir}`);
     expect(arr(obj(redis.healthcheck).test).join(' ')).toContain('redis-cli ping');
   });
 
@@ -874,33 +877,46 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       if (name.endsWith('cpu')) expect(Number(spec.minReplicaCount)).toBeGreaterThanOrEqual(1);
     });
 
-    it('scales on the Prometheus metric embedpool_desired_workers of its own pods', () => {
+    it('scales on the Prometheus metric embedpool_desired_workers of its own pool', () => {
       const prom = triggers.find((t) => t.type === 'prometheus')!;
       const md = obj(prom.metadata);
       expect(String(md.query)).toMatch(/^max\(embedpool_desired_workers\{/);
-      expect(String(md.query)).toContain(`pod=~"${name}-.+"`);
+      // The pool's series, whichever process reports it (the API too, so a pool at zero can be woken).
+      const deployment = named('Deployment', name);
+      const pool = String(obj(obj(deployment.metadata).labels)['embedpool/pool']);
+      expect(String(md.query)).toContain(`pool="${pool}"`);
+      const containers = objs(obj(obj(obj(deployment.spec).template).spec).containers);
+      const env = objs(containers[0]!.env);
+      expect(env.find((e) => e.name === 'WORKER_POOL')?.value).toBe(pool);
+      expect(configMap.AUTOSCALE_POOLS).toMatch(new RegExp(`(^|,)${pool}(:|,|$)`));
       expect(prom.metricType).toBe('AverageValue');
       expect(md.threshold).toBe('1');
       expect(String(md.serverAddress)).toMatch(/^https?:\/\//);
     });
 
-    it("falls back to the length of BullMQ's wait list in Redis, over TLS", () => {
-      const redis = triggers.find((t) => t.type === 'redis')!;
+    it("falls back to the length of BullMQ's wait lists in Redis (embed, ingestion chunks), over TLS", () => {
+      // Azure Managed Redis is clustered (OSS cluster policy): KEDA's cluster-aware Redis lists scaler, on
+      // the hash-tagged keys ({<QUEUE_PREFIX>}:<queue>:wait) that keep a queue in one slot.
+      const lists = triggers.filter((t) => t.type === 'redis-cluster');
+      expect(lists.map((t) => obj(t.metadata).listName)).toEqual([
+        `{${configMap.QUEUE_PREFIX}}:${QUEUES.embed}:wait`,
+        `{${configMap.QUEUE_PREFIX}}:${INGEST_QUEUES.chunks}:wait`,
+      ]);
+      const redis = lists[0]!;
       const md = obj(redis.metadata);
-      expect(md.listName).toBe(`${configMap.QUEUE_PREFIX}:${QUEUES.embed}:wait`);
       expect(md.enableTLS).toBe('true');
       expect(Number(md.listLength)).toBeGreaterThan(0);
       const auth = named('TriggerAuthentication', String(obj(redis.authenticationRef).name));
       const refs = objs(obj(auth.spec).secretTargetRef);
-      expect(refs.map((r) => r.parameter).sort()).toEqual(['address', 'password']);
+      expect(refs.map((r) => r.parameter).sort()).toEqual(['addresses', 'password']);
       for (const r of refs) expect(secretKeys.has(String(r.key)), String(r.key)).toBe(true);
       expect(obj(spec.fallback).replicas).toBeGreaterThan(0);
     });
   });
 
-  it('the Secret example carries a TLS Redis URL on 6380 and matching KEDA address', () => {
+  it('the Secret example carries a TLS Redis URL on 10000 (Azure Managed Redis) and matching KEDA address', () => {
     const data = stringEnv(obj(named('Secret', 'embedpool-secrets').stringData));
-    expect(data.REDIS_URL).toMatch(/^rediss:\/\/:[^@]+@[^:]+:6380$/);
+    expect(data.REDIS_URL).toMatch(/^rediss:\/\/:[^@]+@[^:]+:10000$/);
     expect(data['redis-address']).toBe(new URL(data.REDIS_URL!).host);
   });
 
@@ -998,14 +1014,22 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
     expect(String(azurerm.version)).toMatch(/^~> 4\./);
   });
 
-  it('Azure Cache for Redis: TLS only (rediss://, port 6380), maxmemory-policy noeviction', () => {
-    const [redis] = resources('azurerm_redis_cache');
+  it('Azure Managed Redis: TLS only (rediss://, port 10000), clustered, NoEviction, AOF every second', () => {
+    expect(resources('azurerm_redis_cache')).toEqual([]);
+    const [redis] = resources('azurerm_managed_redis');
     expect(redis).toBeDefined();
-    expect(redis!.non_ssl_port_enabled).toBe(false);
-    expect(redis!.minimum_tls_version).toBe('1.2');
-    expect(objs(redis!.redis_configuration)[0]!.maxmemory_policy).toBe('noeviction');
-    expect(String(locals().redis_url)).toMatch(
-      /^rediss:\/\/:.*@\$\{azurerm_redis_cache\.main\.hostname\}:\$\{azurerm_redis_cache\.main\.ssl_port\}$/,
+    expect(redis!.public_network_access).toBe('Disabled');
+    const db = objs(redis!.default_database)[0]!;
+    expect(db).toMatchObject({
+      client_protocol: 'Encrypted',
+      clustering_policy: 'OSSCluster',
+      eviction_policy: 'NoEviction',
+      persistence_append_only_file_backup_frequency: '1s',
+    });
+    expect(locals().redis_port).toBe(10000);
+    expect(String(locals().redis_url)).toContain(
+      `rediss://:${dollar('azurerm_managed_redis.main.default_database[0].primary_access_key')}@` +
+        `${dollar('azurerm_managed_redis.main.hostname')}:${dollar('local.redis_port')}`,
     );
   });
 
@@ -1049,6 +1073,14 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       expect(r.metric_namespace).toBe(dollar('local.metric_namespace'));
       expect(r.divide_by_instance_count).toBe(true);
     }
+    // Each VM reports every pool's desired count: a scale set's rules read its own pool's series.
+    for (const r of rules.filter((x) => x.metric_name === 'embedpool_desired_workers')) {
+      expect(objs(r.dimensions)).toEqual([
+        { name: 'pool', operator: 'Equals', values: [dollar('each.key')] },
+      ]);
+    }
+    const depth = rules.find((x) => x.metric_name === 'embedpool_queue_jobs')!;
+    expect(objs(depth.dimensions)[0]).toMatchObject({ name: 'state', values: ['waiting'] });
     expect(locals().metric_namespace).toBe('embedpool/metrics');
   });
 
@@ -1070,6 +1102,10 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
       execution_provider: 'cuda',
       max_batch_size: '32',
       shutdown_timeout_ms: '30000',
+      redis_auth: 'key',
+      blob_account_url: 'https://stembedpool.blob.core.windows.net/',
+      pool: 'gpu',
+      autoscale_pools: 'cpu:20,gpu:150',
     });
     const files = objs(obj(parseYaml(rendered)).write_files);
     const envFile = String(files.find((f) => f.path === '/etc/embedpool/worker.env')!.content);
@@ -1081,6 +1117,9 @@ describe('Azure VM scale sets (infra/azure, Terraform)', () => {
     );
     const config = parseEnv(env, 'cloud-init worker.env');
     expect(config.WORKER_METRICS_HOST).toBe('0.0.0.0');
+    // The VM's pool, and every pool's series (the autoscale rules filter on the `pool` dimension).
+    expect(config.WORKER_POOL).toBe('gpu');
+    expect(config.AUTOSCALE_POOLS.map((p) => p.name)).toEqual(['cpu', 'gpu']);
     expect(config.MODEL_FETCH).toBe(false);
     // Docker's stop timeout on the VMs: the drain time plus a margin.
     const margin = /^\$\{ceil\(var\.shutdown_timeout_ms \/ 1000\) \+ (\d+)\}$/.exec(

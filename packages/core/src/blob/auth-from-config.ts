@@ -6,6 +6,13 @@ export function blobAuthFromConfig(config: Config): BlobAuth | undefined {
   if (config.BLOB_CONNECTION_STRING)
     return { kind: 'connection-string', connectionString: config.BLOB_CONNECTION_STRING };
   if (config.BLOB_SAS_URL) return { kind: 'sas-url', url: config.BLOB_SAS_URL };
-  if (config.BLOB_ACCOUNT_URL) return { kind: 'managed-identity', accountUrl: config.BLOB_ACCOUNT_URL };
+  if (config.BLOB_ACCOUNT_URL) {
+    // A VM or node with several user-assigned identities needs to be told which one to use.
+    return {
+      kind: 'managed-identity',
+      accountUrl: config.BLOB_ACCOUNT_URL,
+      ...(config.AZURE_CLIENT_ID ? { clientId: config.AZURE_CLIENT_ID } : {}),
+    };
+  }
   return undefined;
 }

@@ -58,6 +58,10 @@ export const envSchema = z.object({
   // Redis and the queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_AUTOSTART: bool.default(true),
+  // Redis Cluster (Azure Managed Redis, OSS cluster policy): REDIS_URL is then the seed node list.
+  REDIS_CLUSTER: bool.default(false),
+  // key: the password in REDIS_URL; entra: a Microsoft Entra ID token of the managed identity (AZURE_CLIENT_ID).
+  REDIS_AUTH: z.enum(['key', 'entra']).default('key'),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/)
@@ -72,6 +76,8 @@ export const envSchema = z.object({
   BLOB_CONNECTION_STRING: z.string().min(1).optional(),
   BLOB_SAS_URL: z.string().url().optional(),
   BLOB_ACCOUNT_URL: z.string().url().optional(),
+  // Which user-assigned managed identity DefaultAzureCredential uses (the SDK reads the same variable).
+  AZURE_CLIENT_ID: z.string().min(1).optional(),
   BLOB_MAX_TRIES: int(1).max(20).default(4),
   BLOB_RETRY_DELAY_MS: int(1).default(500),
   CALLBACK_SECRET: z.string().min(16).optional(),
@@ -109,6 +115,24 @@ export const envSchema = z.object({
   AUTOSCALE_MIN_WORKERS: int(0).default(1),
   AUTOSCALE_MAX_WORKERS: int(1).default(100),
   AUTOSCALE_DEFAULT_RATE: z.coerce.number().positive().default(2),
+  /** Worker pools every process reports desired workers for (`name` or `name:default images/s`). */
+  AUTOSCALE_POOLS: list.default([]).transform((entries, ctx) => {
+    const out: { name: string; rate?: number }[] = [];
+    for (const entry of entries) {
+      const m = /^([a-z0-9][a-z0-9-]{0,31})(?::([0-9]+(?:\.[0-9]+)?))?$/.exec(entry);
+      if (!m || (m[2] !== undefined && !(Number(m[2]) > 0))) {
+        ctx.addIssue({ code: 'custom', message: `pool entry ${JSON.stringify(entry)}: name or name:rate` });
+        return z.NEVER;
+      }
+      out.push(m[2] === undefined ? { name: m[1]! } : { name: m[1]!, rate: Number(m[2]) });
+    }
+    return out;
+  }),
+  /** The pool this worker belongs to (e.g. `cpu`, `gpu`): its rate and count are reported per pool. */
+  WORKER_POOL: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/)
+    .default('default'),
 
   // Operators' queue dashboard (Bull Board at /admin/queues); off unless a token is set
   DASHBOARD_TOKEN: z.string().min(16).optional(),

@@ -14,9 +14,37 @@ export function findVmSize(name: string): VmSize | undefined {
   return BY_NAME.get(name.trim().toLowerCase());
 }
 
+/** Edit distance (insertions, deletions, substitutions) between two strings. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+const stem = (name: string) =>
+  name
+    .trim()
+    .toLowerCase()
+    .replace(/^standard_/, '');
+
+/** The `count` known names closest to `name` (case and the `Standard_` prefix ignored), closest first. */
+export function nearestSizes(name: string, count = 5): string[] {
+  const want = stem(name);
+  return VM_SIZES.map((v, i) => ({ size: v.size, d: editDistance(want, stem(v.size)), i }))
+    .sort((x, y) => x.d - y.d || x.i - y.i)
+    .slice(0, count)
+    .map((x) => x.size);
+}
+
 export function getVmSize(name: string): VmSize {
   const found = findVmSize(name);
-  if (!found) throw new UnknownSkuError(name, knownSizes());
+  if (!found) throw new UnknownSkuError(name, knownSizes(), nearestSizes(name));
   return found;
 }
 

@@ -4,14 +4,20 @@ import { EmbedpoolError } from '../errors';
 export class UnknownSkuError extends EmbedpoolError {
   readonly size: string;
   readonly knownSizes: readonly string[];
+  /** The known names closest to `size`, closest first. */
+  readonly nearest: readonly string[];
 
-  constructor(size: string, knownSizes: readonly string[]) {
-    super('CONFIG_INVALID', `unknown Azure VM size "${size}"; known sizes: ${knownSizes.join(', ')}`, {
-      details: { size, knownSizes },
-    });
+  constructor(size: string, knownSizes: readonly string[], nearest: readonly string[]) {
+    super(
+      'CONFIG_INVALID',
+      `unknown Azure VM size "${size}"; nearest known sizes: ${nearest.join(', ')} ` +
+        `(\`embedpool sku --list\` shows all ${knownSizes.length})`,
+      { details: { size, nearest, knownSizes } },
+    );
     this.name = 'UnknownSkuError';
     this.size = size;
     this.knownSizes = knownSizes;
+    this.nearest = nearest;
   }
 }
 

@@ -9,7 +9,15 @@ export {
   ensureRandomModel,
   randomModelPath,
 } from './calibrate';
-export { findVmSize, getVmSize, hasSmt, knownSizes, retiredOn } from './catalogue';
+export {
+  editDistance,
+  findVmSize,
+  getVmSize,
+  hasSmt,
+  knownSizes,
+  nearestSizes,
+  retiredOn,
+} from './catalogue';
 export {
   AZURE_DMI,
   AZURE_IMDS_DEFAULT_ENDPOINT,
@@ -55,4 +63,4 @@ export {
   type WorkerPlan,
 } from './plan';
 export type { VmSize } from './types';
-export { VM_SIZES } from './vm-sizes';
+export { CURRENT_VM_SIZES, MODEL_CARD_VM_SIZES, VM_SIZES } from './vm-sizes';

@@ -14,4 +14,9 @@ export interface VmSize {
   avx512: 'yes' | 'no' | 'varies';
   /** Free text, e.g. `retired 2025-09-30`; null when the CSV cell is empty. */
   note: string | null;
+  /**
+   * The page the row was read from (`azure-vm-sizes-current.csv`); absent on the model card's rows
+   * (`azure-vm-sizes.csv`), whose source is the model card.
+   */
+  source?: string;
 }

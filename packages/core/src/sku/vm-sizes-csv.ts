@@ -47,20 +47,24 @@ function num(value: string, column: string, row: number, optional = false): numb
   return n;
 }
 
-/** Parses `azure-vm-sizes.csv` into catalogue rows (the generator's and the test's reading of the file). */
+/**
+ * Parses `azure-vm-sizes.csv` (the model card's sizes) or `azure-vm-sizes-current.csv` (the same columns plus
+ * `source`, the https page each row was read from) into catalogue rows: the generator's and the tests' reading.
+ */
 export function parseVmSizesCsv(text: string): VmSize[] {
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
   const header = splitCsvLine(lines[0] ?? '');
-  if (header.join(',') !== VM_SIZES_CSV_COLUMNS.join(',')) {
+  const withSource = header.join(',') === [...VM_SIZES_CSV_COLUMNS, 'source'].join(',');
+  if (!withSource && header.join(',') !== VM_SIZES_CSV_COLUMNS.join(',')) {
     throw new Error(`azure-vm-sizes.csv: unexpected header "${header.join(',')}"`);
   }
   return lines.slice(1).map((line, i) => {
     const row = i + 2;
     const cells = splitCsvLine(line);
-    if (cells.length !== VM_SIZES_CSV_COLUMNS.length) {
+    if (cells.length !== header.length) {
       throw new Error(`azure-vm-sizes.csv row ${row}: ${cells.length} cells, expected ${header.length}`);
     }
-    const [size, vcpu, memory, gpuModel, gpuCount, gpuMemory, cpu, avx512, note] = cells as [
+    const [size, vcpu, memory, gpuModel, gpuCount, gpuMemory, cpu, avx512, note, source] = cells as [
       string,
       string,
       string,
@@ -70,7 +74,11 @@ export function parseVmSizesCsv(text: string): VmSize[] {
       string,
       string,
       string,
+      string | undefined,
     ];
+    if (withSource && !/^https:\/\/\S+$/.test(source ?? '')) {
+      throw new Error(`azure-vm-sizes.csv row ${row}: source must be an https URL, got "${source ?? ''}"`);
+    }
     if (avx512 !== 'yes' && avx512 !== 'no' && avx512 !== 'varies') {
       throw new Error(`azure-vm-sizes.csv row ${row}: avx512 must be yes, no or varies, got "${avx512}"`);
     }
@@ -84,6 +92,7 @@ export function parseVmSizesCsv(text: string): VmSize[] {
       cpu,
       avx512,
       note: note === '' ? null : note,
+      ...(withSource ? { source: source! } : {}),
     };
   });
 }
