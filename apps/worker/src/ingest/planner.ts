@@ -1,6 +1,6 @@
 import type { BlobItem, ContainerClient, ContainerListBlobFlatSegmentResponse } from '@azure/storage-blob';
 import { storageErrorCode, storageStatus, toStorageError } from '@embedpool/core/blob';
-import { toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type BlobFailure,
   blobFilter,
@@ -38,14 +38,26 @@ const PERMANENT_STORAGE = new Set([
   'InvalidQueryParameterValue',
 ]);
 
-/** A listing failure worth no retry (a missing container, refused credentials). */
-export function permanentStorageFailure(err: unknown): IngestionError | undefined {
-  const code = storageErrorCode(err);
-  const status = storageStatus(err);
+/**
+ * A storage failure worth no retry (a missing container, refused credentials), from the SDK's error or
+ * from one already wrapped by toStorageError (which keeps the service's code in `details`).
+ */
+export function permanentStorageFailure(err: unknown, op = 'list'): IngestionError | undefined {
+  const wrapped = err instanceof EmbedpoolError;
+  const code = wrapped
+    ? typeof err.details?.storageCode === 'string'
+      ? err.details.storageCode
+      : undefined
+    : storageErrorCode(err);
+  const status = wrapped
+    ? typeof err.details?.status === 'number'
+      ? err.details.status
+      : undefined
+    : storageStatus(err);
   if ((code && PERMANENT_STORAGE.has(code)) || status === 401 || status === 403) {
     return {
       code: `STORAGE_${code ?? `HTTP_${status}`}`,
-      message: toStorageError(err, { op: 'list' }).message,
+      message: toStorageError(err, { op }).message,
     };
   }
   return undefined;
@@ -155,6 +167,11 @@ export async function runPlanner(
     return 'listed';
   }
   try {
+    if (round === 0 && record.run === undefined && (record.cancelRequested || record.state === 'cancelling')) {
+      // Cancelled (or stopped) before planning started: end without touching storage.
+      await endPlanning(deps, record);
+      return 'stopped';
+    }
     if (round === 0) record = await prepare(deps, record);
     const outcome =
       round === 0 ? await planListing(deps, job, token, record) : await planRetry(deps, job, token, record);
@@ -166,6 +183,17 @@ export async function runPlanner(
     const permanent = err instanceof PlanningError ? err.error : permanentStorageFailure(err);
     if (!permanent && !last) {
       log.warn({ err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'planner attempt failed');
+      const e = toEmbedpoolError(err);
+      await deps.store
+        .noteRetry(ingestionId, {
+          step: 'planning',
+          code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
+          message: e.message,
+          attempt: job.attemptsMade + 1,
+          attempts: job.opts.attempts ?? 1,
+          at: Date.now(),
+        })
+        .catch(() => {});
       throw err;
     }
     const e = toEmbedpoolError(err);

@@ -52,6 +52,8 @@ export {
   type PlanCheckpoint,
   type PlanJobData,
   planJobSchema,
+  type RetryNote,
+  retryNoteSchema,
 } from './schemas';
 export {
   IngestionService,

@@ -124,6 +124,17 @@ export type CallbackState = z.infer<typeof callbackStateSchema>;
 export const ingestionErrorSchema = z.object({ code: z.string(), message: z.string() });
 export type IngestionError = z.infer<typeof ingestionErrorSchema>;
 
+/** A transient failure being retried with backoff (planner, chunk or finalize), until the next progress. */
+export const retryNoteSchema = z.object({
+  step: z.enum(['planning', 'chunk', 'finalizing']),
+  code: z.string(),
+  message: z.string(),
+  attempt: z.number().int(),
+  attempts: z.number().int(),
+  at: z.number(),
+});
+export type RetryNote = z.infer<typeof retryNoteSchema>;
+
 /** The base index a run compares against (the output's index when the run started). */
 export const baseIndexSchema = z.object({ name: z.string(), etag: z.string().optional() });
 
@@ -164,6 +175,7 @@ export const ingestionRecordSchema = z.object({
   listCalls: z.number().int().default(0),
   manifest: z.string().optional(),
   error: ingestionErrorSchema.optional(),
+  retrying: retryNoteSchema.optional(),
   callback: callbackStateSchema.optional(),
 });
 export type IngestionRecord = z.infer<typeof ingestionRecordSchema>;
