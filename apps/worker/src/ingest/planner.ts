@@ -142,6 +142,14 @@ async function prepare(deps: IngestDeps, record: IngestionRecord): Promise<Inges
 
 type PlanOutcome = 'done' | 'stopped' | 'conflict';
 
+/** A storage SDK failure keeps the service's code (`STORAGE_ECONNREFUSED`); anything else its own. */
+function asError(err: unknown): EmbedpoolError {
+  if (!(err instanceof EmbedpoolError) && storageErrorCode(err) !== undefined) {
+    return toStorageError(err, { op: 'planning' });
+  }
+  return toEmbedpoolError(err);
+}
+
 /**
  * The planner job: lists the source page by page (or, in a retry round, the failures being retried), cuts
  * chunks with deterministic ids, and commits each page's checkpoint (continuation token, next chunk seq,
@@ -167,7 +175,11 @@ export async function runPlanner(
     return 'listed';
   }
   try {
-    if (round === 0 && record.run === undefined && (record.cancelRequested || record.state === 'cancelling')) {
+    if (
+      round === 0 &&
+      record.run === undefined &&
+      (record.cancelRequested || record.state === 'cancelling')
+    ) {
       // Cancelled (or stopped) before planning started: end without touching storage.
       await endPlanning(deps, record);
       return 'stopped';
@@ -183,7 +195,7 @@ export async function runPlanner(
     const permanent = err instanceof PlanningError ? err.error : permanentStorageFailure(err);
     if (!permanent && !last) {
       log.warn({ err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'planner attempt failed');
-      const e = toEmbedpoolError(err);
+      const e = asError(err);
       await deps.store
         .noteRetry(ingestionId, {
           step: 'planning',
@@ -196,7 +208,7 @@ export async function runPlanner(
         .catch(() => {});
       throw err;
     }
-    const e = toEmbedpoolError(err);
+    const e = asError(err);
     const error = permanent ?? {
       code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
       message: e.message,

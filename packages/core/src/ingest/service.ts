@@ -35,6 +35,10 @@ export interface IngestionView {
   counts: {
     /** Blobs the listing found that pass the filters. */
     discovered: number;
+    /** The same as `discovered` (the name the CLI shows). */
+    listed: number;
+    /** The same as `done`: embedded and written. */
+    embedded: number;
     /** Unchanged since an earlier run into the same output: not downloaded. */
     skipped: number;
     /** In chunks that have not finished yet. */
@@ -55,7 +59,10 @@ export interface IngestionView {
   bytes: number;
   model?: string;
   dim?: number;
+  /** Why the ingestion failed (or is stopping); set once, kept in the final state. */
   error?: { code: string; message: string };
+  /** A transient failure being retried with backoff right now; gone at the next progress. */
+  retrying?: IngestionRecord['retrying'];
   callback?: IngestionRecord['callback'];
   createdAt: string;
   startedAt?: string;
@@ -80,6 +87,8 @@ export function ingestionView(record: IngestionRecord, recentDone: number, now =
     output: { ...req.output, ...(record.manifest ? { manifest: layout.manifest } : {}) },
     counts: {
       discovered: record.discovered,
+      listed: record.discovered,
+      embedded: record.done,
       skipped: record.skipped,
       queued,
       done: record.done,
@@ -100,6 +109,7 @@ export function ingestionView(record: IngestionRecord, recentDone: number, now =
     bytes: record.bytes,
     ...(record.model ? { model: record.model, dim: record.dim } : {}),
     ...(record.error ? { error: record.error } : {}),
+    ...(record.retrying && !final ? { retrying: record.retrying } : {}),
     ...(record.callback ? { callback: record.callback } : {}),
     createdAt: iso(record.createdAt)!,
     ...(record.startedAt ? { startedAt: iso(record.startedAt) } : {}),
@@ -239,11 +249,15 @@ export class IngestionService {
   async cancel(id: string): Promise<IngestionRecord> {
     const record = await this.load(id);
     const res = await this.store.requestCancel(id);
-    if (res !== 'ok' && res !== 'cancelling') {
-      throw bad(`ingestion ${id} is ${res}; only a queued or running ingestion can be cancelled`);
+    if (res === 'missing') throw new EmbedpoolError('NOT_FOUND', `no ingestion ${id}`);
+    if (res !== 'ok') {
+      throw bad(`ingestion ${id} is already ${res}; there is nothing to cancel`);
     }
-    // A planner parked on back-pressure wakes now to record the end of its listing.
+    // A planner parked on back-pressure wakes now to record the end of its listing. Its job is queued
+    // again too (the same id: a no-op while it exists): a planner lost with its job still gets to end the
+    // round, so a cancel always reaches `cancelled`.
     await this.queues.wakePlanner({ ingestionId: id, round: record.round });
+    await this.queues.addPlan({ ingestionId: id, round: record.round }).catch(() => {});
     return this.load(id);
   }
 
