@@ -236,6 +236,7 @@ async function process(
     if (rows.length > 0) {
       const dim = rows[0]!.vector.length;
       const body = encodeShard(req.output.format, rows, {
+        container: req.source.container,
         modelId: deps.modelId,
         dim,
         ingestionId: data.ingestionId,

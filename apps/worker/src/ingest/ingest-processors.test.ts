@@ -192,7 +192,14 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
     await out
       .getBlockBlobClient(name)
       .uploadData(
-        encodeShard('parquet', rows, { modelId: 'stand-in', dim: 4, ingestionId: r.id, run: 1, chunk: c0 }),
+        encodeShard('parquet', rows, {
+          container: 'src',
+          modelId: 'stand-in',
+          dim: 4,
+          ingestionId: r.id,
+          run: 1,
+          chunk: c0,
+        }),
       );
     expect(await runFinalize(deps, r.id, 0)).toBe('partially_failed');
     const { m, lines } = await index('p2');
@@ -223,6 +230,7 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
       }));
       const up = await out.getBlockBlobClient(layout.shard(c, 'parquet')).uploadData(
         encodeShard('parquet', vectorRows, {
+          container: 'src',
           modelId: 'stand-in',
           dim: 4,
           ingestionId: r.id,

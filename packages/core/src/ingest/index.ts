@@ -31,6 +31,7 @@ export {
   type ShardFormat,
 } from './names';
 export { type IngestQueueOptions, IngestQueues } from './queue';
+export { blobRowId, ROW_ID_NAMESPACE, uuidV5 } from './row-id';
 export {
   type BlobFailure,
   blobFailureSchema,
@@ -69,6 +70,7 @@ export {
   ingestSettingsFrom,
 } from './settings';
 export {
+  arrowSchemaMetadata,
   type DecodedShardRow,
   decodeShard,
   encodeJsonlShard,
@@ -77,6 +79,7 @@ export {
   parquetShardMetadata,
   SHARD_COLUMNS,
   SHARD_CONTENT_TYPES,
+  SHARD_SCHEMA_VERSION,
   type ShardMeta,
   type ShardRow,
 } from './shard-format';
