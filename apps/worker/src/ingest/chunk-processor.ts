@@ -33,6 +33,8 @@ export interface ChunkIndexFile {
   failures: [string, string, string][];
 }
 
+const URL_INPUT = /^https?:\/\//i;
+
 /** Codes that mean this worker cannot embed now (shutting down): the whole chunk is retried elsewhere. */
 const WORKER_CODES = new Set(['ENGINE_CLOSED']);
 
@@ -193,6 +195,16 @@ async function process(
             failure: failure(blob, chunk, 'IMAGE_EMPTY', 'blob is empty', true),
             transient: false,
           };
+        }
+        if (req.source.manifest && URL_INPUT.test(name)) {
+          // A URL from a manifest input: fetched by the pipeline under the same address rules, redirect
+          // and size limits as job URLs. Its row has no ETag and the size is not known.
+          try {
+            const vector = await deps.pipeline.embed({ kind: 'url', url: name });
+            return { ok: true, row: { name, etag: '', size: 0, vector } };
+          } catch (err) {
+            return embedFailure(err, blob, chunk);
+          }
         }
         let got: Awaited<ReturnType<typeof downloadBlob>>;
         try {

@@ -19,6 +19,7 @@ import {
   type ManifestShard,
   OutputLayout,
   SHARD_COLUMNS,
+  SHARD_SCHEMA_VERSION,
 } from '@embedpool/core/ingest';
 import type { Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
@@ -155,6 +156,7 @@ async function mergeIndex(
             rows: rows.length,
             bytes: listed.properties.contentLength ?? 0,
             etag,
+            schemaVersion: SHARD_SCHEMA_VERSION,
             supersededRows: 0,
           });
         }
@@ -335,6 +337,7 @@ async function commitRound(
     dim: previous?.dim || record.dim || deps.dim(),
     preprocessing: previous?.preprocessing ?? deps.preprocessor,
     shardFormat: req.output.format,
+    shardSchemaVersion: SHARD_SCHEMA_VERSION,
     columns: SHARD_COLUMNS,
     index: merged.index,
     counts: { rows, liveRows: merged.index.vectors, supersededRows, shards: shards.length },

@@ -16,6 +16,14 @@ export {
   type ManifestShard,
 } from './manifest';
 export {
+  csvColumn,
+  type ManifestFormat,
+  type ManifestItem,
+  manifestFormat,
+  parseManifestLines,
+  wholeLines,
+} from './manifest-input';
+export {
   chunkId,
   chunkIdPrefix,
   INGEST_JOBS,

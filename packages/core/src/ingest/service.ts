@@ -5,6 +5,7 @@ import { storageErrorCode, storageStatus } from '../blob/storage-errors';
 import type { Config } from '../config';
 import { EmbedpoolError } from '../errors';
 import { validateGlob } from './filter';
+import { manifestFormat } from './manifest-input';
 import { ingestKeys, newIngestionId, OutputLayout, outputKey } from './names';
 import { IngestQueues } from './queue';
 import {
@@ -172,8 +173,18 @@ export class IngestionService {
     if (scoped && (request.source.container !== scoped || request.output.container !== scoped)) {
       throw bad(`the storage credential only reaches container ${scoped}: source and output must be in it`);
     }
+    const manifest = request.source.manifest;
+    if (manifest) {
+      if (!manifestFormat(manifest.name)) {
+        throw bad('source.manifest.name: a manifest is a .jsonl, .ndjson or .csv blob');
+      }
+      if (scoped && manifest.container && manifest.container !== scoped) {
+        throw bad(`the storage credential only reaches container ${scoped}: the manifest must be in it`);
+      }
+    }
     this.checkRedis();
     await this.checkSource(request.source.container);
+    if (manifest) await this.checkManifest(manifest.container ?? request.source.container, manifest.name);
 
     const id = newIngestionId();
     const key = outputKey(request.output.container, request.output.prefix);
@@ -204,6 +215,22 @@ export class IngestionService {
     try {
       const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
       if (!found) throw bad(`source container ${container} does not exist`);
+    } catch (err) {
+      if (err instanceof EmbedpoolError) throw err;
+      const status = storageStatus(err);
+      if (status !== undefined && status < 500 && status !== 408 && status !== 429) return;
+      throw new EmbedpoolError('UNAVAILABLE', `blob storage unreachable: ${storageErrorCode(err) ?? err}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** A manifest that is not there is a 400 now rather than a failed planner later. */
+  private async checkManifest(container: string, name: string): Promise<void> {
+    const client = this.target!.client.getContainerClient(container).getBlobClient(name);
+    try {
+      const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
+      if (!found) throw bad(`source.manifest: ${container}/${name} does not exist`);
     } catch (err) {
       if (err instanceof EmbedpoolError) throw err;
       const status = storageStatus(err);

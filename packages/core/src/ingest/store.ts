@@ -122,14 +122,16 @@ redis.call('HINCRBY', rec, 'queued', tonumber(ARGV[7]))
 redis.call('HINCRBY', rec, 'missing', tonumber(ARGV[8]))
 local carried = cjson.decode(ARGV[11])
 local added = 0
+local carriedAdded = 0
 for _, f in ipairs(carried) do
-  added = added + redis.call('ZADD', KEYS[2], 0, f[1])
+  local n = redis.call('ZADD', KEYS[2], 0, f[1])
+  added = added + n
+  -- A third element 0: a failure of this run found while planning (a bad manifest line), not carried.
+  if f[3] ~= 0 then carriedAdded = carriedAdded + n end
   redis.call('HSET', KEYS[3], f[1], f[2])
 end
-if added > 0 then
-  redis.call('HINCRBY', rec, 'failed', added)
-  redis.call('HINCRBY', rec, 'carried', added)
-end
+if added > 0 then redis.call('HINCRBY', rec, 'failed', added) end
+if carriedAdded > 0 then redis.call('HINCRBY', rec, 'carried', carriedAdded) end
 if ARGV[12] ~= '' then redis.call('HSET', rec, 'error', ARGV[12]) end
 refresh_lock(KEYS[6], ARGV[13], ARGV[14])
 if ARGV[15] ~= '' then
@@ -306,6 +308,8 @@ export interface PageCheckpoint {
   missing?: number;
   listingDone?: boolean;
   carried?: BlobFailure[];
+  /** Failures of this run found while planning (bad manifest lines): counted as failed, not carried. */
+  failures?: BlobFailure[];
   error?: IngestionError;
   /**
    * A retry round stopping early puts the failures it did not queue back: the snapshot's names from `name`
@@ -329,8 +333,8 @@ export interface ChunkOutcome {
   chunk: string;
 }
 
-function failureEntries(failures: readonly BlobFailure[]): string {
-  return JSON.stringify(failures.map((f) => [f.name, JSON.stringify(f)]));
+function failureEntries(failures: readonly BlobFailure[], carried = 1): string {
+  return JSON.stringify(failures.map((f) => [f.name, JSON.stringify(f), carried]));
 }
 
 /**
@@ -486,7 +490,10 @@ export class IngestionStore {
       c.missing ?? 0,
       c.listingDone ? '1' : '0',
       Date.now(),
-      failureEntries(c.carried ?? []),
+      JSON.stringify([
+        ...JSON.parse(failureEntries(c.carried ?? [], 1)),
+        ...JSON.parse(failureEntries(c.failures ?? [], 0)),
+      ]),
       c.error ? JSON.stringify(c.error) : '',
       id,
       this.ttlSeconds,
