@@ -9,6 +9,7 @@ import { freePort } from '@embedpool/core/testing';
 import { startWorker, type WorkerHandle } from '@embedpool/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type IngestWorkerHandle, startIngestWorker } from '../../apps/worker/src/ingest';
+import { runCli } from '../cli/run-cli';
 import { type Azurite, startAzurite } from '../support/azurite';
 import { parityModel, testConfig } from '../support/stack';
 import {
@@ -142,8 +143,17 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
     await detach(first);
 
     await attach({ modelId: 'another-model' });
-    const id = await start('mismatch');
-    const v = await events.final(stack.url, id);
+    // As a user runs it: --watch ends, non-zero, with the reason on one line.
+    const cli = await runCli(
+      ['ingest', '--container', SOURCE, '--output', `${OUT}/mismatch`, '--watch', '--interval', '200'],
+      { EMBEDPOOL_URL: stack.url },
+    );
+    expect(cli.code, cli.stderr).toBe(1);
+    expect(cli.stderr).toMatch(
+      /^embedpool: ingestion ing-\S+ failed: OUTPUT_MODEL_MISMATCH: output wedge-out\/mismatch holds vectors of model parity/m,
+    );
+    const id = /^(ing-\S+) failed: /.exec(cli.stdout)![1]!;
+    const v = await view(id);
     expect(v.state).toBe('failed');
     expect(v.error?.code).toBe('OUTPUT_MODEL_MISMATCH');
     expect(v.error?.message).toMatch(/holds vectors of model parity; this worker runs another-model/);
