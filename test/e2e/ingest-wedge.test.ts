@@ -2,6 +2,9 @@
  * Every ingestion ends (issue 14): each way an ingestion used to wedge ends in `failed` or `cancelled`,
  * releases its output, and a second ingestion into the same output then succeeds.
  */
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { Config } from '@embedpool/core/config';
 import { type IngestionView, type IngestSettings, ingestJobIds } from '@embedpool/core/ingest';
@@ -268,11 +271,14 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
   });
 
   it('cancel while running: cancelled, what was done is in the manifest and not embedded again', async () => {
-    await attach({ settings: { INGEST_CHUNK_SIZE: 2 } });
+    const h = await attach({ settings: { INGEST_CHUNK_SIZE: 2 } });
     const one = events.chunksCompleted(1);
     const id = await start('cancel-running');
     await one;
-    await cancel(id);
+    // Held between chunks, so the cancel lands while chunks are still queued.
+    await h.chunkWorker.pause();
+    expect((await cancel(id)).state).toBe('cancelling');
+    h.chunkWorker.resume();
     const v = await events.final(stack.url, id);
     expect(v.state).toBe('cancelled');
     expect(v.counts.done).toBeGreaterThanOrEqual(2);
@@ -305,35 +311,70 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
   });
 
   it('worker killed during finalize: another worker finishes the round exactly once', async () => {
+    // The first worker reaches storage through this loopback proxy, which holds the finalize's first
+    // request (its read of the manifest; the planner's was the first such read): the worker is then killed
+    // while it is certainly inside the finalize.
+    let manifestReads = 0;
+    let held: http.ServerResponse | undefined;
+    let reached!: () => void;
+    const inFinalize = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const proxy = http.createServer((req, res) => {
+      if (
+        req.method === 'GET' &&
+        req.url?.includes('killed-finalize/_manifest.json') &&
+        ++manifestReads === 2
+      ) {
+        held = res;
+        reached();
+        return;
+      }
+      const up = http.request(
+        { host: '127.0.0.1', port: azurite.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    const proxied = azurite.connectionString.replace(
+      /BlobEndpoint=http:\/\/127\.0\.0\.1:\d+/,
+      `BlobEndpoint=http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    );
     const env = {
       QUEUE_PREFIX: stack.config.QUEUE_PREFIX,
-      BLOB_CONNECTION_STRING: azurite.connectionString,
       JOB_LOCK_MS: '1500',
-      // One blob per chunk: the finalize reads a chunk index file per blob, long enough to be caught in.
-      INGEST_CHUNK_SIZE: '1',
-      INGEST_LIST_PAGE_SIZE: '4',
+      INGEST_CHUNK_SIZE: '4',
       INGEST_CHUNK_CONCURRENCY: '2',
     };
-    const a = new WorkerChild(env);
-    children.push(a);
-    await a.waitForLog((l) => l.msg === 'ingest worker started');
-    const id = await start('killed-finalize');
-    await planEvent('active', ingestJobIds.finalize(id, 0));
-    // Frozen at once (SIGSTOP), so the state read next is the one it died in.
-    a.child.kill('SIGSTOP');
-    expect((await view(id)).state).toBe('finalizing');
-    await a.kill('SIGKILL');
+    try {
+      const a = new WorkerChild({ ...env, BLOB_CONNECTION_STRING: proxied });
+      children.push(a);
+      await a.waitForLog((l) => l.msg === 'ingest worker started');
+      const id = await start('killed-finalize');
+      await inFinalize;
+      expect((await view(id)).state).toBe('finalizing');
+      await a.kill('SIGKILL');
+      held?.destroy();
 
-    const b = new WorkerChild(env);
-    children.push(b);
-    const v = await events.final(stack.url, id);
-    expect(v.state).toBe('completed');
-    const out = await readOutput(blob.getContainerClient(OUT), 'killed-finalize');
-    expect(out.manifest.runs).toHaveLength(1);
-    expect(out.manifest.counts).toMatchObject({ rows: blobs.length, liveRows: blobs.length });
-    await b.kill('SIGKILL');
-    children.splice(0);
-    const second = await secondSucceeds('killed-finalize');
-    expect(second.counts.skipped).toBe(blobs.length);
+      const b = new WorkerChild({ ...env, BLOB_CONNECTION_STRING: azurite.connectionString });
+      children.push(b);
+      const v = await events.final(stack.url, id);
+      expect(v.state).toBe('completed');
+      const out = await readOutput(blob.getContainerClient(OUT), 'killed-finalize');
+      expect(out.manifest.runs).toHaveLength(1);
+      expect(out.manifest.counts).toMatchObject({ rows: blobs.length, liveRows: blobs.length });
+      for (const c of children.splice(0)) await c.kill('SIGKILL');
+      const second = await secondSucceeds('killed-finalize');
+      expect(second.counts.skipped).toBe(blobs.length);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    }
   });
 });
