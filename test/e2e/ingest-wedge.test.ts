@@ -112,13 +112,16 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
     expect(res.status, JSON.stringify(body)).toBe(202);
     return body;
   }
-  /** A job of the plan queue reaching `event` (completed, active, delayed). */
-  function planEvent(event: 'completed' | 'active' | 'delayed', jobId: string): Promise<void> {
+  /**
+   * The next round-0 planner job to reach `event` (completed, delayed), with its id. Listened for before the
+   * ingestion is posted: its planner may get there before the POST has answered.
+   */
+  function nextPlanner(event: 'completed' | 'delayed'): Promise<string> {
     return new Promise((resolve) => {
       const h = (e: { jobId: string }) => {
-        if (e.jobId === jobId) {
+        if (e.jobId.endsWith('-p0')) {
           events.plan.off(event, h);
-          resolve();
+          resolve(e.jobId);
         }
       };
       events.plan.on(event, h);
@@ -180,13 +183,17 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
       ),
       { retryOptions: { maxTries: 1, retryDelayInMs: 10 } },
     );
-    await attach({ blob: dead });
+    const h = await attach({ blob: dead });
+    const delayed = nextPlanner('delayed');
     const id = await start('unreachable');
-    await planEvent('delayed', ingestJobIds.plan(id, 0));
+    expect(await delayed).toBe(ingestJobIds.plan(id, 0));
+    // Hold the second attempt (due in 1 s) while the state is read.
+    await h.planWorker.pause(true);
     const during = await view(id);
     expect(during.state).toBe('queued');
     expect(during.retrying).toMatchObject({ step: 'planning', attempt: 1, attempts: 2 });
     expect(during.retrying?.code).toBe('STORAGE_ECONNREFUSED');
+    h.planWorker.resume();
 
     const v = await events.final(stack.url, id);
     expect(v.state).toBe('failed');
@@ -200,8 +207,9 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
   it('output container deleted mid-run: failed STORAGE_ContainerNotFound, then the output works again', async () => {
     const h = await attach({ settings: { INGEST_CHUNK_SIZE: 2 } });
     await h.chunkWorker.pause();
+    const planned = nextPlanner('completed');
     const id = await start('deleted');
-    await planEvent('completed', ingestJobIds.plan(id, 0));
+    expect(await planned).toBe(ingestJobIds.plan(id, 0));
     // One chunk lands in the output, then the container goes.
     const one = events.chunksCompleted(1);
     h.chunkWorker.resume();
@@ -246,15 +254,7 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
       },
     });
     await h.chunkWorker.pause();
-    const parked = new Promise<string>((resolve) => {
-      const f = (e: { jobId: string }) => {
-        if (e.jobId.endsWith('-p0')) {
-          events.plan.off('delayed', f);
-          resolve(e.jobId);
-        }
-      };
-      events.plan.on('delayed', f);
-    });
+    const parked = nextPlanner('delayed');
     const id = await start('cancel-planning');
     expect(await parked).toBe(ingestJobIds.plan(id, 0));
     const mid = await view(id);
@@ -292,8 +292,9 @@ describe('every ingestion ends, and releases its output (Azurite, Redis, fixture
   it('cancel while finalizing: cancelled, with the round recorded', async () => {
     const h = await attach();
     await h.chunkWorker.pause();
+    const planned = nextPlanner('completed');
     const id = await start('cancel-finalizing');
-    await planEvent('completed', ingestJobIds.plan(id, 0));
+    expect(await planned).toBe(ingestJobIds.plan(id, 0));
     await h.planWorker.pause();
     const all = events.chunksCompleted(blobs.length / 4);
     h.chunkWorker.resume();
