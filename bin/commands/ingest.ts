@@ -342,13 +342,16 @@ export function registerIngestCommands(program: Command): void {
         const page = await client.get<{ items: View[] }>(`/v1/ingestions?limit=${opts.limit}`);
         for (const v of page.items) {
           const err = v.error ? `  ${v.error.code}` : '';
+          const eta = FINAL.has(v.state)
+            ? ''
+            : `, ETA ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`;
           process.stdout.write(
             opts.json
               ? `${JSON.stringify(v)}\n`
               : `${v.id}  ${v.state.padEnd(16)} ${v.source.container}/${v.source.prefix} -> ` +
                   `${v.output.container}/${v.output.prefix}  listed ${v.counts.discovered}, queued ` +
                   `${v.counts.queued}, embedded ${v.counts.done}, skipped ${v.counts.skipped}, failed ` +
-                  `${v.counts.failed}  ${v.throughput.imagesPerSecond} img/s${err}  ${v.createdAt}\n`,
+                  `${v.counts.failed}  ${v.throughput.imagesPerSecond} img/s${eta}${err}  ${v.createdAt}\n`,
           );
         }
         return EXIT_OK;
