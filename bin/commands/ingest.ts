@@ -11,6 +11,7 @@ interface View {
   id: string;
   state: string;
   run?: number;
+  round?: number;
   source: { container: string; prefix: string };
   output: { container: string; prefix: string; format: string; manifest?: string };
   counts: {
@@ -249,9 +250,7 @@ async function retryFailed(client: ApiClient, id: string, opts: WatchOptions & {
     'POST',
     `${viewPath(id)}/retry-failed`,
   );
-  process.stderr.write(
-    `${v.id}: ${v.requeued} failed blobs queued again (round ${(v as { round?: number }).round ?? '?'})\n`,
-  );
+  process.stderr.write(`${v.id}: ${v.requeued} failed blobs queued again (round ${v.round ?? '?'})\n`);
   if (!opts.watch) {
     process.stdout.write(opts.json ? `${JSON.stringify(v)}\n` : `${v.id}\n`);
     return EXIT_OK;
