@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
+import { ApiClient, type ApiOptions, apiOptions, isTransientApiError } from './api-client';
 import { EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, positiveInt, runAction } from './cli-support';
 
 /** What the CLI reads of GET /v1/ingestions/{id} (see IngestionView in @embedpool/core/ingest). */
@@ -10,6 +11,7 @@ interface View {
   id: string;
   state: string;
   run?: number;
+  round?: number;
   source: { container: string; prefix: string };
   output: { container: string; prefix: string; format: string; manifest?: string };
   counts: {
@@ -26,15 +28,20 @@ interface View {
   etaSeconds: number | null;
   etaIsLowerBound: boolean;
   error?: { code: string; message: string };
+  retrying?: { step: string; code: string; message: string; attempt: number; attempts: number };
   createdAt: string;
   finishedAt?: string;
 }
 
-const FINAL = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
-
-export function defaultApiUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.EMBEDPOOL_URL ?? `http://127.0.0.1:${env.PORT && env.PORT !== '0' ? env.PORT : '8080'}`;
+interface Failure {
+  blob: string;
+  etag: string;
+  error: { code: string; message: string };
+  permanent: boolean;
+  carried?: boolean;
 }
+
+const FINAL = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
 
 /** `container` or `container/some/prefix`. */
 export function parseOutput(value: string): { container: string; prefix: string } {
@@ -52,29 +59,7 @@ function extList(value: string): string[] {
   return exts;
 }
 
-async function api<T>(base: string, path: string, init: RequestInit = {}): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base.replace(/\/+$/, '')}${path}`, {
-      ...init,
-      headers: { 'content-type': 'application/json', ...(init.headers ?? {}) },
-      signal: AbortSignal.timeout(30_000),
-    });
-  } catch (err) {
-    throw new EmbedpoolError('UNAVAILABLE', `cannot reach the API at ${base}: ${(err as Error).message}`);
-  }
-  const text = await res.text();
-  const body = text ? (JSON.parse(text) as unknown) : undefined;
-  if (!res.ok) {
-    const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-    const err = new EmbedpoolError(
-      res.status === 404 ? 'NOT_FOUND' : res.status >= 500 ? 'UNAVAILABLE' : 'BAD_REQUEST',
-      `${e?.message ?? `HTTP ${res.status}`}${e?.code ? ` [${e.code}]` : ''}`,
-    );
-    throw err;
-  }
-  return body as T;
-}
+const viewPath = (id: string) => `/v1/ingestions/${encodeURIComponent(id)}`;
 
 export function formatDuration(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds)) return '?';
@@ -93,10 +78,46 @@ export function progressLine(v: View): string {
   const eta = FINAL.has(v.state)
     ? ''
     : `, ETA ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`;
+  const retry = v.retrying
+    ? `; retrying ${v.retrying.step} (attempt ${v.retrying.attempt}/${v.retrying.attempts}): ${v.retrying.code}`
+    : '';
   return (
     `${v.id} ${v.state}: ${finished}/${total} done${pct}, ${v.counts.failed} failed, ` +
-    `${v.counts.skipped} skipped, ${v.throughput.imagesPerSecond} img/s${eta}`
+    `${v.counts.skipped} skipped, ${v.throughput.imagesPerSecond} img/s${eta}${retry}`
   );
+}
+
+/** `ingestions show`: what an operator acts on, one fact a line. */
+export function describeIngestion(v: View, failures: Failure[], more: boolean): string {
+  const c = v.counts;
+  const lines = [
+    `id          ${v.id}${v.run !== undefined ? ` (run ${v.run} of the output)` : ''}`,
+    `state       ${v.state}`,
+    `source      ${v.source.container}/${v.source.prefix}`,
+    `output      ${v.output.container}/${v.output.prefix} (${v.output.format})${v.output.manifest ? `, manifest ${v.output.manifest}` : ''}`,
+    `counts      listed ${c.discovered}${v.listing.done ? '' : '+'}, queued ${c.queued}, embedded ${c.done}, ` +
+      `skipped ${c.skipped}, failed ${c.failed}${c.carriedFailures ? ` (${c.carriedFailures} carried)` : ''}, ` +
+      `cancelled ${c.cancelled}`,
+    `throughput  ${v.throughput.imagesPerSecond} img/s`,
+  ];
+  if (!FINAL.has(v.state))
+    lines.push(
+      `eta         ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`,
+    );
+  if (v.error) lines.push(`error       ${v.error.code}: ${v.error.message}`);
+  if (v.retrying)
+    lines.push(
+      `retrying    ${v.retrying.step}, attempt ${v.retrying.attempt}/${v.retrying.attempts}: ${v.retrying.code}: ${v.retrying.message}`,
+    );
+  lines.push(`created     ${v.createdAt}${v.finishedAt ? `, finished ${v.finishedAt}` : ''}`);
+  for (const f of failures)
+    lines.push(
+      `failed      ${f.blob}: ${f.error.code}: ${f.error.message}${f.permanent ? ' (permanent)' : ''}`,
+    );
+  if (more) lines.push(`            ... more: embedpool ingestions failures ${v.id}`);
+  if (c.failed > 0 && FINAL.has(v.state))
+    lines.push(`retry       embedpool ingest --retry-failed ${v.id} --watch`);
+  return `${lines.join('\n')}\n`;
 }
 
 function summary(v: View, seconds: number): string {
@@ -119,7 +140,7 @@ export function exitCodeFor(state: string): number {
  * otherwise (both on stderr, so stdout keeps only the summary). Resolves with the final view.
  */
 export async function watchIngestion(
-  base: string,
+  client: ApiClient,
   id: string,
   opts: { intervalMs?: number; stream?: NodeJS.WriteStream; out?: NodeJS.WritableStream } = {},
 ): Promise<View> {
@@ -134,12 +155,12 @@ export async function watchIngestion(
     for (;;) {
       let v: View;
       try {
-        v = await api<View>(base, `/v1/ingestions/${encodeURIComponent(id)}`);
+        v = await client.get<View>(viewPath(id));
         failures = 0;
       } catch (err) {
         // The API restarting must not end a watch of an hours-long ingestion.
-        if (err instanceof EmbedpoolError && err.code === 'UNAVAILABLE' && ++failures < 60) {
-          stream.write(`${id}: ${err.message}; retrying\n`);
+        if (isTransientApiError(err) && ++failures < 60) {
+          stream.write(`${id}: ${(err as Error).message}; retrying\n`);
           await delay(Math.max(interval, 1_000));
           continue;
         }
@@ -180,6 +201,9 @@ export async function watchIngestion(
         bar?.stop();
         bar = undefined;
         (opts.out ?? process.stdout).write(summary(v, (Date.now() - started) / 1000));
+        // The reason, where a script's log keeps it: stderr, one line.
+        if (v.error && (v.state === 'failed' || v.state === 'cancelled'))
+          stream.write(`embedpool: ingestion ${v.id} ${v.state}: ${v.error.code}: ${v.error.message}\n`);
         return v;
       }
       await delay(tty ? Math.min(interval, 500) : Math.min(interval, 1_000));
@@ -189,170 +213,227 @@ export async function watchIngestion(
   }
 }
 
-interface IngestOptions {
-  container: string;
+interface IngestOptions extends ApiOptions {
+  container?: string;
   prefix?: string;
   glob?: string;
   ext?: string[];
-  output: { container: string; prefix: string };
+  manifest?: string;
+  output?: { container: string; prefix: string };
   format: string;
   callback?: string;
   retryUnchangedFailures?: boolean;
-  url: string;
+  retryFailed?: string;
   watch?: boolean;
   interval?: number;
   json?: boolean;
 }
 
+interface WatchOptions extends ApiOptions {
+  watch?: boolean;
+  interval?: number;
+}
+
+async function follow(
+  client: ApiClient,
+  id: string,
+  opts: WatchOptions & { json?: boolean },
+): Promise<number> {
+  const final = await watchIngestion(client, id, { ...(opts.interval ? { intervalMs: opts.interval } : {}) });
+  if (opts.json) process.stdout.write(`${JSON.stringify(final)}\n`);
+  return exitCodeFor(final.state);
+}
+
+/** POST .../retry-failed: only the failed blobs of a finished run, into the same output. */
+async function retryFailed(client: ApiClient, id: string, opts: WatchOptions & { json?: boolean }) {
+  const { body: v } = await client.request<View & { requeued: number }>(
+    'POST',
+    `${viewPath(id)}/retry-failed`,
+  );
+  process.stderr.write(`${v.id}: ${v.requeued} failed blobs queued again (round ${v.round ?? '?'})\n`);
+  if (!opts.watch) {
+    process.stdout.write(opts.json ? `${JSON.stringify(v)}\n` : `${v.id}\n`);
+    return EXIT_OK;
+  }
+  return follow(client, id, opts);
+}
+
+function parseManifestSource(value: string): { container: string; name: string } {
+  const { container, prefix } = parseOutput(value);
+  if (!prefix) throw new InvalidArgumentError('must be <container>/<blob name> of a .jsonl or .csv listing.');
+  return { container, name: prefix };
+}
+
 export function registerIngestCommands(program: Command): void {
-  program
-    .command('ingest')
-    .description(
-      'embed every image of an Azure Blob container into Parquet (or JSON lines) shards; incremental: ' +
-        'a second run into the same output embeds only new and changed blobs',
-    )
-    .requiredOption('--container <name>', 'source container (in the deployment storage account)')
+  apiOptions(
+    program
+      .command('ingest')
+      .description(
+        'embed every image of an Azure Blob container (or of a manifest listing) into Parquet (or JSON ' +
+          'lines) shards; incremental: a second run into the same output embeds only new and changed blobs',
+      ),
+  )
+    .option('--container <name>', 'source container (in the deployment storage account)')
     .option('--prefix <prefix>', 'only blobs whose names start with this')
     .option('--glob <pattern>', 'only blobs whose whole name matches this glob, e.g. "**/*.jpg"')
     .option('--ext <list>', 'only these extensions, e.g. jpg,png', extList)
-    .requiredOption('--output <container[/prefix]>', 'where shards, index and _manifest.json go', parseOutput)
+    .option(
+      '--manifest <container/blob>',
+      'take the blobs (names in --container) or http(s) URLs listed in this .jsonl or .csv blob instead of a listing',
+    )
+    .option('--output <container[/prefix]>', 'where shards, index and _manifest.json go', parseOutput)
     .option('--format <format>', 'parquet or jsonl', 'parquet')
     .option('--callback <url>', 'POST a signed notice here when it finishes')
     .option('--retry-unchanged-failures', 'try again blobs that failed before and have not changed')
     .option(
-      '--url <url>',
-      'API base URL (default: $EMBEDPOOL_URL or http://127.0.0.1:$PORT)',
-      defaultApiUrl(),
+      '--retry-failed <id>',
+      're-embed only the failed blobs of that finished ingestion, into its output',
     )
     .option('--watch', 'follow progress until it finishes; exit 0 completed, 2 with failures, 1 failed')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .option('--json', 'print the API answer as JSON')
     .action(
       runAction(async (opts: IngestOptions) => {
+        const client = new ApiClient(opts);
+        if (opts.retryFailed) return retryFailed(client, opts.retryFailed, opts);
+        if (!opts.output)
+          throw new EmbedpoolError('BAD_REQUEST', '--output <container[/prefix]> is required');
+        if (!opts.container && !opts.manifest)
+          throw new EmbedpoolError('BAD_REQUEST', '--container (or --manifest) is required');
         if (opts.format !== 'parquet' && opts.format !== 'jsonl') {
           throw new EmbedpoolError('BAD_REQUEST', `--format must be parquet or jsonl, not ${opts.format}`);
         }
+        const manifest = opts.manifest ? parseManifestSource(opts.manifest) : undefined;
         const body = {
           source: {
-            container: opts.container,
+            container: opts.container ?? manifest!.container,
             ...(opts.prefix ? { prefix: opts.prefix } : {}),
             ...(opts.glob ? { glob: opts.glob } : {}),
             ...(opts.ext ? { extensions: opts.ext } : {}),
+            ...(manifest ? { manifest } : {}),
           },
           output: { ...opts.output, format: opts.format },
           ...(opts.callback ? { callbackUrl: opts.callback } : {}),
           ...(opts.retryUnchangedFailures ? { retryUnchangedFailures: true } : {}),
         };
-        const created = await api<View>(opts.url, '/v1/ingestions', {
-          method: 'POST',
-          body: JSON.stringify(body),
-        });
+        const { body: created } = await client.request<View>('POST', '/v1/ingestions', { body });
         if (!opts.watch) {
           process.stdout.write(opts.json ? `${JSON.stringify(created)}\n` : `${created.id}\n`);
           return EXIT_OK;
         }
+        const from = manifest
+          ? `manifest ${manifest.container}/${manifest.name}`
+          : `${body.source.container}/${opts.prefix ?? ''}`;
         process.stderr.write(
-          `${created.id}: ${opts.container}/${opts.prefix ?? ''} -> ${opts.output.container}/${opts.output.prefix} (${opts.format})\n`,
+          `${created.id}: ${from} -> ${opts.output.container}/${opts.output.prefix} (${opts.format})\n`,
         );
-        const final = await watchIngestion(opts.url, created.id, {
-          ...(opts.interval ? { intervalMs: opts.interval } : {}),
-        });
-        if (opts.json) process.stdout.write(`${JSON.stringify(final)}\n`);
-        return exitCodeFor(final.state);
+        return follow(client, created.id, opts);
       }),
     );
 
   const ingestions = program.command('ingestions').description('list, follow, cancel and retry ingestions');
-  const urlOption = ['--url <url>', 'API base URL', defaultApiUrl()] as const;
-  ingestions
-    .command('list', { isDefault: true })
-    .description('recent ingestions, newest first')
-    .option(...urlOption)
+  apiOptions(ingestions.command('list', { isDefault: true }).description('recent ingestions, newest first'))
     .option('--limit <n>', 'how many', positiveInt, 20)
     .option('--json', 'JSON lines')
     .action(
-      runAction(async (opts: { url: string; limit: number; json?: boolean }) => {
-        const page = await api<{ items: View[] }>(opts.url, `/v1/ingestions?limit=${opts.limit}`);
+      runAction(async (opts: ApiOptions & { limit: number; json?: boolean }) => {
+        const client = new ApiClient(opts);
+        const page = await client.get<{ items: View[] }>(`/v1/ingestions?limit=${opts.limit}`);
         for (const v of page.items) {
+          const err = v.error ? `  ${v.error.code}` : '';
+          const eta = FINAL.has(v.state)
+            ? ''
+            : `, ETA ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`;
           process.stdout.write(
             opts.json
               ? `${JSON.stringify(v)}\n`
               : `${v.id}  ${v.state.padEnd(16)} ${v.source.container}/${v.source.prefix} -> ` +
-                  `${v.output.container}/${v.output.prefix}  ${v.counts.done} done, ${v.counts.failed} failed, ` +
-                  `${v.counts.skipped} unchanged  ${v.createdAt}\n`,
+                  `${v.output.container}/${v.output.prefix}  listed ${v.counts.discovered}, queued ` +
+                  `${v.counts.queued}, embedded ${v.counts.done}, skipped ${v.counts.skipped}, failed ` +
+                  `${v.counts.failed}  ${v.throughput.imagesPerSecond} img/s${eta}${err}  ${v.createdAt}\n`,
           );
         }
         return EXIT_OK;
       }),
     );
-  ingestions
-    .command('show <id>')
-    .description('the state of one ingestion (--watch: follow it to the end)')
-    .option(...urlOption)
+  apiOptions(
+    ingestions
+      .command('show <id>')
+      .description(
+        'the state of one ingestion: counts, throughput, ETA, error, first failures (--watch: follow it)',
+      ),
+  )
     .option('--watch', 'follow progress until it finishes')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
+    .option('--json', "print the API's JSON as it is")
     .action(
-      runAction(async (id: string, opts: { url: string; watch?: boolean; interval?: number }) => {
-        if (!opts.watch) {
-          process.stdout.write(
-            `${JSON.stringify(await api<View>(opts.url, `/v1/ingestions/${id}`), null, 2)}\n`,
-          );
+      runAction(async (id: string, opts: WatchOptions & { json?: boolean }) => {
+        const client = new ApiClient(opts);
+        if (opts.watch) return follow(client, id, opts);
+        const v = await client.get<View>(viewPath(id));
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
           return EXIT_OK;
         }
-        const v = await watchIngestion(opts.url, id, {
-          ...(opts.interval ? { intervalMs: opts.interval } : {}),
-        });
-        return exitCodeFor(v.state);
+        const page =
+          v.counts.failed > 0
+            ? await client.get<{ items: Failure[]; next?: string }>(`${viewPath(id)}/failures?limit=10`)
+            : { items: [] };
+        process.stdout.write(describeIngestion(v, page.items, page.next !== undefined));
+        return EXIT_OK;
       }),
     );
-  ingestions
-    .command('failures <id>')
-    .description('the failed blobs of an ingestion, with error codes (JSON lines)')
-    .option(...urlOption)
+  apiOptions(
+    ingestions
+      .command('failures <id>')
+      .description('the failed blobs of an ingestion, with error codes (JSON lines, every page)'),
+  )
+    .option('--limit <n>', 'stop after this many', positiveInt)
     .action(
-      runAction(async (id: string, opts: { url: string }) => {
+      runAction(async (id: string, opts: ApiOptions & { limit?: number }) => {
+        const client = new ApiClient(opts);
         let cursor: string | undefined;
+        let left = opts.limit ?? Number.POSITIVE_INFINITY;
         do {
-          const page = await api<{ items: unknown[]; next?: string }>(
-            opts.url,
-            `/v1/ingestions/${id}/failures?limit=1000${cursor ? `&cursor=${cursor}` : ''}`,
+          const size = Math.min(1000, left);
+          const page = await client.get<{ items: unknown[]; next?: string }>(
+            `${viewPath(id)}/failures?limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
           );
           for (const f of page.items) process.stdout.write(`${JSON.stringify(f)}\n`);
+          left -= page.items.length;
           cursor = page.next;
-        } while (cursor);
+        } while (cursor && left > 0);
         return EXIT_OK;
       }),
     );
-  ingestions
-    .command('cancel <id>')
-    .description('stop an ingestion; what it finished is kept and recorded in the manifest')
-    .option(...urlOption)
-    .action(
-      runAction(async (id: string, opts: { url: string }) => {
-        const v = await api<View>(opts.url, `/v1/ingestions/${id}`, { method: 'DELETE' });
-        process.stdout.write(`${v.id} ${v.state}\n`);
-        return EXIT_OK;
-      }),
-    );
-  ingestions
-    .command('retry-failed <id>')
-    .description('queue the failed blobs of a finished ingestion again')
-    .option(...urlOption)
-    .option('--watch', 'follow progress until it finishes')
+  apiOptions(
+    ingestions
+      .command('cancel <id>')
+      .description('stop an ingestion in any state that is not final; what it finished is kept and recorded'),
+  )
+    .option('--watch', 'follow it until it is cancelled')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .action(
-      runAction(async (id: string, opts: { url: string; watch?: boolean; interval?: number }) => {
-        const v = await api<View & { requeued: number }>(opts.url, `/v1/ingestions/${id}/retry-failed`, {
-          method: 'POST',
-        });
-        process.stderr.write(`${v.id}: ${v.requeued} blobs queued again\n`);
+      runAction(async (id: string, opts: WatchOptions) => {
+        const client = new ApiClient(opts);
+        const { body: v } = await client.request<View>('DELETE', viewPath(id));
+        process.stdout.write(`${v.id} ${v.state}\n`);
         if (!opts.watch) return EXIT_OK;
-        const final = await watchIngestion(opts.url, id, {
+        const final = await watchIngestion(client, id, {
           ...(opts.interval ? { intervalMs: opts.interval } : {}),
+          out: process.stderr,
         });
-        return exitCodeFor(final.state);
+        return final.state === 'cancelled' ? EXIT_OK : exitCodeFor(final.state);
       }),
     );
+  apiOptions(
+    ingestions
+      .command('retry-failed <id>')
+      .description('queue the failed blobs of a finished ingestion again (same as ingest --retry-failed)'),
+  )
+    .option('--watch', 'follow progress until it finishes')
+    .option('--interval <ms>', 'progress period (ms)', positiveInt)
+    .action(runAction(async (id: string, opts: WatchOptions) => retryFailed(new ApiClient(opts), id, opts)));
 }
 
 // Runnable on its own (`node --import tsx bin/commands/ingest.ts ingest ...`) until cli.ts registers it.

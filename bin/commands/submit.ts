@@ -4,12 +4,12 @@
  * (the job id, the result lines, or `status --json`), so both compose in scripts.
  */
 import { readFile } from 'node:fs/promises';
-import { EmbedpoolError, type ErrorCode, isErrorCode } from '@embedpool/core/errors';
+import { EmbedpoolError } from '@embedpool/core/errors';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { ApiClient, ApiError, type ApiOptions, apiOptions, isTransientApiError } from './api-client';
 import { EXIT_OK, EXIT_PARTIAL, positiveInt, runAction } from './cli-support';
 import { type LineSink, openLineSink } from './output';
 
-export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 const FINAL_STATES = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 const MAX_ID_LENGTH = 256;
@@ -20,7 +20,6 @@ const POLL_FACTOR = 1.5;
 /** Consecutive failed polls (API restarting, Redis blip) tolerated while waiting. */
 const POLL_MAX_ERRORS = 5;
 const SUBMIT_TIMEOUT_MS = 300_000;
-const READ_TIMEOUT_MS = 60_000;
 const EXIT_INTERRUPTED = 130;
 
 export type OutputSpec =
@@ -67,33 +66,7 @@ function idempotencyKey(value: string): string {
   return value;
 }
 
-/** --url, else $EMBEDPOOL_URL, else the local default; without a trailing slash. */
-export function apiBaseUrl(flag: string | undefined): string {
-  const url = flag ?? process.env.EMBEDPOOL_URL ?? DEFAULT_API_URL;
-  if (!isHttpUrl(url)) {
-    throw new EmbedpoolError('BAD_REQUEST', `API URL ${JSON.stringify(url)} is not an http(s) URL (--url)`);
-  }
-  return url.replace(/\/+$/, '');
-}
-
 // ---- HTTP --------------------------------------------------------------------------------------------------
-
-interface ErrorBody {
-  error?: { code?: unknown; message?: unknown; failures?: { row: number; code: string; message: string }[] };
-}
-
-/** A non-2xx answer of the API, with the service's error code when it sent one. */
-class ApiError extends EmbedpoolError {
-  constructor(
-    readonly httpStatus: number,
-    code: ErrorCode,
-    message: string,
-    readonly failures: { row: number; code: string; message: string }[] = [],
-  ) {
-    super(code, message);
-    this.name = 'ApiError';
-  }
-}
 
 interface JobView {
   id: string;
@@ -127,81 +100,17 @@ interface JobView {
 
 type ResultItem = { id: string; image_features?: number[]; error?: { code: string; message: string } };
 
-class ApiClient {
-  constructor(readonly base: string) {}
-
-  async request<T>(
-    method: string,
-    path: string,
-    opts: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {},
-  ): Promise<{ status: number; body: T }> {
-    const url = `${this.base}${path}`;
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method,
-        headers: {
-          accept: 'application/json',
-          // From the environment only, so the key never shows in a process list or shell history.
-          ...(process.env.EMBEDPOOL_API_KEY
-            ? { authorization: `Bearer ${process.env.EMBEDPOOL_API_KEY}` }
-            : {}),
-          ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
-          ...opts.headers,
-        },
-        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? READ_TIMEOUT_MS),
-      });
-    } catch (err) {
-      const e = err as Error & { cause?: { message?: string } };
-      const why = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.message ?? e.message);
-      throw new EmbedpoolError(
-        'UNAVAILABLE',
-        `cannot reach the API at ${this.base} (${method} ${path}): ${why}`,
-      );
-    }
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = text ? JSON.parse(text) : undefined;
-    } catch {
-      body = undefined;
-    }
-    if (!res.ok) {
-      const err = (body as ErrorBody | undefined)?.error;
-      const code = isErrorCode(err?.code) ? err.code : res.status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
-      const message = typeof err?.message === 'string' ? err.message : text.slice(0, 200) || res.statusText;
-      throw new ApiError(
-        res.status,
-        code,
-        `${method} ${path}: HTTP ${res.status}: ${message}`,
-        err?.failures,
-      );
-    }
-    if (body === undefined) {
-      throw new EmbedpoolError('INTERNAL', `${method} ${path}: HTTP ${res.status} without a JSON body`);
-    }
-    return { status: res.status, body: body as T };
-  }
-
-  getJob(id: string): Promise<{ status: number; body: JobView }> {
-    return this.request<JobView>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
-  }
+function getJob(client: ApiClient, id: string): Promise<{ status: number; body: JobView }> {
+  return client.request<JobView>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
 }
 
-/** Worth another poll: the API or its Redis is briefly away, or it asks us to slow down. */
-function transient(err: unknown): boolean {
-  if (err instanceof ApiError) return err.httpStatus >= 500 || err.httpStatus === 429;
-  return err instanceof EmbedpoolError && err.code === 'UNAVAILABLE';
-}
-
+const transient = isTransientApiError;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 // ---- submit ------------------------------------------------------------------------------------------------
 
-interface SubmitOptions {
-  url?: string;
+interface SubmitOptions extends ApiOptions {
   output: OutputSpec;
   normalize?: boolean;
   priority?: number;
@@ -251,7 +160,7 @@ async function waitForJob(client: ApiClient, id: string, timeoutS: number | unde
   for (;;) {
     let job: JobView | undefined;
     try {
-      job = (await client.getJob(id)).body;
+      job = (await getJob(client, id)).body;
       errors = 0;
     } catch (err) {
       if (!transient(err) || ++errors > POLL_MAX_ERRORS) throw err;
@@ -334,7 +243,7 @@ function onInterrupt(id: string, sink: () => LineSink | undefined): () => void {
 }
 
 async function submit(inputs: string[], opts: SubmitOptions): Promise<number> {
-  const client = new ApiClient(apiBaseUrl(opts.url));
+  const client = new ApiClient(opts);
   if (opts.out !== undefined && !opts.wait) throw new EmbedpoolError('BAD_REQUEST', '--out needs --wait');
   if (opts.out !== undefined && opts.output.type !== 'inline') {
     throw new EmbedpoolError('BAD_REQUEST', `--out applies to inline output only, not ${opts.output.type}`);
@@ -426,16 +335,14 @@ function describeJob(job: JobView, base: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function status(id: string, opts: { url?: string; json?: boolean }): Promise<number> {
-  const client = new ApiClient(apiBaseUrl(opts.url));
-  const { body } = await client.getJob(id);
+async function status(id: string, opts: ApiOptions & { json?: boolean }): Promise<number> {
+  const client = new ApiClient(opts);
+  const { body } = await getJob(client, id);
   process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : describeJob(body, client.base));
   return EXIT_OK;
 }
 
 // ---- registration ------------------------------------------------------------------------------------------
-
-const URL_HELP = `API base URL (default: $EMBEDPOOL_URL, else ${DEFAULT_API_URL})`;
 
 const SUBMIT_HELP = `
 Inputs: an http(s) argument is sent as a URL (the workers fetch it); anything else is a local file, sent
@@ -449,7 +356,7 @@ Output:
                                   contain {jobId} and may contain {date} (default {date}/{jobId})
   callback:<url>                  POSTed, signed, to <url> (see docs/webhooks.md)
 
-When the API requires a key, set EMBEDPOOL_API_KEY (sent as Authorization: Bearer).
+When the API requires a key, set EMBEDPOOL_API_KEY (or --api-key; sent as Authorization: Bearer).
 
 Without --wait, stdout is the job id. Exit status:
   0  submitted (without --wait), or the job completed
@@ -458,11 +365,12 @@ Without --wait, stdout is the job id. Exit status:
 `;
 
 export function registerSubmitCommands(program: Command): void {
-  program
-    .command('submit')
-    .description('submit images as an async job to a running API (POST /v1/jobs)')
-    .argument('<inputs...>', 'image files and/or http(s) URLs')
-    .option('--url <url>', URL_HELP)
+  apiOptions(
+    program
+      .command('submit')
+      .description('submit images as an async job to a running API (POST /v1/jobs)')
+      .argument('<inputs...>', 'image files and/or http(s) URLs'),
+  )
     .addOption(
       new Option('--output <spec>', 'inline | blob:<container>[/<path template>] | callback:<url>')
         .argParser(parseOutputSpec)
@@ -481,11 +389,12 @@ export function registerSubmitCommands(program: Command): void {
     .addHelpText('after', SUBMIT_HELP)
     .action(runAction((inputs: string[], opts: SubmitOptions) => submit(inputs, opts)));
 
-  program
-    .command('status')
-    .description("show a job's state, counts, times, output location and delivery (GET /v1/jobs/{id})")
-    .argument('<id>', 'the job id `submit` printed')
-    .option('--url <url>', URL_HELP)
+  apiOptions(
+    program
+      .command('status')
+      .description("show a job's state, counts, times, output location and delivery (GET /v1/jobs/{id})")
+      .argument('<id>', 'the job id `submit` printed'),
+  )
     .option('--json', "print the API's JSON as it is")
-    .action(runAction((id: string, opts: { url?: string; json?: boolean }) => status(id, opts)));
+    .action(runAction((id: string, opts: ApiOptions & { json?: boolean }) => status(id, opts)));
 }

@@ -148,10 +148,12 @@ describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture mod
       ['list', undefined, undefined, 'REPEATED'],
       ['element', 'FLOAT', undefined, 'REQUIRED'],
       ['model_id', 'BYTE_ARRAY', 'UTF8', 'REQUIRED'],
+      ['id', 'BYTE_ARRAY', 'UTF8', 'REQUIRED'],
     ]);
     expect(parquetShardMetadata(bytes)).toMatchObject({
       'embedpool.model': 'parity',
       'embedpool.dim': '192',
+      'embedpool.schema_version': '2',
     });
   });
 

@@ -168,6 +168,17 @@ export function ingestionsOpenApi() {
         minItems: 1,
         maxItems: 64,
       },
+      manifest: {
+        type: 'object',
+        required: ['name'],
+        description:
+          'Instead of listing the container: a .jsonl/.ndjson or .csv blob naming blobs of `container` or ' +
+          'http(s) image URLs, one per line (see docs/ingestion.md).',
+        properties: {
+          container: { type: 'string', pattern: '^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$' },
+          name: { type: 'string', minLength: 1, maxLength: 1024 },
+        },
+      },
     },
   };
   const output = {
@@ -218,6 +229,8 @@ export function ingestionsOpenApi() {
           type: 'object',
           properties: {
             discovered: count,
+            listed: { ...count, description: 'The same as `discovered`.' },
+            embedded: { ...count, description: 'The same as `done`.' },
             skipped: count,
             queued: count,
             done: count,
@@ -246,6 +259,18 @@ export function ingestionsOpenApi() {
         model: { type: 'string' },
         dim: { type: 'integer' },
         error: schemaRef('IngestionError'),
+        retrying: {
+          type: 'object',
+          description: 'A transient failure being retried with backoff now; gone at the next progress.',
+          properties: {
+            step: { type: 'string', enum: ['planning', 'chunk', 'finalizing'] },
+            code: { type: 'string' },
+            message: { type: 'string' },
+            attempt: { type: 'integer', minimum: 1 },
+            attempts: { type: 'integer', minimum: 1 },
+            at: { type: 'number' },
+          },
+        },
         callback: {
           type: 'object',
           properties: {
@@ -345,6 +370,9 @@ export function ingestionsOpenApi() {
         operationId: 'cancelIngestion',
         tags: ['ingestions'],
         summary: 'Cancel: stop listing, drop chunks not started, record what was done',
+        description:
+          'Works in every state that is not final (queued, running, cancelling, finalizing) and always ends ' +
+          '`cancelled`; a final ingestion answers 400.',
         parameters: [requestId],
         responses: {
           '202': response('Cancelling.', json(schemaRef('Ingestion'))),

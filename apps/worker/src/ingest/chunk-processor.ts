@@ -16,6 +16,7 @@ import { type Job, UnrecoverableError } from 'bullmq';
 import pLimit from 'p-limit';
 import { downloadBlob } from './blob-download';
 import type { IngestDeps } from './deps';
+import { permanentStorageFailure } from './planner';
 
 /** What `_index/chunks/<chunk>.json` holds: the chunk's rows and permanent failures, and its shard's ETag. */
 export interface ChunkIndexFile {
@@ -31,6 +32,8 @@ export interface ChunkIndexFile {
   /** `[name, etag, code]` of each permanent failure. */
   failures: [string, string, string][];
 }
+
+const URL_INPUT = /^https?:\/\//i;
 
 /** Codes that mean this worker cannot embed now (shutting down): the whole chunk is retried elsewhere. */
 const WORKER_CODES = new Set(['ENGINE_CLOSED']);
@@ -94,7 +97,10 @@ export function createChunkProcessor(deps: IngestDeps) {
     if (ctx.round !== data.round || isFinalIngestionState(ctx.state)) return 'stale';
     const log = deps.logger.child({ ingestionId: data.ingestionId, chunk });
 
-    if (ctx.cancelRequested) return commit(deps, ctx, data, chunk, { cancelled: true });
+    // Cancelled, or stopped by a permanent error another chunk found: drop the chunk, count it once.
+    if (ctx.cancelRequested || ctx.state === 'cancelling') {
+      return commit(deps, ctx, data, chunk, { cancelled: true });
+    }
     if (await deps.store.isCommitted(data.ingestionId, data.round, data.seq)) {
       // Done before (the job was re-created by a replayed page): only re-check completion.
       return commit(deps, ctx, data, chunk, { cancelled: true });
@@ -119,14 +125,35 @@ export function createChunkProcessor(deps: IngestDeps) {
       return await process(deps, ctx, data, chunk, lastAttempt);
     } catch (err) {
       const e = toEmbedpoolError(err);
-      const last = err instanceof UnrecoverableError || lastAttempt;
-      if (!last || WORKER_CODES.has(e.code)) {
-        log.warn({ err: e.message, attempt: job.attemptsMade + 1 }, 'chunk attempt failed');
-        throw err;
-      }
-      // Out of attempts: every blob of the chunk becomes a (retryable) failure so the run can finish.
+      // The output container gone, or credentials refused: no attempt of any chunk can succeed.
+      const permanent = WORKER_CODES.has(e.code) ? undefined : permanentStorageFailure(err, 'chunk');
+      const last = err instanceof UnrecoverableError || lastAttempt || permanent !== undefined;
       const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;
       const code = storageCode ? `STORAGE_${storageCode}` : e.code;
+      if (!last || WORKER_CODES.has(e.code)) {
+        log.warn({ err: e.message, attempt: job.attemptsMade + 1 }, 'chunk attempt failed');
+        if (!WORKER_CODES.has(e.code)) {
+          await deps.store
+            .noteRetry(data.ingestionId, {
+              step: 'chunk',
+              code,
+              message: e.message,
+              attempt: job.attemptsMade + 1,
+              attempts: job.opts.attempts ?? 1,
+              at: Date.now(),
+            })
+            .catch(() => {});
+        }
+        throw err;
+      }
+      if (permanent) {
+        // Stop the whole ingestion (as a cancel does) so it ends `failed` with this error instead of
+        // running every remaining chunk into the same wall.
+        log.error({ error: permanent }, 'permanent storage failure: stopping the ingestion');
+        await deps.store.abort(data.ingestionId, permanent);
+        await deps.queues.wakePlanner({ ingestionId: data.ingestionId, round: data.round });
+      }
+      // Out of attempts: every blob of the chunk becomes a (retryable) failure so the run can finish.
       log.error({ err: e.message, code }, 'chunk failed for good');
       return commit(deps, ctx, data, chunk, {
         failures: data.blobs.map((b) => failure(b, chunk, code, e.message, false)),
@@ -168,6 +195,16 @@ async function process(
             failure: failure(blob, chunk, 'IMAGE_EMPTY', 'blob is empty', true),
             transient: false,
           };
+        }
+        if (req.source.manifest && URL_INPUT.test(name)) {
+          // A URL from a manifest input: fetched by the pipeline under the same address rules, redirect
+          // and size limits as job URLs. Its row has no ETag and the size is not known.
+          try {
+            const vector = await deps.pipeline.embed({ kind: 'url', url: name });
+            return { ok: true, row: { name, etag: '', size: 0, vector } };
+          } catch (err) {
+            return embedFailure(err, blob, chunk);
+          }
         }
         let got: Awaited<ReturnType<typeof downloadBlob>>;
         try {
@@ -211,6 +248,7 @@ async function process(
     if (rows.length > 0) {
       const dim = rows[0]!.vector.length;
       const body = encodeShard(req.output.format, rows, {
+        container: req.source.container,
         modelId: deps.modelId,
         dim,
         ingestionId: data.ingestionId,

@@ -19,12 +19,13 @@ import {
   type ManifestShard,
   OutputLayout,
   SHARD_COLUMNS,
+  SHARD_SCHEMA_VERSION,
 } from '@embedpool/core/ingest';
 import type { Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
 import type { ChunkIndexFile } from './chunk-processor';
 import type { IngestDeps } from './deps';
-import { readManifest } from './planner';
+import { permanentStorageFailure, readManifest } from './planner';
 
 /** The chunk entries of a round were not in name order (a listing order this code does not expect). */
 class OrderError extends Error {}
@@ -155,6 +156,7 @@ async function mergeIndex(
             rows: rows.length,
             bytes: listed.properties.contentLength ?? 0,
             etag,
+            schemaVersion: SHARD_SCHEMA_VERSION,
             supersededRows: 0,
           });
         }
@@ -335,6 +337,7 @@ async function commitRound(
     dim: previous?.dim || record.dim || deps.dim(),
     preprocessing: previous?.preprocessing ?? deps.preprocessor,
     shardFormat: req.output.format,
+    shardSchemaVersion: SHARD_SCHEMA_VERSION,
     columns: SHARD_COLUMNS,
     index: merged.index,
     counts: { rows, liveRows: merged.index.vectors, supersededRows, shards: shards.length },
@@ -414,9 +417,10 @@ export async function runFinalize(deps: IngestDeps, ingestionId: string, round: 
 }
 
 /**
- * The finalize job with its last resort: when it keeps failing (storage down past every retry), the
- * ingestion ends `failed` with the error rather than staying `finalizing`. Its shards stay, unlisted: the
- * next run into the output embeds those blobs again (the manifest never names a shard twice).
+ * The finalize job with its last resort: when it keeps failing (storage down past every retry), or fails
+ * in a way no retry can fix (the output container was deleted, credentials refused), the ingestion ends
+ * `failed` with the error rather than staying `finalizing`, and its output is released. Its shards stay,
+ * unlisted: the next run into the output embeds those blobs again (the manifest never names a shard twice).
  */
 export async function finalizeOrGiveUp(
   deps: IngestDeps,
@@ -427,19 +431,31 @@ export async function finalizeOrGiveUp(
   try {
     return await runFinalize(deps, ingestionId, round);
   } catch (err) {
-    const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const permanent = permanentStorageFailure(err, 'finalize');
+    const last = permanent !== undefined || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const e = toEmbedpoolError(err);
     const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;
-    deps.logger.warn({ ingestionId, round, err: e.message, last }, 'finalize attempt failed');
-    if (!last) throw err;
+    const code = permanent?.code ?? (storageCode ? `STORAGE_${storageCode}` : e.code);
+    deps.logger.warn({ ingestionId, round, err: e.message, code, last }, 'finalize attempt failed');
+    if (!last) {
+      await deps.store
+        .noteRetry(ingestionId, {
+          step: 'finalizing',
+          code,
+          message: e.message,
+          attempt: job.attemptsMade + 1,
+          attempts: job.opts.attempts ?? 1,
+          at: Date.now(),
+        })
+        .catch(() => {});
+      throw err;
+    }
     const record = await deps.store.get(ingestionId);
     if (record?.state === 'finalizing' && record.round === round) {
       await deps.store.finish(record, {
         state: 'failed',
-        error: {
-          code: storageCode ? `STORAGE_${storageCode}` : e.code,
-          message: `finalize failed: ${e.message}`,
-        },
+        // An error that stopped the run (recorded before finalizing) is the reason; this one followed it.
+        error: record.error ?? { code, message: `finalize failed: ${permanent?.message ?? e.message}` },
       });
     }
     return 'failed';

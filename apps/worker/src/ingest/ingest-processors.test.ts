@@ -189,11 +189,16 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
     const c0 = chunkId(r.id, 0, 0);
     const name = layout.shard(c0, 'parquet');
     const rows = (await decodeShard('parquet', await out.getBlobClient(name).downloadToBuffer())).slice(0, 2);
-    await out
-      .getBlockBlobClient(name)
-      .uploadData(
-        encodeShard('parquet', rows, { modelId: 'stand-in', dim: 4, ingestionId: r.id, run: 1, chunk: c0 }),
-      );
+    await out.getBlockBlobClient(name).uploadData(
+      encodeShard('parquet', rows, {
+        container: 'src',
+        modelId: 'stand-in',
+        dim: 4,
+        ingestionId: r.id,
+        run: 1,
+        chunk: c0,
+      }),
+    );
     expect(await runFinalize(deps, r.id, 0)).toBe('partially_failed');
     const { m, lines } = await index('p2');
     expect(m.shards.find((s) => s.chunk === c0)!.rows).toBe(2);
@@ -223,6 +228,7 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
       }));
       const up = await out.getBlockBlobClient(layout.shard(c, 'parquet')).uploadData(
         encodeShard('parquet', vectorRows, {
+          container: 'src',
           modelId: 'stand-in',
           dim: 4,
           ingestionId: r.id,

@@ -1,21 +1,25 @@
 import type { BlobItem, ContainerClient, ContainerListBlobFlatSegmentResponse } from '@azure/storage-blob';
 import { storageErrorCode, storageStatus, toStorageError } from '@embedpool/core/blob';
-import { toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type BlobFailure,
   blobFilter,
   type ChunkBlob,
   type ChunkJobData,
   compareNames,
+  csvColumn,
   IndexCursor,
   type IngestionError,
   type IngestionManifest,
   type IngestionRecord,
   ingestKeys,
   isFinalIngestionState,
+  manifestFormat,
   OutputLayout,
   type PageCheckpoint,
   type PlanCheckpoint,
+  parseManifestLines,
+  wholeLines,
 } from '@embedpool/core/ingest';
 import { DelayedError, type Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
@@ -38,14 +42,26 @@ const PERMANENT_STORAGE = new Set([
   'InvalidQueryParameterValue',
 ]);
 
-/** A listing failure worth no retry (a missing container, refused credentials). */
-export function permanentStorageFailure(err: unknown): IngestionError | undefined {
-  const code = storageErrorCode(err);
-  const status = storageStatus(err);
+/**
+ * A storage failure worth no retry (a missing container, refused credentials), from the SDK's error or
+ * from one already wrapped by toStorageError (which keeps the service's code in `details`).
+ */
+export function permanentStorageFailure(err: unknown, op = 'list'): IngestionError | undefined {
+  const wrapped = err instanceof EmbedpoolError;
+  const code = wrapped
+    ? typeof err.details?.storageCode === 'string'
+      ? err.details.storageCode
+      : undefined
+    : storageErrorCode(err);
+  const status = wrapped
+    ? typeof err.details?.status === 'number'
+      ? err.details.status
+      : undefined
+    : storageStatus(err);
   if ((code && PERMANENT_STORAGE.has(code)) || status === 401 || status === 403) {
     return {
       code: `STORAGE_${code ?? `HTTP_${status}`}`,
-      message: toStorageError(err, { op: 'list' }).message,
+      message: toStorageError(err, { op }).message,
     };
   }
   return undefined;
@@ -130,6 +146,14 @@ async function prepare(deps: IngestDeps, record: IngestionRecord): Promise<Inges
 
 type PlanOutcome = 'done' | 'stopped' | 'conflict';
 
+/** A storage SDK failure keeps the service's code (`STORAGE_ECONNREFUSED`); anything else its own. */
+function asError(err: unknown): EmbedpoolError {
+  if (!(err instanceof EmbedpoolError) && storageErrorCode(err) !== undefined) {
+    return toStorageError(err, { op: 'planning' });
+  }
+  return toEmbedpoolError(err);
+}
+
 /**
  * The planner job: lists the source page by page (or, in a retry round, the failures being retried), cuts
  * chunks with deterministic ids, and commits each page's checkpoint (continuation token, next chunk seq,
@@ -155,9 +179,22 @@ export async function runPlanner(
     return 'listed';
   }
   try {
+    if (
+      round === 0 &&
+      record.run === undefined &&
+      (record.cancelRequested || record.state === 'cancelling')
+    ) {
+      // Cancelled (or stopped) before planning started: end without touching storage.
+      await endPlanning(deps, record);
+      return 'stopped';
+    }
     if (round === 0) record = await prepare(deps, record);
     const outcome =
-      round === 0 ? await planListing(deps, job, token, record) : await planRetry(deps, job, token, record);
+      round > 0
+        ? await planRetry(deps, job, token, record)
+        : record.request.source.manifest
+          ? await planManifest(deps, job, token, record)
+          : await planListing(deps, job, token, record);
     log.info({ outcome }, 'planner finished');
     return outcome;
   } catch (err) {
@@ -166,9 +203,20 @@ export async function runPlanner(
     const permanent = err instanceof PlanningError ? err.error : permanentStorageFailure(err);
     if (!permanent && !last) {
       log.warn({ err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'planner attempt failed');
+      const e = asError(err);
+      await deps.store
+        .noteRetry(ingestionId, {
+          step: 'planning',
+          code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
+          message: e.message,
+          attempt: job.attemptsMade + 1,
+          attempts: job.opts.attempts ?? 1,
+          at: Date.now(),
+        })
+        .catch(() => {});
       throw err;
     }
-    const e = toEmbedpoolError(err);
+    const e = asError(err);
     const error = permanent ?? {
       code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
       message: e.message,
@@ -388,6 +436,125 @@ async function planListing(
     }
   } finally {
     await base.close();
+  }
+}
+
+/** Bytes of a manifest input read per planner page (a line must fit in one). */
+const MANIFEST_PAGE_BYTES = 256 * 1024;
+
+/**
+ * A round-0 listing from a manifest input (`source.manifest`) instead of the container: the blob is read
+ * in byte pages cut at line ends, and the checkpoint's token is the byte offset of the next line, so a
+ * planner that dies resumes there. Items are not compared with the output's index (a manifest is in no
+ * name order, and its URLs have no ETag): every item is embedded. Lines that name nothing usable are
+ * failures of the run (`MANIFEST_LINE_INVALID`).
+ */
+async function planManifest(
+  deps: IngestDeps,
+  job: Job,
+  token: string | undefined,
+  record: IngestionRecord,
+): Promise<PlanOutcome> {
+  const req = record.request;
+  const m = req.source.manifest!;
+  const where = `${m.container ?? req.source.container}/${m.name}`;
+  const format = manifestFormat(m.name);
+  if (!format) {
+    throw new PlanningError({ code: 'MANIFEST_INVALID', message: `${where}: not a .jsonl or .csv blob` });
+  }
+  const size = deps.settings.INGEST_CHUNK_SIZE;
+  const filter = blobFilter(req.source, req.output);
+  const blob = deps.blob.getContainerClient(m.container ?? req.source.container).getBlobClient(m.name);
+  const read = async (from: number, count: number): Promise<Buffer> => {
+    try {
+      return await blob.downloadToBuffer(from, count, { maxRetryRequestsPerBlock: 3 });
+    } catch (err) {
+      if (storageStatus(err) === 404) {
+        throw new PlanningError({ code: 'MANIFEST_NOT_FOUND', message: `manifest ${where} does not exist` });
+      }
+      throw err;
+    }
+  };
+  const total =
+    (
+      await blob.getProperties().catch(async (err: unknown) => {
+        if (storageStatus(err) === 404) {
+          throw new PlanningError({
+            code: 'MANIFEST_NOT_FOUND',
+            message: `manifest ${where} does not exist`,
+          });
+        }
+        throw err;
+      })
+    ).contentLength ?? 0;
+  const ckpt: PlanCheckpoint = record.checkpoint ?? { page: 0, seq: 0, buffer: [], indexOffset: 0 };
+  let page = ckpt.page;
+  let seq = ckpt.seq;
+  let offset = ckpt.token !== undefined ? Number(ckpt.token) : 0;
+  const buffer: ChunkBlob[] = [...ckpt.buffer];
+  let csv = { column: 0 };
+  if (format === 'csv' && total > 0) {
+    const head = await read(0, Math.min(total, MANIFEST_PAGE_BYTES));
+    const nl = head.indexOf(0x0a);
+    const first = head.subarray(0, nl < 0 ? head.length : nl).toString('utf8');
+    const col = csvColumn(first);
+    csv = { column: col.column };
+    if (col.header && offset === 0) offset = nl < 0 ? head.length : nl + 1;
+  }
+  for (;;) {
+    if ((await gate(deps, job, token, record)) === 'cancel') {
+      const now = (await deps.store.get(record.id)) ?? record;
+      await endPlanning(deps, now);
+      return 'stopped';
+    }
+    await deps.store.countListCall(record.id);
+    const count = Math.max(0, Math.min(MANIFEST_PAGE_BYTES, total - offset));
+    const bytes = count > 0 ? await read(offset, count) : Buffer.alloc(0);
+    const eof = offset + count >= total;
+    const lines = wholeLines(bytes, offset, eof);
+    if (!lines) {
+      throw new PlanningError({
+        code: 'MANIFEST_INVALID',
+        message: `${where}: the line at byte ${offset} is longer than ${MANIFEST_PAGE_BYTES} bytes`,
+      });
+    }
+    let discovered = 0;
+    const failures: BlobFailure[] = [];
+    for (const item of parseManifestLines(lines.text, format, csv)) {
+      if (item.kind === 'invalid') {
+        discovered++;
+        failures.push({
+          name: `${where}@${offset}:${item.line.slice(0, 200)}`,
+          etag: '',
+          size: -1,
+          code: 'MANIFEST_LINE_INVALID',
+          message: `manifest line ${JSON.stringify(item.line.slice(0, 200))}: ${item.reason}`,
+          permanent: true,
+          at: Date.now(),
+        });
+        continue;
+      }
+      if (item.kind === 'blob' && !filter(item.name)) continue;
+      discovered++;
+      buffer.push([item.kind === 'blob' ? item.name : item.url, '', -1]);
+    }
+    const cutRes = cut(record, buffer, seq, size, eof);
+    seq = cutRes.seq;
+    page++;
+    const queued = cutRes.chunks.reduce((n, c) => n + c.blobs.length, 0);
+    const committed = await commitPage(deps, record, cutRes.chunks, {
+      round: 0,
+      page,
+      checkpoint: { page, token: String(lines.next), seq, buffer, indexOffset: 0 },
+      planned: seq,
+      discovered,
+      queued,
+      listingDone: eof,
+      failures,
+    });
+    if (committed !== 'ok') return committed === 'conflict' ? 'conflict' : 'stopped';
+    if (eof) return 'done';
+    offset = lines.next;
   }
 }
 

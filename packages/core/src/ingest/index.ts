@@ -16,6 +16,14 @@ export {
   type ManifestShard,
 } from './manifest';
 export {
+  csvColumn,
+  type ManifestFormat,
+  type ManifestItem,
+  manifestFormat,
+  parseManifestLines,
+  wholeLines,
+} from './manifest-input';
+export {
   chunkId,
   chunkIdPrefix,
   INGEST_JOBS,
@@ -31,6 +39,7 @@ export {
   type ShardFormat,
 } from './names';
 export { type IngestQueueOptions, IngestQueues } from './queue';
+export { blobRowId, ROW_ID_NAMESPACE, uuidV5 } from './row-id';
 export {
   type BlobFailure,
   blobFailureSchema,
@@ -52,6 +61,8 @@ export {
   type PlanCheckpoint,
   type PlanJobData,
   planJobSchema,
+  type RetryNote,
+  retryNoteSchema,
 } from './schemas';
 export {
   IngestionService,
@@ -67,6 +78,7 @@ export {
   ingestSettingsFrom,
 } from './settings';
 export {
+  arrowSchemaMetadata,
   type DecodedShardRow,
   decodeShard,
   encodeJsonlShard,
@@ -75,6 +87,7 @@ export {
   parquetShardMetadata,
   SHARD_COLUMNS,
   SHARD_CONTENT_TYPES,
+  SHARD_SCHEMA_VERSION,
   type ShardMeta,
   type ShardRow,
 } from './shard-format';

@@ -1,11 +1,20 @@
+import { FixedSizeList, tableFromIPC } from 'apache-arrow';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
 import { blobFilter, validateGlob } from './filter';
 import { compareNames, decodeIndexLine, encodeIndexLine } from './index-file';
 import { chunkId, newIngestionId, OutputLayout } from './names';
+import { blobRowId, uuidV5 } from './row-id';
 import { createIngestionRequestSchema, type IngestionRecord, ingestionRecordSchema } from './schemas';
 import { ingestionView } from './service';
 import { ingestSettingsFrom } from './settings';
-import { decodeShard, encodeShard, parquetShardMetadata } from './shard-format';
+import {
+  decodeShard,
+  encodeShard,
+  parquetShardMetadata,
+  SHARD_COLUMNS,
+  SHARD_SCHEMA_VERSION,
+} from './shard-format';
 
 describe('blob name order', () => {
   it('is code point (UTF-8 byte) order, not UTF-16 code unit order', () => {
@@ -125,7 +134,14 @@ describe('shards', () => {
     size: 1000 + i,
     vector: Float32Array.from({ length: 7 }, (_, j) => Math.fround(Math.sin(i * 7 + j) * 1e3) / 3),
   }));
-  const meta = { modelId: 'm', dim: 7, ingestionId: 'ing-a', run: 2, chunk: 'ing-a-c00000001' };
+  const meta = {
+    container: 'photos',
+    modelId: 'm',
+    dim: 7,
+    ingestionId: 'ing-a',
+    run: 2,
+    chunk: 'ing-a-c00000001',
+  };
 
   it.each(['parquet', 'jsonl'] as const)('round-trip %s exactly (float32 bit for bit)', async (format) => {
     const back = await decodeShard(format, encodeShard(format, rows, meta));
@@ -137,8 +153,71 @@ describe('shards', () => {
     expect(names[0]!.vector).toHaveLength(0);
   });
 
+  it.each(['parquet', 'jsonl'] as const)(
+    '%s rows carry a stable key-safe id: UUIDv5 of container/blob name',
+    async (format) => {
+      const back = await decodeShard(format, encodeShard(format, rows, meta));
+      for (const r of back) {
+        expect(r.id).toBe(blobRowId('photos', r.name));
+        // Azure AI Search keys: A-Za-z0-9_-= only; Qdrant: a UUID.
+        expect(r.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      }
+      expect(new Set(back.map((r) => r.id)).size).toBe(rows.length);
+      expect(blobRowId('other', 'p/0.jpg')).not.toBe(blobRowId('photos', 'p/0.jpg'));
+    },
+  );
+
+  it('uuidV5 matches the RFC test vector', () => {
+    // RFC 9562 appendix A.4: "www.example.com" in the DNS namespace.
+    expect(uuidV5('www.example.com', '6ba7b810-9dad-11d1-80b4-00c04fd430c8')).toBe(
+      '2ed6657d-e927-568b-95e1-2665a8aea6a2',
+    );
+  });
+
+  it('writes the Arrow schema: vector is fixed_size_list<float32>[dim], every column non-null', () => {
+    const md = parquetShardMetadata(encodeShard('parquet', rows, meta));
+    expect(md['embedpool.schema_version']).toBe(String(SHARD_SCHEMA_VERSION));
+    // The IPC schema message, followed by an end-of-stream marker, is a stream Arrow JS can read.
+    const message = Buffer.from(md['ARROW:schema']!, 'base64');
+    const eos = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    const schema = tableFromIPC(Buffer.concat([message, eos])).schema;
+    expect(schema.fields.map((f) => f.name)).toEqual(SHARD_COLUMNS.map((c) => c.name));
+    const vector = schema.fields.find((f) => f.name === 'vector')!;
+    expect(vector.type).toBeInstanceOf(FixedSizeList);
+    expect((vector.type as FixedSizeList).listSize).toBe(7);
+    expect(String(vector.type)).toBe('FixedSizeList[7]<Float32>');
+    expect(schema.fields.every((f) => !f.nullable)).toBe(true);
+  });
+
+  it('reads shards of the first layout (no id column, no Arrow schema)', async () => {
+    const old = parquetWriteBuffer({
+      columnData: [
+        { name: 'blob_name', data: ['a.jpg'] },
+        { name: 'etag', data: ['0x1'] },
+        { name: 'content_length', data: [BigInt(3)] },
+        { name: 'vector', data: [[1, 2]] },
+        { name: 'model_id', data: ['m'] },
+      ],
+      schema: [
+        { name: 'schema', num_children: 5 },
+        { name: 'blob_name', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+        { name: 'etag', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+        { name: 'content_length', type: 'INT64', repetition_type: 'REQUIRED' },
+        { name: 'vector', repetition_type: 'REQUIRED', converted_type: 'LIST', num_children: 1 },
+        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+        { name: 'element', type: 'FLOAT', repetition_type: 'REQUIRED' },
+        { name: 'model_id', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+      ],
+    });
+    const [row] = await decodeShard('parquet', new Uint8Array(old));
+    expect(row).toMatchObject({ name: 'a.jpg', etag: '0x1', size: 3, model: 'm' });
+    expect(row!.id).toBeUndefined();
+    expect(Array.from(row!.vector)).toEqual([1, 2]);
+  });
+
   it('records model, dim and provenance in the Parquet key/value metadata', () => {
     expect(parquetShardMetadata(encodeShard('parquet', rows, meta))).toMatchObject({
+      'embedpool.container': 'photos',
       'embedpool.model': 'm',
       'embedpool.dim': '7',
       'embedpool.run': '2',

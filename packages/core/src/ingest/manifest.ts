@@ -9,6 +9,8 @@ export interface ManifestShard {
   rows: number;
   bytes: number;
   etag?: string;
+  /** The shard's layout (SHARD_SCHEMA_VERSION); absent for shards written before version 2 (so 1). */
+  schemaVersion?: number;
   /**
    * Rows of this shard that a later run replaced (the blob changed and was embedded again). When it equals
    * `rows` the whole shard is superseded and readers can skip it.
@@ -58,6 +60,11 @@ export interface IngestionManifest {
   /** The Hugging Face preprocessor config the vectors were made with. */
   preprocessing: unknown;
   shardFormat: ShardFormat;
+  /**
+   * The layout of the shards the latest run wrote (2: `id` column, Arrow schema); older shards of the
+   * output keep theirs (`shards[].schemaVersion`, absent = 1). Absent in manifests written before version 2.
+   */
+  shardSchemaVersion?: number;
   columns: readonly { name: string; type: string; about: string }[];
   /** The index of the latest row (or permanent failure) per blob name; see docs/ingestion.md. */
   index: { name: string; entries: number; vectors: number; failures: number; bytes: number; etag?: string };

@@ -27,6 +27,12 @@ export const createIngestionRequestSchema = z.object({
       .min(1)
       .max(64)
       .optional(),
+    /**
+     * Instead of listing the container: a JSON lines (`.jsonl`/`.ndjson`) or CSV (`.csv`) blob naming the
+     * inputs, one per line: blob names of `container` or http(s) image URLs (fetched under the same rules
+     * and limits as job URLs). `container` defaults to the source container.
+     */
+    manifest: z.object({ container: containerName.optional(), name: z.string().min(1).max(1024) }).optional(),
   }),
   output: z.object({
     container: containerName,
@@ -65,8 +71,11 @@ export const FINAL_INGESTION_STATES: readonly IngestionState[] = [
 ];
 export const isFinalIngestionState = (s: IngestionState): boolean => FINAL_INGESTION_STATES.includes(s);
 
-/** One blob as a chunk carries it: name, etag and size from the listing (or the failure being retried). */
-export const chunkBlobSchema = z.tuple([z.string().min(1), z.string(), z.number().int().min(0)]);
+/**
+ * One blob as a chunk carries it: name, etag and size from the listing (or the failure being retried).
+ * From a manifest input the etag is '' and the size -1 (not listed); the name may be an http(s) URL.
+ */
+export const chunkBlobSchema = z.tuple([z.string().min(1), z.string(), z.number().int().min(-1)]);
 export type ChunkBlob = z.infer<typeof chunkBlobSchema>;
 
 export const chunkJobSchema = z.object({
@@ -124,6 +133,17 @@ export type CallbackState = z.infer<typeof callbackStateSchema>;
 export const ingestionErrorSchema = z.object({ code: z.string(), message: z.string() });
 export type IngestionError = z.infer<typeof ingestionErrorSchema>;
 
+/** A transient failure being retried with backoff (planner, chunk or finalize), until the next progress. */
+export const retryNoteSchema = z.object({
+  step: z.enum(['planning', 'chunk', 'finalizing']),
+  code: z.string(),
+  message: z.string(),
+  attempt: z.number().int(),
+  attempts: z.number().int(),
+  at: z.number(),
+});
+export type RetryNote = z.infer<typeof retryNoteSchema>;
+
 /** The base index a run compares against (the output's index when the run started). */
 export const baseIndexSchema = z.object({ name: z.string(), etag: z.string().optional() });
 
@@ -164,6 +184,7 @@ export const ingestionRecordSchema = z.object({
   listCalls: z.number().int().default(0),
   manifest: z.string().optional(),
   error: ingestionErrorSchema.optional(),
+  retrying: retryNoteSchema.optional(),
   callback: callbackStateSchema.optional(),
 });
 export type IngestionRecord = z.infer<typeof ingestionRecordSchema>;

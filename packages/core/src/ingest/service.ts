@@ -5,6 +5,7 @@ import { storageErrorCode, storageStatus } from '../blob/storage-errors';
 import type { Config } from '../config';
 import { EmbedpoolError } from '../errors';
 import { validateGlob } from './filter';
+import { manifestFormat } from './manifest-input';
 import { ingestKeys, newIngestionId, OutputLayout, outputKey } from './names';
 import { IngestQueues } from './queue';
 import {
@@ -35,6 +36,10 @@ export interface IngestionView {
   counts: {
     /** Blobs the listing found that pass the filters. */
     discovered: number;
+    /** The same as `discovered` (the name the CLI shows). */
+    listed: number;
+    /** The same as `done`: embedded and written. */
+    embedded: number;
     /** Unchanged since an earlier run into the same output: not downloaded. */
     skipped: number;
     /** In chunks that have not finished yet. */
@@ -55,7 +60,10 @@ export interface IngestionView {
   bytes: number;
   model?: string;
   dim?: number;
+  /** Why the ingestion failed (or is stopping); set once, kept in the final state. */
   error?: { code: string; message: string };
+  /** A transient failure being retried with backoff right now; gone at the next progress. */
+  retrying?: IngestionRecord['retrying'];
   callback?: IngestionRecord['callback'];
   createdAt: string;
   startedAt?: string;
@@ -80,6 +88,8 @@ export function ingestionView(record: IngestionRecord, recentDone: number, now =
     output: { ...req.output, ...(record.manifest ? { manifest: layout.manifest } : {}) },
     counts: {
       discovered: record.discovered,
+      listed: record.discovered,
+      embedded: record.done,
       skipped: record.skipped,
       queued,
       done: record.done,
@@ -100,6 +110,7 @@ export function ingestionView(record: IngestionRecord, recentDone: number, now =
     bytes: record.bytes,
     ...(record.model ? { model: record.model, dim: record.dim } : {}),
     ...(record.error ? { error: record.error } : {}),
+    ...(record.retrying && !final ? { retrying: record.retrying } : {}),
     ...(record.callback ? { callback: record.callback } : {}),
     createdAt: iso(record.createdAt)!,
     ...(record.startedAt ? { startedAt: iso(record.startedAt) } : {}),
@@ -162,8 +173,18 @@ export class IngestionService {
     if (scoped && (request.source.container !== scoped || request.output.container !== scoped)) {
       throw bad(`the storage credential only reaches container ${scoped}: source and output must be in it`);
     }
+    const manifest = request.source.manifest;
+    if (manifest) {
+      if (!manifestFormat(manifest.name)) {
+        throw bad('source.manifest.name: a manifest is a .jsonl, .ndjson or .csv blob');
+      }
+      if (scoped && manifest.container && manifest.container !== scoped) {
+        throw bad(`the storage credential only reaches container ${scoped}: the manifest must be in it`);
+      }
+    }
     this.checkRedis();
     await this.checkSource(request.source.container);
+    if (manifest) await this.checkManifest(manifest.container ?? request.source.container, manifest.name);
 
     const id = newIngestionId();
     const key = outputKey(request.output.container, request.output.prefix);
@@ -194,6 +215,22 @@ export class IngestionService {
     try {
       const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
       if (!found) throw bad(`source container ${container} does not exist`);
+    } catch (err) {
+      if (err instanceof EmbedpoolError) throw err;
+      const status = storageStatus(err);
+      if (status !== undefined && status < 500 && status !== 408 && status !== 429) return;
+      throw new EmbedpoolError('UNAVAILABLE', `blob storage unreachable: ${storageErrorCode(err) ?? err}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** A manifest that is not there is a 400 now rather than a failed planner later. */
+  private async checkManifest(container: string, name: string): Promise<void> {
+    const client = this.target!.client.getContainerClient(container).getBlobClient(name);
+    try {
+      const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
+      if (!found) throw bad(`source.manifest: ${container}/${name} does not exist`);
     } catch (err) {
       if (err instanceof EmbedpoolError) throw err;
       const status = storageStatus(err);
@@ -239,11 +276,15 @@ export class IngestionService {
   async cancel(id: string): Promise<IngestionRecord> {
     const record = await this.load(id);
     const res = await this.store.requestCancel(id);
-    if (res !== 'ok' && res !== 'cancelling') {
-      throw bad(`ingestion ${id} is ${res}; only a queued or running ingestion can be cancelled`);
+    if (res === 'missing') throw new EmbedpoolError('NOT_FOUND', `no ingestion ${id}`);
+    if (res !== 'ok') {
+      throw bad(`ingestion ${id} is already ${res}; there is nothing to cancel`);
     }
-    // A planner parked on back-pressure wakes now to record the end of its listing.
+    // A planner parked on back-pressure wakes now to record the end of its listing. Its job is queued
+    // again too (the same id: a no-op while it exists): a planner lost with its job still gets to end the
+    // round, so a cancel always reaches `cancelled`.
     await this.queues.wakePlanner({ ingestionId: id, round: record.round });
+    await this.queues.addPlan({ ingestionId: id, round: record.round }).catch(() => {});
     return this.load(id);
   }
 

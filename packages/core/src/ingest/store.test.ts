@@ -198,4 +198,83 @@ describe('IngestionStore against Redis', () => {
     expect(all.items.map((i) => i.id)).not.toContain(ids[0]);
     expect(await redis.zscore(ingestKeys.all(prefix), ids[0]!)).toBeNull();
   });
+
+  it('a planning failure before the start still completes the round: queued -> finalizing', async () => {
+    const id = newIngestionId();
+    const key = outputKey('vectors', randomUUID());
+    await store.create({ id, request, outputKey: key, createdAt: Date.now() });
+    const r = (await store.get(id))!;
+    expect(r.state).toBe('queued');
+    const error = { code: 'OUTPUT_MODEL_MISMATCH', message: 'other model' };
+    expect(
+      await store.checkpoint(r, {
+        round: 0,
+        page: 1,
+        checkpoint: ckpt(1, 0),
+        planned: 0,
+        listingDone: true,
+        error,
+      }),
+    ).toEqual({ status: 'ok', complete: true });
+    const now = (await store.get(id))!;
+    expect(now).toMatchObject({ state: 'finalizing', error });
+    expect(await store.finish(now, { state: 'failed', error })).toBe('ok');
+    expect((await store.get(id))!.state).toBe('failed');
+    // The output is free again.
+    expect(await redis.get(ingestKeys.outputLock(prefix, key))).toBeNull();
+  });
+
+  it('cancel works in every state that is not final; a cancel during finalizing ends cancelled', async () => {
+    const r = await fresh();
+    expect(await store.requestCancel(r.id)).toBe('ok');
+    expect((await store.get(r.id))!.state).toBe('cancelling');
+    expect(await store.requestCancel(r.id)).toBe('ok');
+
+    const f = await fresh();
+    await store.checkpoint(f, { round: 0, page: 1, checkpoint: ckpt(1, 0), planned: 0, listingDone: true });
+    expect((await store.get(f.id))!.state).toBe('finalizing');
+    expect(await store.requestCancel(f.id)).toBe('ok');
+    const during = (await store.get(f.id))!;
+    expect(during).toMatchObject({ state: 'finalizing', cancelRequested: true });
+    expect(await store.finish(during, { state: 'completed' })).toBe('ok');
+    expect((await store.get(f.id))!.state).toBe('cancelled');
+    expect(await store.requestCancel(f.id)).toBe('cancelled');
+  });
+
+  it('abort stops a running ingestion with its error (it then ends failed); retrying notes clear on progress', async () => {
+    const r = await fresh();
+    await store.noteRetry(r.id, {
+      step: 'chunk',
+      code: 'STORAGE_ServerBusy',
+      message: 'busy',
+      attempt: 1,
+      attempts: 3,
+      at: 1,
+    });
+    expect((await store.get(r.id))!.retrying).toMatchObject({ step: 'chunk', attempt: 1 });
+    await store.checkpoint(r, { round: 0, page: 1, checkpoint: ckpt(1, 0), planned: 0 });
+    expect((await store.get(r.id))!.retrying).toBeUndefined();
+
+    const error = { code: 'STORAGE_ContainerNotFound', message: 'gone' };
+    expect(await store.abort(r.id, error)).toBe('running');
+    const stopped = (await store.get(r.id))!;
+    expect(stopped).toMatchObject({ state: 'cancelling', cancelRequested: false, error });
+    // A second error does not replace the first.
+    await store.abort(r.id, { code: 'OTHER', message: 'x' });
+    expect((await store.get(r.id))!.error).toEqual(error);
+  });
+
+  it('planning failures of this run (bad manifest lines) count as failed, not carried', async () => {
+    const r = await fresh();
+    await store.checkpoint(r, {
+      round: 0,
+      page: 1,
+      checkpoint: ckpt(1, 0),
+      planned: 0,
+      discovered: 3,
+      carried: [fail('a')],
+      failures: [fail('b'), fail('c')],
+    });
+    expect((await store.get(r.id))!).toMatchObject({ failed: 3, carried: 1, discovered: 3 });
+  });
 });

@@ -9,9 +9,10 @@ import {
   type IngestionState,
   ingestionRecordSchema,
   type PlanCheckpoint,
+  type RetryNote,
 } from './schemas';
 
-const JSON_FIELDS = ['request', 'checkpoint', 'baseIndex', 'error', 'callback'] as const;
+const JSON_FIELDS = ['request', 'checkpoint', 'baseIndex', 'error', 'callback', 'retrying'] as const;
 const BOOL_FIELDS = ['listingDone', 'cancelRequested', 'plannerParked'] as const;
 const NUMBER_FIELDS = [
   'createdAt',
@@ -85,12 +86,13 @@ return s
 
 // Shared by CHECKPOINT and COMMIT: the round is complete when listing is done and every chunk committed.
 // Answers 1 again while the state is 'finalizing', so a caller that died before queueing the finalize job
-// (or whose add failed) queues it on its retry; the job id dedupes.
+// (or whose add failed) queues it on its retry; the job id dedupes. 'queued' counts too: planning that
+// fails before the ingestion started (a model mismatch, storage refusing) must still reach a final state.
 const COMPLETE_CHECK = `
 local function complete_check(rec)
   local v = redis.call('HMGET', rec, 'state', 'listingDone', 'planned', 'committed')
   if v[1] == 'finalizing' then return 1 end
-  if v[2] == '1' and tonumber(v[4] or '0') >= tonumber(v[3] or '0') and (v[1] == 'running' or v[1] == 'cancelling') then
+  if v[2] == '1' and tonumber(v[4] or '0') >= tonumber(v[3] or '0') and (v[1] == 'running' or v[1] == 'cancelling' or v[1] == 'queued') then
     redis.call('HSET', rec, 'state', 'finalizing')
     return 1
   end
@@ -113,20 +115,23 @@ if tonumber(st[2] or '0') ~= tonumber(ARGV[1]) then return {'stale', 0} end
 if st[4] == '1' then return {'done', complete_check(rec)} end
 if tonumber(ARGV[2]) ~= tonumber(st[3] or '0') + 1 then return {'conflict', 0} end
 redis.call('HSET', rec, 'ckptPage', ARGV[2], 'checkpoint', ARGV[3], 'planned', ARGV[4], 'updatedAt', ARGV[10])
+redis.call('HDEL', rec, 'retrying')
 redis.call('HINCRBY', rec, 'discovered', tonumber(ARGV[5]))
 redis.call('HINCRBY', rec, 'skipped', tonumber(ARGV[6]))
 redis.call('HINCRBY', rec, 'queued', tonumber(ARGV[7]))
 redis.call('HINCRBY', rec, 'missing', tonumber(ARGV[8]))
 local carried = cjson.decode(ARGV[11])
 local added = 0
+local carriedAdded = 0
 for _, f in ipairs(carried) do
-  added = added + redis.call('ZADD', KEYS[2], 0, f[1])
+  local n = redis.call('ZADD', KEYS[2], 0, f[1])
+  added = added + n
+  -- A third element 0: a failure of this run found while planning (a bad manifest line), not carried.
+  if f[3] ~= 0 then carriedAdded = carriedAdded + n end
   redis.call('HSET', KEYS[3], f[1], f[2])
 end
-if added > 0 then
-  redis.call('HINCRBY', rec, 'failed', added)
-  redis.call('HINCRBY', rec, 'carried', added)
-end
+if added > 0 then redis.call('HINCRBY', rec, 'failed', added) end
+if carriedAdded > 0 then redis.call('HINCRBY', rec, 'carried', carriedAdded) end
 if ARGV[12] ~= '' then redis.call('HSET', rec, 'error', ARGV[12]) end
 refresh_lock(KEYS[6], ARGV[13], ARGV[14])
 if ARGV[15] ~= '' then
@@ -193,6 +198,7 @@ if redis.call('SETBIT', KEYS[2], tonumber(ARGV[2]), 1) == 0 then
     end
   end
   redis.call('HSET', rec, 'updatedAt', ARGV[8])
+  redis.call('HDEL', rec, 'retrying')
   refresh_lock(KEYS[7], ARGV[12], ARGV[13])
 end
 local complete = complete_check(rec)
@@ -205,7 +211,9 @@ end
 return {status, complete, wake}
 `;
 
-// KEYS: record. Returns {'ok'} or {state}.
+// Cancel works in every state that is not final. queued/running -> cancelling (the planner stops, chunks
+// not started are dropped); cancelling and finalizing keep their state and only note the request: FINISH
+// then ends the ingestion 'cancelled'. KEYS: record. ARGV: now. Returns {'ok'} or {state}.
 const CANCEL = `
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing'} end
@@ -213,7 +221,24 @@ if s == 'queued' or s == 'running' then
   redis.call('HSET', KEYS[1], 'state', 'cancelling', 'cancelRequested', '1', 'updatedAt', ARGV[1])
   return {'ok'}
 end
+if s == 'cancelling' or s == 'finalizing' then
+  redis.call('HSET', KEYS[1], 'cancelRequested', '1', 'updatedAt', ARGV[1])
+  return {'ok'}
+end
 return {s}
+`;
+
+// A permanent failure found while the ingestion runs (the output container is gone): it stops as a
+// cancel does, and ends 'failed' with the error. KEYS: record. ARGV: now, error JSON. Returns the state.
+const ABORT = `
+local s = redis.call('HGET', KEYS[1], 'state')
+if not s then return 'missing' end
+if s == 'queued' or s == 'running' or s == 'cancelling' or s == 'finalizing' then
+  if redis.call('HEXISTS', KEYS[1], 'error') == 0 then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+  if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'state', 'cancelling') end
+  redis.call('HSET', KEYS[1], 'updatedAt', ARGV[1])
+end
+return s
 `;
 
 // finalizing -> a final state, releasing the output's lock and starting the expiry of every key.
@@ -223,7 +248,11 @@ local st = redis.call('HMGET', KEYS[1], 'state', 'round')
 if not st[1] then return 'missing' end
 if st[1] ~= 'finalizing' then return st[1] end
 if tonumber(st[2] or '0') ~= tonumber(ARGV[2]) then return 'stale' end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finishedAt', ARGV[3], 'updatedAt', ARGV[3], 'finalizedRound', ARGV[2])
+-- A cancel that arrived while finalizing wins: what was done is recorded, and the ingestion says cancelled.
+local state = ARGV[1]
+if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then state = 'cancelled' end
+redis.call('HSET', KEYS[1], 'state', state, 'finishedAt', ARGV[3], 'updatedAt', ARGV[3], 'finalizedRound', ARGV[2])
+redis.call('HDEL', KEYS[1], 'retrying')
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
 for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4])) end
@@ -279,6 +308,8 @@ export interface PageCheckpoint {
   missing?: number;
   listingDone?: boolean;
   carried?: BlobFailure[];
+  /** Failures of this run found while planning (bad manifest lines): counted as failed, not carried. */
+  failures?: BlobFailure[];
   error?: IngestionError;
   /**
    * A retry round stopping early puts the failures it did not queue back: the snapshot's names from `name`
@@ -302,8 +333,8 @@ export interface ChunkOutcome {
   chunk: string;
 }
 
-function failureEntries(failures: readonly BlobFailure[]): string {
-  return JSON.stringify(failures.map((f) => [f.name, JSON.stringify(f)]));
+function failureEntries(failures: readonly BlobFailure[], carried = 1): string {
+  return JSON.stringify(failures.map((f) => [f.name, JSON.stringify(f), carried]));
 }
 
 /**
@@ -459,7 +490,10 @@ export class IngestionStore {
       c.missing ?? 0,
       c.listingDone ? '1' : '0',
       Date.now(),
-      failureEntries(c.carried ?? []),
+      JSON.stringify([
+        ...JSON.parse(failureEntries(c.carried ?? [], 1)),
+        ...JSON.parse(failureEntries(c.failures ?? [], 0)),
+      ]),
       c.error ? JSON.stringify(c.error) : '',
       id,
       this.ttlSeconds,
@@ -533,10 +567,30 @@ export class IngestionStore {
     return out;
   }
 
-  /** queued/running -> cancelling; otherwise the state that blocked it. */
+  /** Any state that is not final -> (eventually) cancelled; otherwise the state that blocked it. */
   async requestCancel(id: string): Promise<'ok' | IngestionState | 'missing'> {
     const res = (await this.redis.eval(CANCEL, 1, this.key(id), Date.now())) as [string];
     return res[0] as 'ok' | IngestionState | 'missing';
+  }
+
+  /** Stops a running ingestion for a permanent error: it ends `failed` with it (see ABORT). */
+  async abort(id: string, error: IngestionError): Promise<IngestionState | 'missing'> {
+    return (await this.redis.eval(ABORT, 1, this.key(id), Date.now(), JSON.stringify(error))) as
+      | IngestionState
+      | 'missing';
+  }
+
+  /**
+   * Notes a transient failure that is being retried (shown as `retrying` in the state until the next
+   * progress clears it), so a slow run says why it is slow.
+   */
+  async noteRetry(id: string, retry: RetryNote): Promise<void> {
+    await this.redis.eval(
+      "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'retrying', ARGV[1]) end return 1",
+      1,
+      this.key(id),
+      JSON.stringify(retry),
+    );
   }
 
   async finish(
