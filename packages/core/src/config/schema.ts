@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ingestEnvSchema } from '../ingest/settings';
+import { hashTagged } from '../queue/names';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
@@ -56,12 +57,25 @@ export const envSchema = z.object({
   MAX_BACKLOG_IMAGES: int(0).default(10_000),
 
   // Redis and the queue
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** One URL, or with REDIS_CLUSTER a comma-separated list of seed nodes (`rediss://` for TLS). */
+  REDIS_URL: z
+    .string()
+    .refine((s) => s.split(',').every((u) => /^rediss?:\/\/[^\s]+$/.test(u.trim())), {
+      message: 'redis:// or rediss:// URL(s), comma-separated with REDIS_CLUSTER=true',
+    })
+    .default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER: bool.default(false),
+  /** `key`: the password in REDIS_URL (an access key); `entra`: a Microsoft Entra token, kept fresh. */
+  REDIS_AUTH: z.enum(['key', 'entra']).default('key'),
+  /** Object id of the identity Redis knows (Entra); read from the token when unset. */
+  REDIS_ENTRA_USER: z.string().min(1).optional(),
   REDIS_AUTOSTART: bool.default(true),
+  /** Every Redis key starts with it, as a cluster hash tag: `embedpool` is used as `{embedpool}`. */
   QUEUE_PREFIX: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/)
-    .default('embedpool'),
+    .regex(/^(\{[A-Za-z0-9_.-]+\}|[A-Za-z0-9_.-]+)$/)
+    .default('embedpool')
+    .transform(hashTagged),
   RESULT_TTL_S: int(1).default(300),
   READY_WORKER_TTL_S: int(1).default(15),
 
@@ -109,6 +123,24 @@ export const envSchema = z.object({
   AUTOSCALE_MIN_WORKERS: int(0).default(1),
   AUTOSCALE_MAX_WORKERS: int(1).default(100),
   AUTOSCALE_DEFAULT_RATE: z.coerce.number().positive().default(2),
+  /** Worker pools every process reports desired workers for (`name` or `name:default images/s`). */
+  AUTOSCALE_POOLS: list.default([]).transform((entries, ctx) => {
+    const out: { name: string; rate?: number }[] = [];
+    for (const entry of entries) {
+      const m = /^([a-z0-9][a-z0-9-]{0,31})(?::([0-9]+(?:\.[0-9]+)?))?$/.exec(entry);
+      if (!m || (m[2] !== undefined && !(Number(m[2]) > 0))) {
+        ctx.addIssue({ code: 'custom', message: `pool entry ${JSON.stringify(entry)}: name or name:rate` });
+        return z.NEVER;
+      }
+      out.push(m[2] === undefined ? { name: m[1]! } : { name: m[1]!, rate: Number(m[2]) });
+    }
+    return out;
+  }),
+  /** The pool this worker belongs to (e.g. `cpu`, `gpu`): its rate and count are reported per pool. */
+  WORKER_POOL: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/)
+    .default('default'),
 
   // Operators' queue dashboard (Bull Board at /admin/queues); off unless a token is set
   DASHBOARD_TOKEN: z.string().min(16).optional(),
