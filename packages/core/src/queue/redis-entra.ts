@@ -96,8 +96,8 @@ export class EntraRedisAuth {
       const token = await this.credential.getToken(this.opts.scope ?? REDIS_ENTRA_SCOPE);
       if (!token) throw new Error('the credential returned no token for Redis');
       this.token = token;
-      this.opts.onRefresh?.(token.expiresOnTimestamp);
       if (!first) await this.reauthenticate();
+      this.opts.onRefresh?.(token.expiresOnTimestamp);
       this.schedule(nextRefreshDelay(token));
     } catch (err) {
       if (first) throw err;

@@ -1,0 +1,128 @@
+import type { AccessToken, TokenCredential } from '@azure/identity';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateRedis } from '../testing/private-redis';
+import { createRedis, useEntraRedisAuth } from './connection';
+import { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
+
+/** An unsigned token shaped like Entra's: Redis only compares it with the user's password. */
+const fakeJwt = (oid: string, n: number) =>
+  [
+    Buffer.from('{"alg":"none"}').toString('base64url'),
+    Buffer.from(JSON.stringify({ oid, aud: 'https://redis.azure.com' })).toString('base64url'),
+    `sig${n}`,
+  ].join('.');
+
+describe('Entra token timing', () => {
+  it('refreshes at the credential hint, else 5 minutes (or a quarter of the lifetime) before expiry', () => {
+    const now = 1_000_000;
+    expect(nextRefreshDelay({ token: 't', expiresOnTimestamp: now + 3_600_000 }, now)).toBe(3_300_000);
+    expect(nextRefreshDelay({ token: 't', expiresOnTimestamp: now + 8_000 }, now)).toBe(6_000);
+    expect(
+      nextRefreshDelay(
+        { token: 't', expiresOnTimestamp: now + 3_600_000, refreshAfterTimestamp: now + 1_800_000 },
+        now,
+      ),
+    ).toBe(1_800_000);
+    // An already expired token is fetched again soon, not in a tight loop.
+    expect(nextRefreshDelay({ token: 't', expiresOnTimestamp: now - 5 }, now)).toBe(1_000);
+  });
+  it("reads the principal's object id from the token", () => {
+    expect(tokenObjectId(fakeJwt('oid-1', 1))).toBe('oid-1');
+    expect(tokenObjectId('not-a-jwt')).toBeUndefined();
+  });
+});
+
+describe('Entra authentication on a real Redis (ACL users stand in for Entra principals)', () => {
+  let server: PrivateRedis;
+  let admin: Redis;
+  beforeAll(async () => {
+    server = await PrivateRedis.start();
+    admin = createRedis(server.url, 'consumer');
+  });
+  afterAll(async () => {
+    useEntraRedisAuth(undefined);
+    admin?.disconnect();
+    await server?.kill();
+  });
+
+  it('logs in with the token, refreshes it before expiry and re-authenticates open connections and duplicates', async () => {
+    await admin.call(
+      'ACL',
+      'SETUSER',
+      'principal-a',
+      'on',
+      `>${fakeJwt('principal-a', 1)}`,
+      '~*',
+      '&*',
+      '+@all',
+    );
+    const scopes: string[] = [];
+    let calls = 0;
+    const credential: TokenCredential = {
+      async getToken(scope) {
+        scopes.push(String(scope));
+        calls++;
+        if (calls === 1)
+          return {
+            token: fakeJwt('principal-a', 1),
+            expiresOnTimestamp: Date.now() + 3_600_000,
+            refreshAfterTimestamp: Date.now() + 1_000,
+          } as AccessToken;
+        // The next token belongs to another principal: a connection that answers WHOAMI with it re-sent AUTH.
+        await admin.call(
+          'ACL',
+          'SETUSER',
+          'principal-b',
+          'on',
+          `>${fakeJwt('principal-b', 2)}`,
+          '~*',
+          '&*',
+          '+@all',
+        );
+        return { token: fakeJwt('principal-b', 2), expiresOnTimestamp: Date.now() + 3_600_000 };
+      },
+    };
+    let refreshed!: () => void;
+    const second = new Promise<void>((r) => {
+      refreshed = r;
+    });
+    let refreshes = 0;
+    const auth = new EntraRedisAuth(credential, { onRefresh: () => ++refreshes === 2 && refreshed() });
+    await auth.ready();
+    useEntraRedisAuth(auth);
+    const settings = { REDIS_URL: server.url, REDIS_AUTH: 'entra' as const };
+    const client = createRedis(settings, 'consumer');
+    const dup = client.duplicate();
+    try {
+      expect(await client.call('ACL', 'WHOAMI')).toBe('principal-a');
+      expect(await dup.call('ACL', 'WHOAMI')).toBe('principal-a');
+      expect(auth.tracked).toBe(2);
+
+      await second;
+      expect(scopes).toEqual([REDIS_ENTRA_SCOPE, REDIS_ENTRA_SCOPE]);
+      expect(await client.call('ACL', 'WHOAMI')).toBe('principal-b');
+      expect(await dup.call('ACL', 'WHOAMI')).toBe('principal-b');
+
+      // The old principal is gone: a reconnect must log in with the new token from the client's options.
+      await admin.call('ACL', 'DELUSER', 'principal-a');
+      await admin.call('CLIENT', 'KILL', 'USER', 'principal-b');
+      expect(await client.call('ACL', 'WHOAMI')).toBe('principal-b');
+      const fresh = createRedis(settings, 'producer');
+      await new Promise((r) => fresh.once('ready', r));
+      expect(await fresh.call('ACL', 'WHOAMI')).toBe('principal-b');
+      fresh.disconnect();
+    } finally {
+      auth.close();
+      client.disconnect();
+      dup.disconnect();
+    }
+  });
+
+  it('refuses to connect with REDIS_AUTH=entra before a token was fetched', () => {
+    useEntraRedisAuth(undefined);
+    expect(() => createRedis({ REDIS_URL: server.url, REDIS_AUTH: 'entra' }, 'producer')).toThrow(
+      /prepareRedisAuth/,
+    );
+  });
+});
