@@ -60,3 +60,4 @@ export function assertSharedFixtures(): void {
 }
 
 export { freePort, PrivateRedis } from './private-redis';
+export { PrivateRedisCluster } from './redis-cluster';
