@@ -89,7 +89,7 @@ describe('npm start on a machine with no internet', () => {
   });
 
   it('serves /score with a random-weight ViT-B/14 within 60 s, warns about it, and drains on SIGTERM', async () => {
-    const prefix = `t-start-${randomUUID().slice(0, 8)}`;
+    const prefix = `{t-start-${randomUUID().slice(0, 8)}}`;
     prefixes.push(prefix);
     const t0 = Date.now();
     const s = await npmStart({
@@ -118,7 +118,7 @@ describe('npm start on a machine with no internet', () => {
 
   it('starts a private redis-server when none answers at REDIS_URL, and stops it on exit', async () => {
     const port = await freePort();
-    const prefix = `t-start-${randomUUID().slice(0, 8)}`;
+    const prefix = `{t-start-${randomUUID().slice(0, 8)}}`;
     const s = await npmStart({
       PORT: String(await freePort()),
       REDIS_URL: `redis://127.0.0.1:${port}`,
