@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,6 +61,12 @@ describe('embedpool model', { timeout: 120_000 }, () => {
     expect(rb.code, rb.stderr).toBe(0);
     expect(ra.stdout).toContain('weights=random(seed=3)');
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    // A config file (not a preset) names the random build `random-dinov2-custom-seed<n>`.
+    expect(ra.stdout).toContain('id=random-dinov2-custom-seed3 ');
+    expect(JSON.parse(readFileSync(`${a}.identity.json`, 'utf8'))).toMatchObject({
+      id: 'random-dinov2-custom-seed3',
+      sha256: createHash('sha256').update(readFileSync(a)).digest('hex'),
+    });
 
     const i = await info(a);
     expect(i.dim).toBe(192);

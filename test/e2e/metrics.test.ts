@@ -74,7 +74,7 @@ describe('metrics that drive autoscaling', () => {
         expect(busy).toBeGreaterThanOrEqual(0);
         expect(busy).toBeLessThanOrEqual(1);
         expect(w).toMatch(
-          /embedpool_model_info\{model="model.onnx",model_id="parity",provider="cpu",dim="192",random_weights="false"\} 1/,
+          /embedpool_model_info\{model="parity",model_id="parity",provider="cpu",dim="192",random_weights="false"\} 1/,
         );
         expect(w).toMatch(/embedpool_worker_plan_info\{[^}]*batch_size="16"[^}]*\} 1/);
         expect(sample(w, 'embedpool_desired_workers', '{pool="default"}')).toBe(1);

@@ -96,7 +96,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   });
   metrics.modelInfo.set(
     {
-      model: model.path.split('/').pop()!,
+      // Both labels carry the model's id (not its file name: every export is `model.onnx`).
+      model: model.modelId,
       model_id: model.modelId,
       provider: engine.provider,
       dim: String(engine.dim ?? 0),
