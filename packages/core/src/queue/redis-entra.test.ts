@@ -1,6 +1,6 @@
 import type { AccessToken, TokenCredential } from '@azure/identity';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PrivateRedis } from '../testing/private-redis';
 import { createRedis, useEntraRedisAuth } from './connection';
 import { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
@@ -30,6 +30,49 @@ describe('Entra token timing', () => {
   it("reads the principal's object id from the token", () => {
     expect(tokenObjectId(fakeJwt('oid-1', 1))).toBe('oid-1');
     expect(tokenObjectId('not-a-jwt')).toBeUndefined();
+  });
+});
+
+describe('Entra token refresh failures', () => {
+  it('keeps the current token, reports the error and tries again well before it expires', async () => {
+    vi.useFakeTimers();
+    try {
+      const now = Date.now();
+      const answers: (() => AccessToken)[] = [
+        () => ({
+          token: fakeJwt('p', 1),
+          expiresOnTimestamp: now + 3_600_000,
+          refreshAfterTimestamp: now + 1_000,
+        }),
+        () => {
+          throw new Error('IMDS unreachable');
+        },
+        () => ({ token: fakeJwt('p', 3), expiresOnTimestamp: now + 7_200_000 }),
+      ];
+      const credential: TokenCredential = { getToken: async () => answers.shift()!() };
+      const errors: string[] = [];
+      const auth = new EntraRedisAuth(credential, { onError: (e) => errors.push(e.message) });
+      await auth.ready();
+      expect(auth.credentials()).toEqual({ username: 'p', password: fakeJwt('p', 1) });
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(errors).toEqual(['IMDS unreachable']);
+      expect(auth.credentials().password).toBe(fakeJwt('p', 1));
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(auth.credentials().password).toBe(fakeJwt('p', 3));
+      expect(answers).toHaveLength(0);
+      auth.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('fails the start when the first token cannot be had', async () => {
+    const auth = new EntraRedisAuth({
+      getToken: async () => {
+        throw new Error('no identity');
+      },
+    });
+    await expect(auth.ready()).rejects.toThrow('no identity');
   });
 });
 
