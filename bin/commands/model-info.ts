@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type ModelInfo, readModelInfo } from '@embedpool/core/engine';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
+import { readModelIdentity } from '@embedpool/core/model-identity';
 import type { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { disableOrtTelemetry, EXIT_FAILURE, EXIT_OK, requireModelFile, runAction } from './cli-support';
@@ -27,6 +28,8 @@ export interface ModelInfoReport {
     fixedBatch: number | null;
   } | null;
   dim: number | null;
+  /** The id recorded beside the file (`<file>.identity.json`), null when there is none that fits it. */
+  id: string | null;
   problem?: { code: string; message: string };
 }
 
@@ -62,7 +65,10 @@ export async function inspectModel(path: string): Promise<ModelInfoReport> {
       outputs: summarize(session.outputMetadata),
       embedding: null,
       dim: null,
+      id: null,
     };
+    const identity = await readModelIdentity(path);
+    if (identity.status === 'ok') report.id = identity.identity.id;
     try {
       const info = readModelInfo(session);
       report.embedding = {
@@ -91,6 +97,7 @@ function formatReport(r: ModelInfoReport): string {
   };
   const lines = [
     `file:      ${r.path} (${r.bytes} bytes)`,
+    `id:        ${r.id ?? 'none recorded (workers in production refuse it unless MODEL_ID is set)'}`,
     'inputs:',
     ...rows(r.inputs),
     'outputs:',

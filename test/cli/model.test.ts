@@ -22,6 +22,7 @@ interface InfoJson {
   outputs: { name: string; type: string; shape: (number | string)[] }[];
   embedding: { output: string; from: string; dim: number | null } | null;
   dim: number | null;
+  id: string | null;
 }
 
 async function info(path: string): Promise<InfoJson> {
@@ -34,6 +35,7 @@ async function info(path: string): Promise<InfoJson> {
 describe('embedpool model', { timeout: 120_000 }, () => {
   it('info reads the fixture model: pooler_output, dim 192', async () => {
     const i = await info(PARITY_MODEL);
+    expect(i.id).toBeNull();
     expect(i.dim).toBe(192);
     expect(i.embedding).toMatchObject({ output: 'pooler_output', from: 'pooler_output', dim: 192 });
     expect(i.inputs).toEqual([{ name: 'pixel_values', type: 'float32', shape: ['batch_size', 3, 224, 224] }]);
@@ -69,6 +71,7 @@ describe('embedpool model', { timeout: 120_000 }, () => {
     });
 
     const i = await info(a);
+    expect(i.id).toBe('random-dinov2-custom-seed3');
     expect(i.dim).toBe(192);
     expect(i.inputs[0]!.shape).toEqual(['batch_size', 3, 112, 112]);
     expect(i.embedding?.output).toBe('pooler_output');
