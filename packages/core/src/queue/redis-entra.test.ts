@@ -1,7 +1,8 @@
 import type { AccessToken, TokenCredential } from '@azure/identity';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PrivateRedis } from '../testing/private-redis';
+import { PrivateRedisCluster } from '../testing/redis-cluster';
 import { createRedis, useEntraRedisAuth } from './connection';
 import { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
 
@@ -167,5 +168,87 @@ describe('Entra authentication on a real Redis (ACL users stand in for Entra pri
     expect(() => createRedis({ REDIS_URL: server.url, REDIS_AUTH: 'entra' }, 'producer')).toThrow(
       /prepareRedisAuth/,
     );
+  });
+});
+
+describe('Entra authentication on a real Redis Cluster', () => {
+  let cluster: PrivateRedisCluster;
+  beforeAll(async () => {
+    cluster = await PrivateRedisCluster.start(3);
+  });
+  afterAll(async () => {
+    useEntraRedisAuth(undefined);
+    await cluster?.stop();
+  });
+
+  const onEveryNode = async (command: string, ...args: string[]) => {
+    for (const node of cluster.nodes) {
+      const r = createRedis(node.url, 'consumer');
+      await r.call(command, ...args);
+      r.disconnect();
+    }
+  };
+
+  it('logs every node connection in, and re-authenticates all of them after a refresh', async () => {
+    await onEveryNode(
+      'ACL',
+      'SETUSER',
+      'principal-a',
+      'on',
+      `>${fakeJwt('principal-a', 1)}`,
+      '~*',
+      '&*',
+      '+@all',
+    );
+    let calls = 0;
+    const credential: TokenCredential = {
+      async getToken() {
+        if (++calls === 1)
+          return {
+            token: fakeJwt('principal-a', 1),
+            expiresOnTimestamp: Date.now() + 3_600_000,
+            refreshAfterTimestamp: Date.now() + 1_000,
+          };
+        await onEveryNode(
+          'ACL',
+          'SETUSER',
+          'principal-b',
+          'on',
+          `>${fakeJwt('principal-b', 2)}`,
+          '~*',
+          '&*',
+          '+@all',
+        );
+        return { token: fakeJwt('principal-b', 2), expiresOnTimestamp: Date.now() + 3_600_000 };
+      },
+    };
+    let refreshed!: () => void;
+    const second = new Promise<void>((r) => {
+      refreshed = r;
+    });
+    let refreshes = 0;
+    const auth = new EntraRedisAuth(credential, { onRefresh: () => ++refreshes === 2 && refreshed() });
+    await auth.ready();
+    useEntraRedisAuth(auth);
+    const client = createRedis(
+      { REDIS_URL: cluster.url, REDIS_CLUSTER: true, REDIS_AUTH: 'entra' },
+      'consumer',
+    );
+    const nodes = () => (client as unknown as Cluster).nodes('all');
+    try {
+      // Touch a key on every master so the client holds a connection to each.
+      for (let i = 0; i < 30; i++) await client.set(`{k${i}}:x`, '1');
+      expect(nodes()).toHaveLength(3);
+      for (const n of nodes()) expect(await n.call('ACL', 'WHOAMI')).toBe('principal-a');
+      await second;
+      for (const n of nodes()) expect(await n.call('ACL', 'WHOAMI')).toBe('principal-b');
+      // A node that reconnects logs in with the new token.
+      await onEveryNode('ACL', 'DELUSER', 'principal-a');
+      await onEveryNode('CLIENT', 'KILL', 'USER', 'principal-b');
+      for (let i = 0; i < 30; i++) expect(await client.get(`{k${i}}:x`)).toBe('1');
+    } finally {
+      auth.close();
+      client.disconnect();
+    }
   });
 });
