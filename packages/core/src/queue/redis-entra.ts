@@ -119,15 +119,19 @@ export class EntraRedisAuth {
     const { username, password } = this.credentials();
     const sends: Promise<unknown>[] = [];
     for (const client of this.clients) {
-      const nodes: Redis[] =
-        'isCluster' in client && client.isCluster ? (client as Cluster).nodes('all') : [];
-      if (nodes.length || ('isCluster' in client && client.isCluster)) {
-        const redisOptions = (client as Cluster).options.redisOptions ?? {};
+      let connections: Redis[];
+      if ((client as Cluster).isCluster === true) {
+        const cluster = client as Cluster;
+        // The cluster makes new node connections (after MOVED, failover, reconnect) from these options.
+        const redisOptions = cluster.options.redisOptions ?? {};
         redisOptions.username = username;
         redisOptions.password = password;
-        (client as Cluster).options.redisOptions = redisOptions;
+        cluster.options.redisOptions = redisOptions;
+        connections = cluster.nodes('all');
+      } else {
+        connections = [client as Redis];
       }
-      for (const r of nodes.length ? nodes : [client as Redis]) {
+      for (const r of connections) {
         r.options.username = username;
         r.options.password = password;
         if (r.status === 'ready') sends.push(r.auth(username, password).catch((e) => this.opts.onError?.(e)));
