@@ -189,5 +189,5 @@ describe('npm start on a machine with no internet', () => {
       expect(await stop(s)).toBe(0);
       rmSync(cacheDir, { recursive: true, force: true });
     }
-  });
+  }, 150_000);
 });
