@@ -38,13 +38,13 @@ export function registerFleetMetrics(
   if (pools.length === 0) pools.push({ name: 'default' });
   if (!pools.some((p) => p.name === config.WORKER_POOL)) pools.push({ name: config.WORKER_POOL });
 
-  // One Redis read per scrape, shared by the gauges.
+  // One Redis read per scrape, shared by the gauges: prom-client starts every collect() of a scrape in
+  // the same tick, so they all join the read in flight. None outlives it: the next scrape reads afresh
+  // (a scrape right after an ingestion is queued must see it).
   let pending: Promise<Snapshot> | undefined;
   const snapshot = () => {
     pending ??= read().finally(() => {
-      setTimeout(() => {
-        pending = undefined;
-      }, 250).unref();
+      pending = undefined;
     });
     return pending;
   };
