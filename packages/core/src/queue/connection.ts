@@ -99,10 +99,13 @@ export function createRedis(
       enableOfflineQueue: enableOfflineQueue ?? true,
       enableReadyCheck: true,
       lazyConnect: lazyConnect ?? false,
-      // A failover moves slots; follow MOVED/ASK and retry while the cluster settles.
+      // A failover moves slots; follow MOVED/ASK and retry while the cluster settles. Each retry counts as
+      // a redirection: ioredis's default of 16 gives up after ~5 s of CLUSTERDOWN, and BullMQ's QueueEvents
+      // stops for good on that error (it only rides out connection errors). 100 x 300 ms covers ~30 s.
       slotsRefreshTimeout: 2_000,
       retryDelayOnFailover: 200,
       retryDelayOnClusterDown: 300,
+      maxRedirections: 100,
     };
     const cluster = new Cluster(nodes, clusterOptions);
     cluster.on('error', () => {});
