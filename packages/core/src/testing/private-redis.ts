@@ -54,6 +54,10 @@ export class PrivateRedis {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
+    // A test process that ends without its clean-up (a hook timed out) must not leave the server behind.
+    const onExit = () => child.kill('SIGKILL');
+    process.once('exit', onExit);
+    child.once('exit', () => process.off('exit', onExit));
     let log = '';
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
