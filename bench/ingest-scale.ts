@@ -214,7 +214,7 @@ async function main() {
   const blob = BlobServiceClient.fromConnectionString(azurite.connectionString);
   const results: Record<string, unknown> = { blobs: N, images: M };
   try {
-    const prefix = `bench-${randomUUID().slice(0, 8)}`;
+    const prefix = `{bench-${randomUUID().slice(0, 8)}}`;
     const config = loadConfig({
       REDIS_URL: redis.url,
       QUEUE_PREFIX: prefix,
@@ -400,7 +400,7 @@ async function main() {
         (i) => images[i]!,
         (i) => `img-${String(i).padStart(6, '0')}.jpg`,
       );
-      const cmdPrefix = `bench-${randomUUID().slice(0, 8)}`;
+      const cmdPrefix = `{bench-${randomUUID().slice(0, 8)}}`;
       const cfg = loadConfig({
         REDIS_URL: redis.url,
         QUEUE_PREFIX: cmdPrefix,

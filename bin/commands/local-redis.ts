@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '@embedpool/core/logger';
 import { Redis } from 'ioredis';
 
@@ -35,10 +37,17 @@ export interface LocalRedis {
 
 /**
  * The all-in-one start's embedded default: use the Redis at REDIS_URL; if nothing answers there, the URL
- * is local and `redis-server` is installed, start a private one (no persistence, noeviction) for this
- * process's lifetime. Otherwise explain how to get one.
+ * is local and `redis-server` is installed, start a private one (noeviction) for this process's lifetime.
+ * Otherwise explain how to get one. Its data lives in `<dataDir>/redis-<port>` as an append-only file
+ * (fsync every second, no RDB snapshots): accepted async jobs and ingestions survive a restart of the
+ * process, and a crash loses at most the last second of acknowledgements.
  */
-export async function ensureRedis(url: string, autostart: boolean, logger: Logger): Promise<LocalRedis> {
+export async function ensureRedis(
+  url: string,
+  autostart: boolean,
+  logger: Logger,
+  dataDir: string,
+): Promise<LocalRedis> {
   if (await answers(url)) return { stop: async () => {} };
   const parsed = new URL(url);
   if (!autostart || !LOOPBACK.has(parsed.hostname)) {
@@ -52,9 +61,12 @@ export async function ensureRedis(url: string, autostart: boolean, logger: Logge
     );
   }
   const port = parsed.port || '6379';
+  // One directory per port: two all-in-one processes on one cache must not share an append-only file.
+  const dir = join(dataDir, `redis-${port}`);
+  mkdirSync(dir, { recursive: true });
   logger.warn(
-    { port },
-    `no Redis at ${url}: starting a private redis-server for this process (data is not kept)`,
+    { port, dir },
+    `no Redis at ${url}: starting a private redis-server for this process (append-only file in ${dir})`,
   );
   const child = spawn(
     'redis-server',
@@ -63,10 +75,14 @@ export async function ensureRedis(url: string, autostart: boolean, logger: Logge
       port,
       '--bind',
       '127.0.0.1',
+      '--dir',
+      dir,
       '--save',
       '',
       '--appendonly',
-      'no',
+      'yes',
+      '--appendfsync',
+      'everysec',
       '--maxmemory-policy',
       'noeviction',
     ],

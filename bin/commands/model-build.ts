@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -12,6 +12,8 @@ import {
   type WeightDtype,
   writeDinov2Onnx,
 } from '@embedpool/core/model';
+import { sha256File } from '@embedpool/core/model-fetch';
+import { randomModelId, writeModelIdentity } from '@embedpool/core/model-identity';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegativeInt, positiveInt, requireModelFile, runAction } from './cli-support';
 
@@ -43,6 +45,10 @@ export function resolveDinov2Config(value: string): Dinov2Config {
 }
 
 export interface BuildModelOptions {
+  /** The id recorded beside the model; default: from the preset and seed, or the weights' sha256. */
+  id?: string;
+  /** The preset name when `config` is one (names the random build: `random-dinov2-base-seed0`). */
+  preset?: string;
   config: Dinov2Config;
   weights?: string;
   seed?: number;
@@ -64,10 +70,28 @@ export async function buildModelFile(opts: BuildModelOptions): Promise<string> {
     out: opts.out,
   });
   const weights = opts.weights === undefined ? `random(seed=${opts.seed ?? 0})` : opts.weights;
+  const identity = await writeModelIdentity(opts.out, opts.id ?? (await defaultBuildId(opts)), {
+    command: 'model build',
+    weights,
+    dtype: opts.dtype,
+    imageSize: opts.imageSize,
+  });
   return (
     `params=${params} bytes=${bytes} dtype=${opts.dtype} image_size=${opts.imageSize} ` +
-    `weights=${weights} path=${resolve(opts.out)}`
+    `weights=${weights} id=${identity.id} path=${resolve(opts.out)}`
   );
+}
+
+/**
+ * Random weights: `random-<preset>-seed<n>`; a checkpoint: `<file name>@sha256:<12 hex of its bytes>`, so
+ * the id changes with the weights. Half precision gets `:fp16` (its vectors differ slightly).
+ */
+async function defaultBuildId(opts: BuildModelOptions): Promise<string> {
+  const base =
+    opts.weights === undefined
+      ? randomModelId(opts.preset ?? 'dinov2-custom', opts.seed ?? 0)
+      : `${basename(opts.weights)}@sha256:${(await sha256File(opts.weights)).slice(0, 12)}`;
+  return opts.dtype === 'float16' ? `${base}:fp16` : base;
 }
 
 // The generator keeps 32 bits of state: larger seeds would silently alias smaller ones.
@@ -78,6 +102,7 @@ function seedInt(value: string): number {
 }
 
 interface BuildFlags {
+  id?: string;
   config: string;
   weights?: string;
   seed?: number;
@@ -100,12 +125,20 @@ export function registerModelBuildCommand(model: Command): void {
         .default('float32'),
     )
     .requiredOption('--out <model.onnx>', 'where to write the model (atomically)')
+    .option(
+      '--id <id>',
+      'model id recorded in <out>.identity.json (default: random-<preset>-seed<n>, or the weights file and its sha256)',
+    )
     .action(
       runAction(async (flags: BuildFlags) => {
         if (flags.weights !== undefined && flags.seed !== undefined) {
           process.stderr.write('embedpool: warning: --seed is ignored with --weights\n');
         }
-        const summary = await buildModelFile({ ...flags, config: resolveDinov2Config(flags.config) });
+        const summary = await buildModelFile({
+          ...flags,
+          config: resolveDinov2Config(flags.config),
+          ...(Object.hasOwn(PRESETS, flags.config) ? { preset: flags.config } : {}),
+        });
         process.stdout.write(`${summary}\n`);
         return 0;
       }),

@@ -10,6 +10,7 @@ import {
   type ModelSource,
   type ModelVariant,
 } from '@embedpool/core/model-fetch';
+import { fetchedModelId, writeModelIdentity } from '@embedpool/core/model-identity';
 import { fixedOutputSize, loadPreprocessorConfig } from '@embedpool/core/preprocess';
 import { type Command, Option } from 'commander';
 import { cliLogger, runAction } from './cli-support';
@@ -43,6 +44,7 @@ async function buildBesideWeights(fetched: FetchedModel, flags: FetchFlags): Pro
   const out = join(fetched.dir, flags.variant === 'fp16' ? 'model_fp16.onnx' : 'model.onnx');
   if (existsSync(out) && !flags.rebuild) return out;
   const summary = await buildModelFile({
+    id: fetchedModelId(fetched.repo, fetched.revision, flags.variant),
     config: loadDinov2Config(fetched.configPath),
     weights: fetched.weightsPath!,
     imageSize: await imageSizeFor(fetched),
@@ -89,6 +91,13 @@ export function registerModelFetchCommand(model: Command): void {
           logger: cliLogger('model-fetch', process.stderr.isTTY ? 'warn' : 'info'),
         });
         const modelPath = fetched.modelPath ?? (await buildBesideWeights(fetched, flags));
+        // The id travels with the file: a worker pointed at it by MODEL_PATH reports repo@commit.
+        const identity = await writeModelIdentity(
+          modelPath,
+          fetchedModelId(fetched.repo, fetched.revision, flags.variant),
+          { command: 'model fetch', source: fetched.source, repo: fetched.repo, revision: fetched.revision },
+        );
+        process.stderr.write(`model id ${identity.id} (sha256 ${identity.sha256})\n`);
         process.stdout.write(`${modelPath}\n`);
         return 0;
       }),

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { type ModelInfo, readModelInfo } from '@embedpool/core/engine';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
 import { type ModelPrecisionInfo, readModelPrecision } from '@embedpool/core/precision';
+import { readModelIdentity } from '@embedpool/core/model-identity';
 import type { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { disableOrtTelemetry, EXIT_FAILURE, EXIT_OK, requireModelFile, runAction } from './cli-support';
@@ -31,6 +32,8 @@ export interface ModelInfoReport {
   /** float32, float16 or int8, with the quantization record an `embedpool model quantize` output carries. */
   precision: ModelPrecisionInfo['precision'] | 'unknown';
   quantization?: Record<string, string>;
+  /** The id recorded beside the file (`<file>.identity.json`), null when there is none that fits it. */
+  id: string | null;
   problem?: { code: string; message: string };
 }
 
@@ -67,6 +70,7 @@ export async function inspectModel(path: string): Promise<ModelInfoReport> {
       embedding: null,
       dim: null,
       precision: 'unknown',
+      id: null,
     };
     const precision = await readModelPrecision(path).catch(() => undefined);
     if (precision) {
@@ -76,6 +80,8 @@ export async function inspectModel(path: string): Promise<ModelInfoReport> {
       );
       if (q.length > 0) report.quantization = Object.fromEntries(q);
     }
+    const identity = await readModelIdentity(path);
+    if (identity.status === 'ok') report.id = identity.identity.id;
     try {
       const info = readModelInfo(session);
       report.embedding = {
@@ -104,6 +110,7 @@ function formatReport(r: ModelInfoReport): string {
   };
   const lines = [
     `file:      ${r.path} (${r.bytes} bytes)`,
+    `id:        ${r.id ?? 'none recorded (workers in production refuse it unless MODEL_ID is set)'}`,
     'inputs:',
     ...rows(r.inputs),
     'outputs:',

@@ -1,6 +1,7 @@
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import { defaultCacheDir } from '@embedpool/core/model-fetch';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
@@ -57,9 +58,13 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
     const registry = new Registry();
     if (kind === 'serve') {
-      const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger);
-      // Last to stop: the API and worker need Redis while they drain.
-      stoppers.unshift(redis.stop);
+      // A cluster or an Entra-authenticated Redis is never a local one this process could start.
+      if (!config.REDIS_CLUSTER && config.REDIS_AUTH === 'key') {
+        const dataDir = config.EMBEDPOOL_CACHE_DIR ?? defaultCacheDir();
+        const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger, dataDir);
+        // Last to stop: the API and worker need Redis while they drain.
+        stoppers.unshift(redis.stop);
+      }
     }
     // Loaded here, not at the top: the other CLI commands should not pay for express, BullMQ and the worker.
     const { resolveAuth, startApi } = await import('@embedpool/api');

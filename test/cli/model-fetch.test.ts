@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,6 +57,12 @@ describe('embedpool model fetch', { timeout: 120_000 }, () => {
     expect(path).toBe(join(cacheDir, 'Xenova--dinov2-base', DEFAULT_MODEL_REVISION, 'onnx', 'model.onnx'));
     expect(readFileSync(path).equals(HUB[`${X}/onnx/model.onnx`]!.body)).toBe(true);
     expect(server.gets('onnx/model.onnx').length).toBeGreaterThan(0);
+    // The id travels beside the file: repo@commit and the file's sha256.
+    const identity = JSON.parse(readFileSync(`${path}.identity.json`, 'utf8'));
+    expect(identity).toMatchObject({
+      id: `${DEFAULT_MODEL_REPO}@${DEFAULT_MODEL_REVISION}`,
+      sha256: createHash('sha256').update(readFileSync(path)).digest('hex'),
+    });
   });
 
   it('fetches the facebook checkpoint via --endpoint and builds the ONNX model beside the weights', async () => {
@@ -76,5 +83,8 @@ describe('embedpool model fetch', { timeout: 120_000 }, () => {
     expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
     const expected = buildDinov2Onnx({ config: loadDinov2Config(PARITY_CONFIG), weights: PARITY_WEIGHTS });
     expect(readFileSync(path).equals(Buffer.from(expected))).toBe(true);
+    const identity = JSON.parse(readFileSync(`${path}.identity.json`, 'utf8'));
+    expect(identity.id).toBe(`${FACEBOOK_MODEL_REPO}@${FACEBOOK_MODEL_REVISION}`);
+    expect(identity.sha256).toBe(createHash('sha256').update(readFileSync(path)).digest('hex'));
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ interface InfoJson {
   outputs: { name: string; type: string; shape: (number | string)[] }[];
   embedding: { output: string; from: string; dim: number | null } | null;
   dim: number | null;
+  id: string | null;
 }
 
 async function info(path: string): Promise<InfoJson> {
@@ -33,6 +35,7 @@ async function info(path: string): Promise<InfoJson> {
 describe('embedpool model', { timeout: 120_000 }, () => {
   it('info reads the fixture model: pooler_output, dim 192', async () => {
     const i = await info(PARITY_MODEL);
+    expect(i.id).toBeNull();
     expect(i.dim).toBe(192);
     expect(i.embedding).toMatchObject({ output: 'pooler_output', from: 'pooler_output', dim: 192 });
     expect(i.inputs).toEqual([{ name: 'pixel_values', type: 'float32', shape: ['batch_size', 3, 224, 224] }]);
@@ -60,8 +63,15 @@ describe('embedpool model', { timeout: 120_000 }, () => {
     expect(rb.code, rb.stderr).toBe(0);
     expect(ra.stdout).toContain('weights=random(seed=3)');
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    // A config file (not a preset) names the random build `random-dinov2-custom-seed<n>`.
+    expect(ra.stdout).toContain('id=random-dinov2-custom-seed3 ');
+    expect(JSON.parse(readFileSync(`${a}.identity.json`, 'utf8'))).toMatchObject({
+      id: 'random-dinov2-custom-seed3',
+      sha256: createHash('sha256').update(readFileSync(a)).digest('hex'),
+    });
 
     const i = await info(a);
+    expect(i.id).toBe('random-dinov2-custom-seed3');
     expect(i.dim).toBe(192);
     expect(i.inputs[0]!.shape).toEqual(['batch_size', 3, 112, 112]);
     expect(i.embedding?.output).toBe('pooler_output');

@@ -24,7 +24,7 @@ import {
   readIndexLines,
 } from '@embedpool/core/ingest';
 import { DINOV2_PREPROCESSOR_CONFIG, preprocess } from '@embedpool/core/preprocess';
-import { createRedis } from '@embedpool/core/queue';
+import { createRedis, type RedisSettings } from '@embedpool/core/queue';
 import { PARITY_MODEL, parityImages, REPO_ROOT } from '@embedpool/core/testing';
 import { startWorker } from '@embedpool/worker';
 import { QueueEvents } from 'bullmq';
@@ -248,13 +248,13 @@ const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
 export class IngestEvents {
   readonly plan: QueueEvents;
   readonly chunks: QueueEvents;
-  constructor(prefix: string) {
+  constructor(prefix: string, redis: string | RedisSettings = REDIS_URL) {
     this.plan = new QueueEvents(INGEST_QUEUES.plan, {
-      connection: createRedis(REDIS_URL, 'consumer'),
+      connection: createRedis(redis, 'consumer'),
       prefix,
     });
     this.chunks = new QueueEvents(INGEST_QUEUES.chunks, {
-      connection: createRedis(REDIS_URL, 'consumer'),
+      connection: createRedis(redis, 'consumer'),
       prefix,
     });
     this.plan.setMaxListeners(100);

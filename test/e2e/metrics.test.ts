@@ -41,9 +41,9 @@ describe('metrics that drive autoscaling', () => {
       const before = await scrape(stack.api.url);
       expect(sample(before, 'embedpool_backlog_images')).toBe(20);
       expect(sample(before, 'embedpool_queue_jobs', '{queue="embed",state="prioritized"}')).toBe(1);
-      expect(sample(before, 'embedpool_live_workers')).toBe(0);
+      expect(sample(before, 'embedpool_live_workers', '{pool="default"}')).toBe(0);
       // 20 images at the default 1 img/s within 1 s: 20 workers.
-      expect(sample(before, 'embedpool_desired_workers')).toBe(20);
+      expect(sample(before, 'embedpool_desired_workers', '{pool="default"}')).toBe(20);
       expect(
         sample(before, 'embedpool_http_requests_total', '{route="/v1/jobs",method="POST",status="202"}'),
       ).toBe(1);
@@ -59,8 +59,8 @@ describe('metrics that drive autoscaling', () => {
         await completed;
         const after = await scrape(stack.api.url);
         expect(sample(after, 'embedpool_backlog_images')).toBe(0);
-        expect(sample(after, 'embedpool_desired_workers')).toBe(1);
-        expect(sample(after, 'embedpool_live_workers')).toBe(1);
+        expect(sample(after, 'embedpool_desired_workers', '{pool="default"}')).toBe(1);
+        expect(sample(after, 'embedpool_live_workers', '{pool="default"}')).toBe(1);
 
         const w = await scrape(server.url);
         expect(sample(w, 'embedpool_images_processed_total', '{status="ok",reason=""}')).toBe(20);
@@ -74,10 +74,10 @@ describe('metrics that drive autoscaling', () => {
         expect(busy).toBeGreaterThanOrEqual(0);
         expect(busy).toBeLessThanOrEqual(1);
         expect(w).toMatch(
-          /embedpool_model_info\{model="model.onnx",model_id="parity",provider="cpu",dim="192",random_weights="false",precision="float32"\} 1/,
+          /embedpool_model_info\{model="parity",model_id="parity",provider="cpu",dim="192",random_weights="false",precision="float32"\} 1/,
         );
         expect(w).toMatch(/embedpool_worker_plan_info\{[^}]*batch_size="16"[^}]*\} 1/);
-        expect(sample(w, 'embedpool_desired_workers')).toBe(1);
+        expect(sample(w, 'embedpool_desired_workers', '{pool="default"}')).toBe(1);
         expect(w).toMatch(/embedpool_event_loop_lag_seconds\{quantile="0.99"\}/);
         expect(w).toMatch(/process_resident_memory_bytes \d+/);
       } finally {

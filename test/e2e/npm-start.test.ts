@@ -1,11 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRedis } from '@embedpool/core/queue';
-import { freePort, PrivateRedis, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { freePort, PARITY_MODEL, PrivateRedis, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
+import { JobEvents, postJson, waitJobFinal } from '../support/stack';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 // The random ViT-B/14 is built once (343 MB) and reused by later runs.
@@ -89,7 +92,7 @@ describe('npm start on a machine with no internet', () => {
   });
 
   it('serves /score with a random-weight ViT-B/14 within 60 s, warns about it, and drains on SIGTERM', async () => {
-    const prefix = `t-start-${randomUUID().slice(0, 8)}`;
+    const prefix = `{t-start-${randomUUID().slice(0, 8)}}`;
     prefixes.push(prefix);
     const t0 = Date.now();
     const s = await npmStart({
@@ -120,7 +123,7 @@ describe('npm start on a machine with no internet', () => {
 
   it('starts a private redis-server when none answers at REDIS_URL, and stops it on exit', async () => {
     const port = await freePort();
-    const prefix = `t-start-${randomUUID().slice(0, 8)}`;
+    const prefix = `{t-start-${randomUUID().slice(0, 8)}}`;
     const s = await npmStart({
       PORT: String(await freePort()),
       REDIS_URL: `redis://127.0.0.1:${port}`,
@@ -135,7 +138,58 @@ describe('npm start on a machine with no internet', () => {
       expect((await score(s.url)).status).toBe(200);
     } finally {
       expect(await stop(s)).toBe(0);
+      rmSync(join(CACHE, `redis-${port}`), { recursive: true, force: true });
     }
     expect(await probe.ping()).toBe(false);
   });
+
+  it('keeps accepted async jobs across a restart: the private Redis writes an append-only file in the cache', async () => {
+    const port = await freePort();
+    const cacheDir = mkdtempSync(join(tmpdir(), 'embedpool-start-aof-'));
+    const prefix = `{t-start-${randomUUID().slice(0, 8)}}`;
+    const env = {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      QUEUE_PREFIX: prefix,
+      EMBEDPOOL_CACHE_DIR: cacheDir,
+      // The small fixture model: this test is about Redis, not the model.
+      MODEL_PATH: PARITY_MODEL,
+      MODEL_ID: 'parity',
+    };
+    const probe = new PrivateRedis(port);
+    const ids: string[] = [];
+    let s = await npmStart({ ...env, PORT: String(await freePort()) });
+    try {
+      // Paused, so the accepted jobs are still waiting in Redis when the process stops.
+      const queue = new Queue(QUEUES.embed, { connection: createRedis(env.REDIS_URL, 'consumer'), prefix });
+      await queue.pause();
+      for (let i = 0; i < 5; i++) {
+        const res = await postJson(`${s.url}/v1/jobs`, {
+          images: [{ base64: readFileSync(image.path).toString('base64') }],
+        });
+        expect(res.status).toBe(202);
+        ids.push(res.json.id);
+      }
+      const counts = await queue.getJobCounts('paused', 'prioritized', 'waiting', 'completed');
+      expect(counts.paused! + counts.prioritized! + counts.waiting!).toBe(5);
+      await queue.close();
+    } finally {
+      expect(await stop(s)).toBe(0);
+    }
+    expect(await probe.ping()).toBe(false);
+    expect(existsSync(join(cacheDir, `redis-${port}`, 'appendonlydir'))).toBe(true);
+
+    s = await npmStart({ ...env, PORT: String(await freePort()) });
+    const events = new JobEvents(prefix, env.REDIS_URL);
+    try {
+      await events.ready();
+      const queue = new Queue(QUEUES.embed, { connection: createRedis(env.REDIS_URL, 'consumer'), prefix });
+      await queue.resume();
+      await queue.close();
+      for (const id of ids) expect((await waitJobFinal(s.url, events, id)).state).toBe('completed');
+    } finally {
+      await events.close();
+      expect(await stop(s)).toBe(0);
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });

@@ -45,7 +45,7 @@ async function post(url: string, body: unknown) {
 
 /** API + worker in this process, sharing one registry, on a queue prefix of the test's own. */
 async function startStack(env: Record<string, string>) {
-  const prefix = `t-e2e-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-e2e-${randomUUID().slice(0, 8)}}`;
   const config: Config = loadConfig({
     REDIS_URL,
     QUEUE_PREFIX: prefix,

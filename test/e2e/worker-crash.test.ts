@@ -15,7 +15,7 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const image = parityImages().find((i) => i.reference)!;
 
 describe('worker processes dying or draining mid-request', () => {
-  const prefix = `t-crash-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-crash-${randomUUID().slice(0, 8)}}`;
   const procs: CliProcess[] = [];
   afterAll(async () => {
     for (const p of procs) await p.kill('SIGKILL');

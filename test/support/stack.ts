@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
-import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { createRedis, QUEUES, type RedisSettings } from '@embedpool/core/queue';
 import { PARITY_MODEL } from '@embedpool/core/testing';
 import { startWorker } from '@embedpool/worker';
 import { QueueEvents } from 'bullmq';
@@ -57,8 +57,8 @@ export async function startStack(config: Config, opts: { worker?: boolean } = {}
 /** Resolves when BullMQ reports the job completed or failed (for good), via the events stream. */
 export class JobEvents {
   readonly events: QueueEvents;
-  constructor(prefix: string) {
-    this.events = new QueueEvents(QUEUES.embed, { connection: createRedis(REDIS_URL, 'consumer'), prefix });
+  constructor(prefix: string, redis: string | RedisSettings = REDIS_URL) {
+    this.events = new QueueEvents(QUEUES.embed, { connection: createRedis(redis, 'consumer'), prefix });
     this.events.setMaxListeners(100);
   }
   ready(): Promise<void> {

@@ -1,14 +1,15 @@
 import { once } from 'node:events';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
-import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { createRedis, QUEUES, type RedisSettings } from '@embedpool/core/queue';
 import { QueueEvents, QueueKeys } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 export type JobOutcome = { status: 'completed'; returnvalue: unknown } | { status: 'failed'; reason: string };
 
 export interface ScoreWaiterOptions {
-  redisUrl: string;
+  /** REDIS_URL, or the config's Redis settings (cluster, Entra). */
+  redisUrl: string | RedisSettings;
   prefix: string;
   /** A non-blocking connection, used once to find where the events stream ends before listening. */
   redis: Redis;
@@ -44,6 +45,8 @@ export class ScoreWaiter {
   private readonly abandonedTtlMs: number;
   private events: QueueEvents | undefined;
   private eventsClient: { status: string } | undefined;
+  /** The instance QueueEvents duplicated (cluster, Entra): closed with it. */
+  private eventsTemplate: Redis | undefined;
   private readonly started: Promise<void>;
   private markReady: () => void = () => {};
   private readonly readyPromise = new Promise<void>((resolve) => {
@@ -110,6 +113,7 @@ export class ScoreWaiter {
     }
     this.pending.clear();
     await this.started;
+    this.eventsTemplate?.disconnect();
     const events = this.events;
     if (!events) return;
     if (this.eventsClient) {
@@ -129,9 +133,15 @@ export class ScoreWaiter {
     // Options, not an instance: BullMQ would duplicate an instance (one idle connection more), and a lazy
     // duplicate whose first connect fails leaves QueueEvents dead for good. Given options, it waits for
     // Redis with the consumer's retry policy for as long as it takes.
-    const template = createRedis(this.opts.redisUrl, 'consumer', { lazyConnect: true });
+    const settings = this.opts.redisUrl;
+    // A cluster cannot be described by one server's options, and Entra tokens are refreshed only on
+    // connections made by createRedis: those two get an instance.
+    const instance =
+      typeof settings !== 'string' && (settings.REDIS_CLUSTER || settings.REDIS_AUTH === 'entra');
+    const template = createRedis(settings, 'consumer', { lazyConnect: !instance });
+    if (instance) this.eventsTemplate = template;
     const events = new QueueEvents(QUEUES.embed, {
-      connection: { ...template.options, lazyConnect: false },
+      connection: instance ? template : { ...template.options, lazyConnect: false },
       prefix: this.opts.prefix,
       lastEventId,
     });

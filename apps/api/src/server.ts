@@ -6,7 +6,7 @@ import { IngestionService } from '@embedpool/core/ingest';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { registerFleetMetrics } from '@embedpool/core/metrics';
-import { createRedis, keys, ScoreQueue } from '@embedpool/core/queue';
+import { createRedis, keys, prepareRedisAuth, ScoreQueue } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createApiApp } from './app';
@@ -51,10 +51,13 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     logger.info({ auth: auth.mode, why: auth.why }, 'authentication');
   }
   const prefix = config.QUEUE_PREFIX;
-  const redis = opts.redis ?? createRedis(config.REDIS_URL, 'producer');
+  await prepareRedisAuth(config, {
+    onError: (err) => logger.warn({ err: err.message }, 'Redis token refresh failed'),
+  });
+  const redis = opts.redis ?? createRedis(config, 'producer');
   const queue = new ScoreQueue(redis, { prefix });
   const waiter = new ScoreWaiter({
-    redisUrl: config.REDIS_URL,
+    redisUrl: config,
     prefix,
     redis,
     logger,

@@ -80,7 +80,7 @@ afterEach(async () => {
 });
 
 async function harness(env: Record<string, string> = {}): Promise<Harness> {
-  const prefix = `t-delivery-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-delivery-${randomUUID().slice(0, 8)}}`;
   const config = loadConfig(
     {
       REDIS_URL,

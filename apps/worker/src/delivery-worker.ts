@@ -17,7 +17,7 @@ import { type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
 import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
-import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -115,7 +115,8 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   const registry = opts.registry ?? new Registry();
   const metrics = createDeliveryMetrics(registry);
   const policy = opts.policy ?? createCallbackPolicy(config);
-  const redis = createRedis(config.REDIS_URL, 'consumer');
+  await prepareRedisAuth(config);
+  const redis = createRedis(config, 'consumer');
   const store = opts.store ?? new JobStore(redis, prefix, config.JOB_TTL_S);
   const secret = config.CALLBACK_SECRET;
   if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
@@ -204,7 +205,7 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     return { status };
   };
 
-  const workerConnection = createRedis(config.REDIS_URL, 'consumer');
+  const workerConnection = createRedis(config, 'consumer');
   const worker = new Worker<DeliveryJobData>(QUEUES.deliveries, processor, {
     connection: workerConnection,
     prefix,

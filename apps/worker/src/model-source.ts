@@ -5,6 +5,7 @@ import { EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import { DINOV2_BASE_CONFIG, writeDinov2Onnx } from '@embedpool/core/model';
 import { defaultCacheDir, fetchModel, findCachedModel } from '@embedpool/core/model-fetch';
+import { fetchedModelId, randomModelId, resolveModelId } from '@embedpool/core/model-identity';
 import {
   DINOV2_PREPROCESSOR_CONFIG,
   loadPreprocessorConfig,
@@ -38,9 +39,15 @@ export async function resolveModel(config: Config, logger: Logger): Promise<Mode
     const preprocessor =
       explicitPre ??
       (existsSync(sibling) ? await loadPreprocessorConfig(sibling) : DINOV2_PREPROCESSOR_CONFIG);
+    const identity = await resolveModelId({
+      modelPath: config.MODEL_PATH,
+      envId: config.MODEL_ID,
+      production: config.NODE_ENV === 'production',
+    });
+    if (identity.warning) logger.warn({ modelId: identity.id }, identity.warning);
     return {
       path: config.MODEL_PATH,
-      modelId: config.MODEL_ID ?? config.MODEL_PATH.split('/').pop()!,
+      modelId: identity.id,
       randomWeights: false,
       preprocessor,
     };
@@ -66,7 +73,7 @@ export async function resolveModel(config: Config, logger: Logger): Promise<Mode
   if (fetched?.modelPath) {
     return {
       path: fetched.modelPath,
-      modelId: config.MODEL_ID ?? `${fetched.repo}@${fetched.revision.slice(0, 12)}:${variant}`,
+      modelId: config.MODEL_ID ?? fetchedModelId(fetched.repo, fetched.revision, variant),
       randomWeights: false,
       preprocessor: explicitPre ?? (await loadPreprocessorConfig(fetched.preprocessorConfigPath)),
     };
@@ -96,7 +103,7 @@ async function randomModel(
   );
   return {
     path,
-    modelId: `random-dinov2-base-seed${RANDOM_SEED}`,
+    modelId: randomModelId('dinov2-base', RANDOM_SEED),
     randomWeights: true,
     preprocessor: preprocessor ?? DINOV2_PREPROCESSOR_CONFIG,
   };

@@ -24,7 +24,7 @@ const images = parityImages().filter((i) => i.reference);
 const b64 = (path: string) => readFileSync(path).toString('base64');
 
 describe('worker against Redis with the parity model', () => {
-  const prefix = `t-worker-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-worker-${randomUUID().slice(0, 8)}}`;
   let worker: WorkerHandle;
   let redis: Redis;
   let queue: ScoreQueue;

@@ -15,6 +15,7 @@ import {
   createRedis,
   heartbeat,
   JOBS,
+  prepareRedisAuth,
   QUEUES,
   removeBacklog,
   removeWorker,
@@ -64,6 +65,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const registry = opts.registry ?? new Registry();
   const metrics = createWorkerMetrics(registry);
   registerProcessMetrics(registry);
+  // Before any connection: with REDIS_AUTH=entra every client logs in with the token fetched here.
+  await prepareRedisAuth(config, {
+    onError: (err) => logger.warn({ err: err.message }, 'Redis token refresh failed'),
+  });
   const model = opts.model ?? (await resolveModel(config, logger));
   const engine = await Engine.load({
     modelPath: model.path,
@@ -110,7 +115,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   });
   metrics.modelInfo.set(
     {
-      model: model.path.split('/').pop()!,
+      // Both labels carry the model's id (not its file name: every export is `model.onnx`).
+      model: model.modelId,
       model_id: model.modelId,
       provider: engine.provider,
       dim: String(engine.dim ?? 0),
@@ -143,7 +149,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     metrics,
   });
 
-  const redis = createRedis(config.REDIS_URL, 'consumer');
+  const redis = createRedis(config, 'consumer');
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const scoreProcessor = createScoreProcessor({
     pipeline,
@@ -157,7 +163,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   });
   const blobAuth = blobAuthFromConfig(config);
   // Callbacks leave through the delivery queue, so a failing receiver never re-runs the model.
-  const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config.REDIS_URL, 'producer') : undefined;
+  const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config, 'producer') : undefined;
   const deliveries =
     opts.deliveries ?? (deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined);
   const jobProcessor = createJobProcessor({
@@ -207,7 +213,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     1,
   );
   const worker = new Worker(QUEUES.embed, processor, {
-    connection: createRedis(config.REDIS_URL, 'consumer'),
+    connection: createRedis(config, 'consumer'),
     prefix: config.QUEUE_PREFIX,
     concurrency: config.WORKER_CONCURRENCY,
     lockDuration: config.JOB_LOCK_MS,
@@ -242,6 +248,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     provider: engine.provider,
     randomWeights: model.randomWeights,
     precision,
+    pool: config.WORKER_POOL,
     startedAt: Date.now(),
   };
   let beating = false;

@@ -56,7 +56,7 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
   let service: IngestionService;
   let deps: IngestDeps;
   let out: ContainerClient;
-  const prefix = `t-ingp-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-ingp-${randomUUID().slice(0, 8)}}`;
 
   beforeAll(async () => {
     azurite = await startAzurite();

@@ -14,7 +14,7 @@ import {
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessorConfig } from '@embedpool/core/preprocess';
-import { createRedis } from '@embedpool/core/queue';
+import { createRedis, prepareRedisAuth } from '@embedpool/core/queue';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, type Registry } from 'prom-client';
 import { createCallbackPolicy } from '../delivery-worker';
@@ -176,7 +176,8 @@ export async function startIngestWorker(
   const dim = opts.dim ?? (() => worker?.engine.dim ?? 0);
   const preprocessor = opts.preprocessor ?? worker?.model.preprocessor;
 
-  const redis = createRedis(config.REDIS_URL, 'consumer');
+  await prepareRedisAuth(config);
+  const redis = createRedis(config, 'consumer');
   const store = new IngestionStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S);
   const queues = new IngestQueues(redis, {
     prefix: config.QUEUE_PREFIX,
@@ -211,14 +212,14 @@ export async function startIngestWorker(
   };
   const planWorker = new Worker(INGEST_QUEUES.plan, processors.plan, {
     ...common,
-    connection: createRedis(config.REDIS_URL, 'consumer'),
+    connection: createRedis(config, 'consumer'),
     concurrency: settings.INGEST_PLAN_CONCURRENCY,
     // A planner killed mid-listing is picked up again from its checkpoint, however often that happens.
     maxStalledCount: 1_000,
   });
   const chunkWorker = new Worker<ChunkJobData>(INGEST_QUEUES.chunks, processors.chunk, {
     ...common,
-    connection: createRedis(config.REDIS_URL, 'consumer'),
+    connection: createRedis(config, 'consumer'),
     concurrency: settings.INGEST_CHUNK_CONCURRENCY,
     // The processor itself records a chunk that keeps killing workers (INGEST_MAX_CHUNK_CRASHES).
     maxStalledCount: settings.INGEST_MAX_CHUNK_CRASHES + 1,

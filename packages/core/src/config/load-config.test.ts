@@ -49,4 +49,25 @@ describe('loadConfig', () => {
   it('ignores empty strings so an unset-but-exported variable keeps its default', () => {
     expect(loadConfig({ PORT: '' }).PORT).toBe(8080);
   });
+
+  it('turns QUEUE_PREFIX into a cluster hash tag, keeping one already in braces', () => {
+    expect(loadConfig({}).QUEUE_PREFIX).toBe('{embedpool}');
+    expect(loadConfig({ QUEUE_PREFIX: 'fleet-a' }).QUEUE_PREFIX).toBe('{fleet-a}');
+    expect(loadConfig({ QUEUE_PREFIX: '{fleet-a}' }).QUEUE_PREFIX).toBe('{fleet-a}');
+    expect(() => loadConfig({ QUEUE_PREFIX: 'a}b' })).toThrow(/QUEUE_PREFIX/);
+  });
+
+  it('takes a list of seed nodes only with REDIS_CLUSTER=true', () => {
+    const seeds = 'rediss://:key@amr.example.net:10000,rediss://amr.example.net:10001';
+    expect(loadConfig({ REDIS_URL: seeds, REDIS_CLUSTER: 'true' }).REDIS_URL).toBe(seeds);
+    expect(() => loadConfig({ REDIS_URL: seeds })).toThrow(/REDIS_CLUSTER=true/);
+    expect(() => loadConfig({ REDIS_URL: 'http://x:1' })).toThrow(/REDIS_URL/);
+  });
+
+  it('parses worker pools with optional default rates', () => {
+    const c = loadConfig({ AUTOSCALE_POOLS: 'cpu, gpu:40', WORKER_POOL: 'gpu' });
+    expect(c.AUTOSCALE_POOLS).toEqual([{ name: 'cpu' }, { name: 'gpu', rate: 40 }]);
+    expect(c.WORKER_POOL).toBe('gpu');
+    expect(() => loadConfig({ AUTOSCALE_POOLS: 'GPU:fast' })).toThrow(/AUTOSCALE_POOLS/);
+  });
 });

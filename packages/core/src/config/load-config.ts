@@ -21,5 +21,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       details: { variables: parsed.error.issues.map((i) => i.path[0]) },
     });
   }
-  return Object.freeze({ ...parsed.data, ...overrides });
+  const config = { ...parsed.data, ...overrides };
+  if (!config.REDIS_CLUSTER && config.REDIS_URL.includes(',')) {
+    throw new EmbedpoolError(
+      'CONFIG_INVALID',
+      'invalid configuration: REDIS_URL lists several nodes: set REDIS_CLUSTER=true for a Redis Cluster',
+      { details: { variables: ['REDIS_URL', 'REDIS_CLUSTER'] } },
+    );
+  }
+  return Object.freeze(config);
 }

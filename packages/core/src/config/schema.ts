@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ingestEnvSchema } from '../ingest/settings';
+import { hashTagged } from '../queue/names';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
@@ -56,16 +57,25 @@ export const envSchema = z.object({
   MAX_BACKLOG_IMAGES: int(0).default(10_000),
 
   // Redis and the queue
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  REDIS_AUTOSTART: bool.default(true),
-  // Redis Cluster (Azure Managed Redis, OSS cluster policy): REDIS_URL is then the seed node list.
+  /** One URL, or with REDIS_CLUSTER a comma-separated list of seed nodes (`rediss://` for TLS). */
+  REDIS_URL: z
+    .string()
+    .refine((s) => s.split(',').every((u) => /^rediss?:\/\/[^\s]+$/.test(u.trim())), {
+      message: 'redis:// or rediss:// URL(s), comma-separated with REDIS_CLUSTER=true',
+    })
+    .default('redis://127.0.0.1:6379'),
   REDIS_CLUSTER: bool.default(false),
-  // key: the password in REDIS_URL; entra: a Microsoft Entra ID token of the managed identity (AZURE_CLIENT_ID).
+  /** `key`: the password in REDIS_URL (an access key); `entra`: a Microsoft Entra token, kept fresh. */
   REDIS_AUTH: z.enum(['key', 'entra']).default('key'),
+  /** Object id of the identity Redis knows (Entra); read from the token when unset. */
+  REDIS_ENTRA_USER: z.string().min(1).optional(),
+  REDIS_AUTOSTART: bool.default(true),
+  /** Every Redis key starts with it, as a cluster hash tag: `embedpool` is used as `{embedpool}`. */
   QUEUE_PREFIX: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/)
-    .default('embedpool'),
+    .regex(/^(\{[A-Za-z0-9_.-]+\}|[A-Za-z0-9_.-]+)$/)
+    .default('embedpool')
+    .transform(hashTagged),
   RESULT_TTL_S: int(1).default(300),
   READY_WORKER_TTL_S: int(1).default(15),
 

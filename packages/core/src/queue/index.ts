@@ -1,6 +1,14 @@
 export { addBacklog, backlogImages, removeBacklog } from './backlog';
-export { createRedis, type RedisRole } from './connection';
-export { JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
+export {
+  clusterSeeds,
+  createRedis,
+  type RedisRole,
+  type RedisSettings,
+  useEntraRedisAuth,
+} from './connection';
+export { hashTagged, JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
+export { prepareRedisAuth } from './redis-auth';
+export { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
 export { takeResult, writeResult } from './results';
 export {
   type ImageRef,

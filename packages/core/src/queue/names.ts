@@ -27,3 +27,12 @@ export const keys = {
   /** Hash jobId -> images still to embed: the backlog in images, whatever the job kind. */
   backlog: (prefix: string) => `${prefix}:backlog`,
 };
+
+/**
+ * QUEUE_PREFIX as a Redis Cluster hash tag: `embedpool` -> `{embedpool}`. Every key of a deployment then
+ * hashes to one slot, so BullMQ's scripts and ours (which touch several keys at once) work on a clustered
+ * Redis (Azure Managed Redis, Redis Cluster) as on a single server. A prefix already in braces is kept.
+ */
+export function hashTagged(prefix: string): string {
+  return /^\{[^{}]+\}$/.test(prefix) ? prefix : `{${prefix}}`;
+}

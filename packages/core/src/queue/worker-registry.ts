@@ -17,6 +17,8 @@ export const workerInfoSchema = z.object({
   startedAt: z.number(),
   /** Measured images/s while busy (EWMA); 0 until the worker has measured anything. */
   imagesPerSecond: z.number().default(0),
+  /** WORKER_POOL: workers of one pool share a size and a rate (e.g. `cpu`, `gpu`). */
+  pool: z.string().default('default'),
 });
 export type WorkerInfo = z.input<typeof workerInfoSchema>;
 export type LiveWorker = z.infer<typeof workerInfoSchema>;

@@ -64,3 +64,4 @@ export { freePort, PrivateRedis } from './private-redis';
 
 /** Photos of one scene in every format the service decodes (see test/fixtures/formats/README.md). */
 export const FORMATS_DIR = join(REPO_ROOT, 'test/fixtures/formats');
+export { PrivateRedisCluster } from './redis-cluster';

@@ -21,10 +21,14 @@ export class PrivateRedis {
   private child: ChildProcess | undefined;
 
   /** A handle for a port (to probe it, or to start a server there); `PrivateRedis.start()` picks a port and starts one. */
-  constructor(readonly port: number) {}
+  /** `extraArgs` follow the defaults and win over them (e.g. `--appendonly yes --dir <tmp>`). */
+  constructor(
+    readonly port: number,
+    private readonly extraArgs: readonly string[] = [],
+  ) {}
 
-  static async start(): Promise<PrivateRedis> {
-    const r = new PrivateRedis(await freePort());
+  static async start(extraArgs: readonly string[] = []): Promise<PrivateRedis> {
+    const r = new PrivateRedis(await freePort(), extraArgs);
     await r.start();
     return r;
   }
@@ -36,10 +40,24 @@ export class PrivateRedis {
   async start(): Promise<void> {
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...this.extraArgs,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
+    // A test process that ends without its clean-up (a hook timed out) must not leave the server behind.
+    const onExit = () => child.kill('SIGKILL');
+    process.once('exit', onExit);
+    child.once('exit', () => process.off('exit', onExit));
     let log = '';
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
