@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { readModelIdentity, writeModelIdentity } from '@embedpool/core/model-identity';
 import { loadPreprocessorConfig } from '@embedpool/core/preprocess';
 import { type Agreement, type QuantizeResult, quantizeModel } from '@embedpool/core/quantize';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -146,6 +147,10 @@ export function registerModelQuantizeCommand(model: Command): void {
         const preprocessor = flags.preprocessorConfig
           ? await loadPreprocessorConfig(flags.preprocessorConfig)
           : undefined;
+        // The source's recorded identity (model build/fetch write one beside the file) names the output.
+        const sourceIdentity = await readModelIdentity(input);
+        const sourceId =
+          flags.sourceId ?? (sourceIdentity.status === 'ok' ? sourceIdentity.identity.id : undefined);
         const result = await quantizeModel({
           input,
           method: flags.method,
@@ -158,10 +163,17 @@ export function registerModelQuantizeCommand(model: Command): void {
           ...(flags.calibration ? { calibrationDir: flags.calibration } : {}),
           ...(flags.holdout ? { holdoutDir: flags.holdout } : {}),
           ...(flags.keepFloat ? { keepFloat: flags.keepFloat } : {}),
-          ...(flags.sourceId ? { sourceId: flags.sourceId } : {}),
+          ...(sourceId ? { sourceId } : {}),
           ...(preprocessor ? { preprocessor } : {}),
         });
-        if (result.passed) await writeAtomically(flags.out, result.model);
+        if (result.passed) {
+          await writeAtomically(flags.out, result.model);
+          // An id of its own, so workers (production refuses a model without one) report what they serve.
+          await writeModelIdentity(flags.out, `${result.source.id}:int8`, {
+            quantizedFrom: result.source,
+            method: result.metadata['embedpool.quantization.method'],
+          });
+        }
         if (flags.json) {
           const { model: _bytes, ...rest } = result;
           const report = { ...rest, written: result.passed ? resolve(flags.out) : null };

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeModelIdentity } from '@embedpool/core/model-identity';
 import { buildOutlierDinov2, DEFAULT_CALIBRATION_DIR, readModelPrecision } from '@embedpool/core/quantize';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './run-cli';
@@ -14,6 +15,7 @@ beforeAll(async () => {
   fp32 = join(dir, 'stress.onnx');
   // The project's own stress model: a few residual channels tens of times the rest, large LayerNorm gains.
   await writeFile(fp32, buildOutlierDinov2());
+  await writeModelIdentity(fp32, 'outlier-stress-seed0');
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -60,8 +62,15 @@ describe('embedpool model quantize / compare', { timeout: 120_000 }, () => {
 
     const info = await runCli(['model', 'info', out, '--json']);
     expect(info.code, info.stderr).toBe(0);
-    const infoJson = JSON.parse(info.stdout) as { precision: string; quantization: Record<string, string> };
+    const infoJson = JSON.parse(info.stdout) as {
+      precision: string;
+      id: string | null;
+      quantization: Record<string, string>;
+    };
     expect(infoJson.precision).toBe('int8');
+    // Named after the source's recorded identity, so a production worker can serve it.
+    expect(infoJson.id).toBe('outlier-stress-seed0:int8');
+    expect(report.metadata['embedpool.source.id']).toBe('outlier-stress-seed0');
     expect(infoJson.quantization['embedpool.source.sha256']).toBe(report.metadata['embedpool.source.sha256']);
 
     const cmp = await runCli(['model', 'compare', fp32, out, '--threads', '1']);
