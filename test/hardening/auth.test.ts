@@ -126,6 +126,17 @@ describe('API keys', () => {
     expect((await call(`${url}/healthz`)).status).toBe(200);
     expect((await call(`${url}/readyz`)).status).toBe(200);
     expect([200, 404]).toContain((await call(`${url}/openapi.json`)).status);
+    expect((await call(`${url}/`)).status).toBe(200);
+    expect((await call(`${url}/docs`)).status).toBe(200);
+  });
+
+  it('guards /v1/models like the other /v1 routes, answering in OpenAI shape', async () => {
+    const none = await call(`${url}/v1/models`);
+    expect(none.status).toBe(401);
+    expect(none.json.error.type).toBe('authentication_error');
+    const ok = await call(`${url}/v1/models`, { headers: bearer(alice) });
+    expect(ok.status).toBe(200);
+    expect(ok.json.object).toBe('list');
   });
 
   it('guards /metrics with METRICS_TOKEN alone (an API key is not enough)', async () => {

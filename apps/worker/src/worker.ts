@@ -221,6 +221,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     dim: engine.dim ?? 0,
     provider: engine.provider,
     randomWeights: model.randomWeights,
+    precision: engine.info.inputType === 'float16' ? 'fp16' : 'fp32',
     startedAt: Date.now(),
   };
   let beating = false;

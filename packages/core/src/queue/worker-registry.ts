@@ -12,6 +12,8 @@ export const workerInfoSchema = z.object({
   provider: z.string(),
   /** True when the model is a random-weight stand-in: the pipeline runs, the vectors mean nothing. */
   randomWeights: z.boolean(),
+  /** Numeric precision of the model's weights (fp32, fp16, int8); older workers did not say (fp32). */
+  precision: z.string().optional(),
   startedAt: z.number(),
   /** Measured images/s while busy (EWMA); 0 until the worker has measured anything. */
   imagesPerSecond: z.number().default(0),
