@@ -12,7 +12,7 @@ function bootConfig(env: NodeJS.ProcessEnv = process.env): Config {
   try {
     return loadConfig(env);
   } catch (err) {
-    console.error(err instanceof EmbedpoolError ? err.message : String(err));
+    console.error(`embedpool: ${err instanceof EmbedpoolError ? err.message : String(err)}`);
     process.exit(1);
   }
 }
@@ -88,7 +88,13 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       logger.info({ url: api.url }, `embedpool ${kind === 'serve' ? 'API + worker' : 'API'} listening`);
     }
   } catch (err) {
-    logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    // A refusal we anticipated (configuration, model, address) is one sentence for a person, no stack;
+    // anything else is a bug or an outage, logged in full.
+    if (err instanceof EmbedpoolError) {
+      console.error(`embedpool ${kind}: ${err.message}`);
+    } else {
+      logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    }
     process.exit(1);
   }
 }

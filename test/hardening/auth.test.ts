@@ -173,7 +173,7 @@ describe('secure by default: where the API may start without auth', () => {
     );
   });
 
-  it('`embedpool api` exits 1 with that message in its log', async () => {
+  it('`embedpool api` exits 1 with that message as one plain sentence, no stack', async () => {
     const child = run(process.execPath, [join(REPO_ROOT, 'bin/embedpool.js'), 'api'], {
       env: {
         PATH: process.env.PATH ?? '',
@@ -187,9 +187,10 @@ describe('secure by default: where the API may start without auth', () => {
     const err = (await child.then(
       () => undefined,
       (e: unknown) => e,
-    )) as { code: number; stdout: string } | undefined;
+    )) as { code: number; stdout: string; stderr: string } | undefined;
     expect(err?.code).toBe(1);
-    expect(err?.stdout).toMatch(/refusing to start: HOST=192\.0\.2\.1/);
+    expect(err?.stderr).toMatch(/^embedpool api: refusing to start: HOST=192\.0\.2\.1 [^\n]*\n$/);
+    expect(err?.stderr).not.toMatch(/^\s+at /m);
   });
 
   it.each([

@@ -35,6 +35,8 @@ const apiKeys = list.transform((entries, ctx) => {
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `auto`: pretty single lines on a terminal, JSON lines otherwise; `json` / `pretty` force either. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 
   // HTTP API
   HOST: z.string().min(1).default('127.0.0.1'),
