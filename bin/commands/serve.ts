@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '@embedpool/core/logger';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
+import { addServeOptions, applyServeFlags, type ServeFlags } from './serve-options';
 import { planDefaults } from './worker-plan';
 
 type Stopper = () => Promise<void>;
@@ -100,18 +101,19 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
 }
 
 export function registerServeCommands(program: Command): void {
-  program
-    .command('serve')
-    .description(
+  const commands = [
+    [
+      'serve',
       'API and worker in one process (the default `npm start`); starts a private Redis if none answers',
-    )
-    .action(() => run('serve'));
-  program
-    .command('api')
-    .description('the HTTP API alone (scale it apart from the workers)')
-    .action(() => run('api'));
-  program
-    .command('worker')
-    .description('a queue worker alone, with /metrics on WORKER_METRICS_PORT')
-    .action(() => run('worker'));
+    ],
+    ['api', 'the HTTP API alone (scale it apart from the workers)'],
+    ['worker', 'a queue worker alone, with /metrics on WORKER_METRICS_PORT'],
+  ] as const;
+  for (const [kind, description] of commands) {
+    addServeOptions(program.command(kind).description(description), kind).action((flags: ServeFlags) => {
+      // The flags become the variables they stand for, so everything downstream reads one config.
+      applyServeFlags(kind, flags, process.env);
+      return run(kind);
+    });
+  }
 }

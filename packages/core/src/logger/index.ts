@@ -21,8 +21,9 @@ export function resolveLogFormat(
  * One line per entry, in the order written (sync: a line logged just before process.exit is not lost),
  * colours only on a terminal. Fields stay on the line as key=value pairs for grep.
  */
-function prettyStream(colorize: boolean): DestinationStream {
+export function prettyStream(colorize: boolean, fd: 1 | 2 = 1): DestinationStream {
   return pretty({
+    destination: fd,
     colorize,
     singleLine: true,
     sync: true,
