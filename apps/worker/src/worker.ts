@@ -29,6 +29,7 @@ import { createJobProcessor, type DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
 import { createScoreProcessor } from './score-processor';
+import { type WarmUpResult, warmUp } from './warm-up';
 
 export interface StartWorkerOptions {
   config: Config;
@@ -51,6 +52,10 @@ export interface WorkerHandle {
   registry: Registry;
   /** Bulk-ingestion planner and chunk processors; undefined without a storage account. */
   ingest: IngestWorkerHandle | undefined;
+  /** The dummy batch run before the first heartbeat. */
+  warmUp: WarmUpResult & { finishedAt: number };
+  /** When the first heartbeat was sent (epoch ms): never before the warm-up ended. */
+  firstHeartbeatAt: number;
   /** Stops taking jobs, finishes the ones in flight, then releases the model and Redis. */
   close(): Promise<void>;
 }
@@ -212,6 +217,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
   });
 
+  // Before the first heartbeat: /readyz counts this worker only once its first real request is not the
+  // one that pays for onnxruntime's first-run allocations.
+  const warm = await warmUp(engine, { batch: config.MAX_BATCH_SIZE, height, width }, logger);
+  const warmedAt = Date.now();
+
   const info: WorkerInfo = {
     id,
     host: hostname(),
@@ -256,6 +266,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     }
   };
   await beat();
+  const firstHeartbeatAt = Date.now();
   const beatTimer = setInterval(beat, Math.max(500, (config.READY_WORKER_TTL_S * 1000) / 3));
   beatTimer.unref();
 
@@ -301,5 +312,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     })();
     return closing;
   };
-  return { id, engine, batcher, model, metrics, registry, ingest, close };
+  return {
+    id,
+    engine,
+    batcher,
+    model,
+    metrics,
+    registry,
+    ingest,
+    warmUp: { ...warm, finishedAt: warmedAt },
+    firstHeartbeatAt,
+    close,
+  };
 }
