@@ -1,6 +1,7 @@
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import { startTelemetry } from '@embedpool/core/telemetry';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
@@ -46,6 +47,9 @@ function onShutdown(logger: Logger, timeoutMs: number, stoppers: Stopper[]): voi
 async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
   let config = bootConfig();
   const logger = createLogger({ name: kind, level: config.LOG_LEVEL });
+  // Before any queue or worker exists: they take BullMQ's telemetry when they are built.
+  const telemetry = startTelemetry({ serviceName: `embedpool-${kind}` });
+  if (telemetry) logger.info('tracing: exporting spans over OTLP/HTTP');
   try {
     let plan: Awaited<ReturnType<typeof planDefaults>>['detected'] | undefined;
     if (kind !== 'api' && config.WORKER_PLAN === 'auto') {
@@ -56,6 +60,8 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     // Handlers first: a SIGTERM during start-up must still drain what has started (work can arrive at once).
     const stoppers: Stopper[] = [];
     onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
+    // Last of all: the spans of the drain itself are sent too.
+    if (telemetry) stoppers.push(() => telemetry.shutdown().catch(() => {}));
     const registry = new Registry();
     if (kind === 'serve') {
       const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger);

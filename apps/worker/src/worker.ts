@@ -21,6 +21,7 @@ import {
   type WorkerInfo,
 } from '@embedpool/core/queue';
 import type { DetectedSku } from '@embedpool/core/sku';
+import { bullmqTelemetry } from '@embedpool/core/telemetry';
 import { type Job, Worker } from 'bullmq';
 import { Registry } from 'prom-client';
 import { EmbedPipeline } from './embed-pipeline';
@@ -199,6 +200,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     stalledInterval: config.JOB_LOCK_MS,
     maxStalledCount: 1,
     autorun: false,
+    // Traces: each job's processing span continues the trace its producer started (OTEL_* set only).
+    ...bullmqTelemetry(),
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   const finished = (job: Job) => {

@@ -135,6 +135,13 @@ export const envSchema = z.object({
   FETCH_HEADERS_TIMEOUT_MS: int(1).default(10_000),
   FETCH_TOTAL_TIMEOUT_MS: int(1).default(30_000),
   FETCH_MAX_REDIRECTS: int(0).max(10).default(3),
+
+  // Tracing (OpenTelemetry, OTLP/HTTP): off unless an endpoint is set; the SDK reads these (and the other
+  // standard OTEL_* variables) itself, they are here so a bad value stops the boot with its name.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().min(1).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof envSchema>;
