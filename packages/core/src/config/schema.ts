@@ -91,6 +91,10 @@ export const envSchema = z.object({
   MODEL_FETCH: bool.default(true),
   HF_ENDPOINT: z.string().url().optional(),
   HF_TOKEN: z.string().min(1).optional(),
+  // Hugging Face hub cache conventions (huggingface_hub's variables): models already there are used.
+  HF_HOME: z.string().min(1).optional(),
+  HF_HUB_CACHE: z.string().min(1).optional(),
+  HF_HUB_OFFLINE: bool.default(false),
 
   // Runtime
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
