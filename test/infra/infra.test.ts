@@ -7,7 +7,7 @@
  * Optional tools, used when installed and skipped otherwise (see infra/README.md, "What is checked"):
  * `docker compose` (v2) or `docker-compose` (v1, Debian package) renders the compose file; `kubectl kustomize`
  * renders infra/k8s; `terraform fmt` checks formatting. The rest needs only npm devDependencies (yaml,
- * @cdktf/hcl2json, kubernetes-models, @kubernetes-models/keda).
+ * @cdktn/hcl2json (CDK Terrain, the maintained fork of the archived cdktf), kubernetes-models, @kubernetes-models/keda).
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -17,7 +17,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { parse as parseHcl } from '@cdktf/hcl2json';
+import { parse as parseHcl } from '@cdktn/hcl2json';
 import { envSchema } from '@embedpool/core/config';
 import { QUEUES } from '@embedpool/core/queue';
 import { REPO_ROOT } from '@embedpool/core/testing';
@@ -510,6 +510,7 @@ describe('docker-compose.yml', () => {
     const cmd = arr(az.command).map(String);
     expect(cmd[cmd.indexOf('--blobPort') + 1]).toBe('10000');
     expect(cmd[cmd.indexOf('--blobHost') + 1]).toBe('0.0.0.0');
+    expect(cmd).toContain('--disableTelemetry');
     expect(arr(az.ports).map(String)).toContain('127.0.0.1:10000:10000');
   });
 
