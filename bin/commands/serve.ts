@@ -72,8 +72,9 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     const { resolveAuth, startApi } = await import('@embedpool/api');
     // Refuse an unsafe API (non-loopback HOST without auth) before loading a model or starting anything.
     if (kind !== 'worker') resolveAuth(config);
-    const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
+      // Only here: the API alone never loads the worker (onnxruntime, sharp), so its image need not ship them.
+      const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
       const worker = await startWorker({ config, logger, registry, ...(plan ? { plan } : {}) });
       stoppers.unshift(worker.close);
       const delivery = await startDeliveryWorker({ config, logger, registry });

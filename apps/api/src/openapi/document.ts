@@ -4,6 +4,8 @@
  * document and the app disagree on, and checks live answers against the response schemas.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RETRY_AFTER_S } from '../http-errors';
 import { ingestionsOpenApi } from '../routes/ingestions';
 import { componentSchemas, type JsonSchema, ref } from './schemas';
@@ -14,14 +16,22 @@ export type OpenApiDocument = Record<string, unknown> & {
   paths: Record<string, Record<string, unknown>>;
 };
 
+/** The repository's package.json, found upwards from this file: the source tree and the compiled bundle differ. */
 function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'embedpool' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // no package.json here: keep looking upwards
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return '0.0.0';
+    dir = parent;
   }
 }
 

@@ -17,10 +17,20 @@ import {
   type TimeInput,
   trace,
 } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { BullMQOtel } from 'bullmq-otel';
+import * as exporterModule from '@opentelemetry/exporter-trace-otlp-http';
+import * as resourcesModule from '@opentelemetry/resources';
+import * as sdkModule from '@opentelemetry/sdk-trace-node';
+import * as bullmqOtelModule from 'bullmq-otel';
+
+// These packages are CommonJS whose named exports Node's ESM loader cannot always see (the compiled
+// images run plain Node, not tsx): take them from the module object, wherever Node put it.
+const cjs = <T>(m: T): T => ((m as { default?: T }).default ?? m) as T;
+const { OTLPTraceExporter } = cjs(exporterModule);
+const { resourceFromAttributes } = cjs(resourcesModule);
+const { BatchSpanProcessor, NodeTracerProvider } = cjs(sdkModule);
+const { BullMQOtel } = cjs(bullmqOtelModule);
+type NodeTracerProvider = InstanceType<typeof NodeTracerProvider>;
+type BullMQOtel = InstanceType<typeof BullMQOtel>;
 
 export { type Context, context, propagation, type Span, SpanKind, SpanStatusCode, trace };
 
