@@ -32,7 +32,11 @@ const externalPackages = {
 };
 
 export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true } = {}) {
-  if (typecheck) execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-b'], { cwd: ROOT, stdio: 'inherit' });
+  if (typecheck)
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-b'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+    });
   rmSync(outdir, { recursive: true, force: true });
   return build({
     absWorkingDir: ROOT,

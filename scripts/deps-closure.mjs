@@ -15,11 +15,15 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Lockfile paths (`node_modules/x`, `node_modules/x/node_modules/y`) the workspace needs, sorted. */
-export function runtimeClosure(folder, lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8'))) {
+export function runtimeClosure(
+  folder,
+  lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')),
+) {
   const packages = lock.packages;
   // `.` is the root package (the CLI), which the lockfile keys as "".
   const workspace = folder === '.' ? '' : folder;
-  if (packages[workspace] === undefined) throw new Error(`${workspace} is not a workspace in package-lock.json`);
+  if (packages[workspace] === undefined)
+    throw new Error(`${workspace} is not a workspace in package-lock.json`);
   const out = new Set();
   const resolveFrom = (from, name) => {
     // From `node_modules/a/node_modules/b` look in its own node_modules, then each parent's, then the root's.
@@ -65,7 +69,9 @@ export function prune(workspace, nodeModules = join(ROOT, 'node_modules')) {
   const removed = [];
   for (const name of readdirSync(nodeModules)) {
     if (name.startsWith('.')) continue;
-    const names = name.startsWith('@') ? readdirSync(join(nodeModules, name)).map((n) => `${name}/${n}`) : [name];
+    const names = name.startsWith('@')
+      ? readdirSync(join(nodeModules, name)).map((n) => `${name}/${n}`)
+      : [name];
     for (const n of names) {
       if (keep.has(n)) continue;
       rmSync(join(nodeModules, n), { recursive: true, force: true });
