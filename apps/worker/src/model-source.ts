@@ -17,6 +17,8 @@ export interface ModelSource {
   modelId: string;
   randomWeights: boolean;
   preprocessor: PreprocessorConfig;
+  /** Numeric precision of the weights when the source says (a fetched fp16 variant keeps float32 I/O). */
+  precision?: string;
 }
 
 const RANDOM_SEED = 0;
@@ -71,6 +73,7 @@ export async function resolveModel(config: Config, logger: Logger): Promise<Mode
       path: fetched.modelPath,
       modelId: config.MODEL_ID ?? `${fetched.repo}@${fetched.revision.slice(0, 12)}:${variant}`,
       randomWeights: false,
+      precision: variant,
       preprocessor: explicitPre ?? (await loadPreprocessorConfig(fetched.preprocessorConfigPath)),
     };
   }

@@ -61,6 +61,17 @@ export interface WorkerHandle {
   close(): Promise<void>;
 }
 
+/**
+ * What /v1/models reports: the source's own word (a fetched variant), else float16 inputs or an fp16 file
+ * name (exports usually keep float32 I/O around fp16 weights), else fp32.
+ */
+export function modelPrecision(model: ModelSource, inputType: string): string {
+  if (model.precision) return model.precision;
+  if (inputType === 'float16' || /(^|[_.-])fp16([_.-]|$)/i.test(model.path.split('/').pop() ?? ''))
+    return 'fp16';
+  return 'fp32';
+}
+
 export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandle> {
   const { config } = opts;
   const logger = opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL });
@@ -234,7 +245,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     dim: engine.dim ?? 0,
     provider: engine.provider,
     randomWeights: model.randomWeights,
-    precision: engine.info.inputType === 'float16' ? 'fp16' : 'fp32',
+    precision: modelPrecision(model, engine.info.inputType),
     startedAt: Date.now(),
   };
   let beating = false;
