@@ -3,6 +3,7 @@
  * Each kind answers requests over the IPC channel until the parent says exit.
  */
 import { serveRequests } from './lib/children';
+import { type ColdStartInput, runColdStart } from './lib/cold-start';
 import { type MicroInput, runMicro } from './lib/micro';
 import { type PreprocessInput, runPreprocess } from './lib/preprocess';
 import { type RawInput, runRaw } from './lib/raw';
@@ -18,6 +19,9 @@ switch (kind) {
     break;
   case 'micro':
     serveRequests({ run: (arg: MicroInput) => runMicro(arg) });
+    break;
+  case 'coldstart':
+    serveRequests({ run: (arg: ColdStartInput) => runColdStart(arg) });
     break;
   case 'server':
     serveRequests(createServerHandlers());

@@ -8,7 +8,8 @@
  * - micro:      A/B of two optimizations in isolation (buffer transfer, the batcher's no-wait rule);
  * - e2e:        API -> Redis -> worker -> answer: idle latency, sync /score at several concurrencies,
  *               async jobs, Redis commands and bytes per image, RSS, event-loop delay;
- * - ab:         the e2e load again with other worker settings (MAX_BATCH_SIZE=4, ...).
+ * - ab:         the e2e load again with other worker settings (MAX_BATCH_SIZE=4, ...);
+ * - coldstart:  a fresh process's start to first answer, without and with the worker's warm-up batch.
  *
  * Writes bench/results/<date>-<host>[-quick].json (every number, with units in the field names) and a
  * markdown summary beside it; prints progress to stderr and the two paths to stdout.
@@ -20,6 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parityImages } from '@embedpool/core/testing';
 import { killAllChildren, runInChild } from './lib/children';
+import { type ColdStartReport, type ColdStartRun, summarize as summarizeColdStart } from './lib/cold-start';
 import { cpuShare, cpuSnapshot } from './lib/cpu';
 import {
   type AccountingReport,
@@ -51,7 +53,7 @@ import { WORKER_SETTINGS } from './lib/server';
 import { median, round, sleep } from './lib/stats';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8'] as const;
+export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8', 'coldstart'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** What the CLI hands over (bin/commands/bench.ts); everything optional has a per-mode default. */
@@ -103,6 +105,8 @@ interface Profile {
   abLatencyCount: number;
   /** Seconds the raw section, and separately the e2e section, may spend re-measuring noisy cells and phases. */
   retryBudgetSeconds: number;
+  /** Fresh processes per cold-start variant (without / with warm-up). */
+  coldStartRuns: number;
 }
 
 const FULL: Profile = {
@@ -123,6 +127,7 @@ const FULL: Profile = {
   accountingJobImages: 8,
   abLatencyCount: 12,
   retryBudgetSeconds: 150,
+  coldStartRuns: 3,
   ab: [
     'MAX_BATCH_SIZE=4',
     'INFERENCE_THREADS=2,INTRA_OP_THREADS=1',
@@ -151,6 +156,7 @@ const QUICK: Profile = {
   accountingJobImages: 4,
   abLatencyCount: 0,
   retryBudgetSeconds: 15,
+  coldStartRuns: 1,
   ab: [],
 };
 
@@ -207,6 +213,7 @@ export interface BenchReport {
   ab: AbReport[];
   /** fp32 vs int8 (SmoothQuant) on the full-size model with outlier channels. */
   int8: Int8Report | null;
+  coldStart: ColdStartReport | null;
   targets: Target[];
   notes: string[];
 }
@@ -707,6 +714,37 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 }
 
 /** Runs the bench; resolves to the exit code. */
+/** Alternates without / with warm-up, each in a fresh child, so drift on a shared machine hits both. */
+async function runColdStartSection(args: BenchArgs, p: Profile, model: BenchModel): Promise<ColdStartReport> {
+  const batch = args.maxBatch ?? (Number(process.env.MAX_BATCH_SIZE) || 16);
+  const image = parityImages().find((i) => i.name === 'china.jpg') ?? parityImages()[0]!;
+  const runs: ColdStartRun[] = [];
+  for (let i = 0; i < p.coldStartRuns; i++) {
+    for (const warm of [false, true]) {
+      runs.push(
+        await runInChild<ColdStartRun>(
+          'coldstart',
+          { modelPath: model.path, provider: args.provider, batch, warmUp: warm, imagePath: image.path },
+          { INTRA_OP_THREADS: process.env.INTRA_OP_THREADS ?? '0' },
+        ),
+      );
+    }
+  }
+  const report: ColdStartReport = {
+    batch,
+    image: image.name,
+    before: summarizeColdStart(runs, false),
+    after: summarizeColdStart(runs, true),
+    runs,
+  };
+  progress(
+    `coldstart: first answer ${report.before.firstAnswerMsMedian} ms cold vs ${report.after.firstAnswerMsMedian} ms after a ` +
+      `${report.after.warmUpMsMedian} ms warm-up; start to first answer ${report.before.timeToFirstAnswerMsMedian} / ` +
+      `${report.after.timeToFirstAnswerMsMedian} ms`,
+  );
+  return report;
+}
+
 export async function runBench(args: BenchArgs): Promise<number> {
   const startedAt = new Date();
   const t0 = performance.now();
@@ -779,6 +817,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
     e2e: null,
     ab: [],
     int8: null,
+    coldStart: null,
     targets: [],
     notes: [],
   };
@@ -903,6 +942,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
           : null,
       });
     }
+    if (sections.has('coldstart')) report.coldStart = await runColdStartSection(args, p, model);
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);

@@ -7,10 +7,12 @@ import { registerModelCommands } from './commands/model';
 import { registerServeCommands } from './commands/serve';
 import { registerSkuCommands } from './commands/sku';
 import { registerSubmitCommands } from './commands/submit';
+import { embedpoolVersion } from './commands/version';
 
 const program = new Command()
   .name('embedpool')
   .description('DINOv2 image embeddings: API, queue workers and tools')
+  .version(embedpoolVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
 registerModelCommands(program);

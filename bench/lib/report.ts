@@ -1,4 +1,5 @@
 import type { BenchReport } from '../run';
+import { coldStartMarkdown } from './cold-start';
 
 const MiB = 2 ** 20;
 
@@ -426,6 +427,8 @@ export function renderMarkdown(r: BenchReport): string {
     );
     out.push('');
   }
+
+  if (r.coldStart) out.push(...coldStartMarkdown(r.coldStart));
 
   if (r.notes.length) {
     out.push('## Notes');

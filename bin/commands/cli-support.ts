@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
+import { prettyStream, resolveLogFormat } from '@embedpool/core/logger';
 import { InvalidArgumentError } from 'commander';
 import { destination, type Logger, pino } from 'pino';
 
@@ -52,9 +53,10 @@ export const nonNegativeInt = (value: string): number => integer(value, 0, 'a no
 
 /**
  * Logs go to stderr: stdout carries the command's result (a path, JSON lines) and must stay parseable.
- * LOG_LEVEL overrides the level, as in the services.
+ * LOG_LEVEL overrides the level, as in the services; lines are pretty on a terminal (LOG_FORMAT forces).
  */
 export function cliLogger(name: string, level = 'info'): Logger {
+  const tty = process.stderr.isTTY === true;
   return pino(
     {
       name,
@@ -62,7 +64,7 @@ export function cliLogger(name: string, level = 'info'): Logger {
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination(2),
+    resolveLogFormat(process.env.LOG_FORMAT, tty) === 'pretty' ? prettyStream(tty, 2) : destination(2),
   );
 }
 

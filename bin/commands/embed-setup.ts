@@ -10,9 +10,14 @@ import cliProgress from 'cli-progress';
 
 /** The preprocessor config and the tensor size it produces, which is also the batcher's size. */
 export async function loadInputShape(
-  path: string | undefined,
+  source: string | PreprocessorConfig | undefined,
 ): Promise<{ config: PreprocessorConfig; height: number; width: number }> {
-  const config = path === undefined ? DINOV2_PREPROCESSOR_CONFIG : await loadPreprocessorConfig(path);
+  const config =
+    source === undefined
+      ? DINOV2_PREPROCESSOR_CONFIG
+      : typeof source === 'string'
+        ? await loadPreprocessorConfig(source)
+        : source;
   const size = fixedOutputSize(config);
   // Batching needs one size for every image; a config that keeps each image's own size cannot batch.
   if (!size) {

@@ -1,8 +1,10 @@
 import { MicroBatcher } from '@embedpool/core/batching';
+import { loadConfig } from '@embedpool/core/config';
 import { Engine } from '@embedpool/core/engine';
-import { DEFAULT_PREPROCESS_LIMITS } from '@embedpool/core/preprocess';
+import type { PreprocessorConfig } from '@embedpool/core/preprocess';
 import type { Command } from 'commander';
 import {
+  cliLogger,
   disableOrtTelemetry,
   EXIT_FAILURE,
   EXIT_OK,
@@ -16,16 +18,47 @@ import { runEmbedPipeline } from './embed-pipeline';
 import { checkModelInputSize, loadInputShape, progressBar } from './embed-setup';
 import { type LineSink, openLineSink } from './output';
 
-interface EmbedOptions {
-  model: string;
+interface EmbedFlags {
+  model?: string;
   out?: string;
   preprocessorConfig?: string;
   batchSize: number;
   threads: number;
   decodeConcurrency: number;
+  maxBytes?: number;
+  maxPixels?: number;
+  progress: boolean;
+}
+
+/** The flags with the model resolved and the limits filled in, as the service would have them. */
+interface EmbedOptions extends EmbedFlags {
+  model: string;
+  preprocessor: PreprocessorConfig;
   maxBytes: number;
   maxPixels: number;
-  progress: boolean;
+}
+
+/**
+ * The model and limits exactly as `embedpool serve` would pick them: --model / MODEL_PATH, else the model
+ * in the cache (EMBEDPOOL_CACHE_DIR, fetched when MODEL_FETCH allows); MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS
+ * unless the flags say otherwise. Unlike a development server, never random weights: a file of vectors
+ * that mean nothing is worse than an error.
+ */
+async function resolveEmbedOptions(flags: EmbedFlags): Promise<EmbedOptions> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (flags.model !== undefined) env.MODEL_PATH = flags.model;
+  if (flags.preprocessorConfig !== undefined) env.PREPROCESSOR_CONFIG = flags.preprocessorConfig;
+  const config = loadConfig(env, { NODE_ENV: 'production' });
+  if (flags.model !== undefined) await requireModelFile(flags.model);
+  const { resolveModel } = await import('@embedpool/worker');
+  const source = await resolveModel(config, cliLogger('embed', 'warn'));
+  return {
+    ...flags,
+    model: source.path,
+    preprocessor: source.preprocessor,
+    maxBytes: flags.maxBytes ?? config.MAX_IMAGE_BYTES,
+    maxPixels: flags.maxPixels ?? config.MAX_IMAGE_PIXELS,
+  };
 }
 
 // Long enough for the decoders to deliver a few more images to an idle model, short next to a run.
@@ -70,7 +103,7 @@ async function embedWithModel(
   sink: LineSink,
   signal: AbortSignal,
 ): Promise<{ failed: number; interrupted: boolean }> {
-  const { config, height, width } = await loadInputShape(opts.preprocessorConfig);
+  const { config, height, width } = await loadInputShape(opts.preprocessor);
   disableOrtTelemetry();
   const engine = await Engine.load({ modelPath: opts.model, runtime: { intraOpThreads: opts.threads } });
   const bar = progressBar(files.length, opts.progress, opts.out === undefined || opts.out === '-');
@@ -108,9 +141,9 @@ async function embedWithModel(
   }
 }
 
-async function embedFiles(files: string[], opts: EmbedOptions): Promise<number> {
-  // Checked before the output is opened, so a typo leaves no empty output file behind.
-  await requireModelFile(opts.model);
+async function embedFiles(files: string[], flags: EmbedFlags): Promise<number> {
+  // Resolved before the output is opened, so a typo leaves no empty output file behind.
+  const opts = await resolveEmbedOptions(flags);
   const sink = await openLineSink(opts.out);
   const interrupt = onInterrupt(sink);
   try {
@@ -135,14 +168,17 @@ export function registerEmbedCommand(program: Command): void {
     .command('embed')
     .description('embed local image files with an ONNX model (no Redis or server needed)')
     .argument('<files...>', 'image files (jpeg, png, webp, gif, tiff, ...)')
-    .requiredOption('--model <model.onnx>', 'ONNX model (see `embedpool model build` / `model fetch`)')
+    .option(
+      '--model <model.onnx>',
+      'ONNX model (default: as the service finds it: MODEL_PATH, else the model `embedpool model fetch` cached)',
+    )
     .option(
       '--out <file.jsonl>',
       'write the lines to this file (atomically: temp file, then rename); default stdout',
     )
     .option(
       '--preprocessor-config <json>',
-      'Hugging Face preprocessor_config.json (default: facebook/dinov2-base)',
+      'Hugging Face preprocessor_config.json (default: PREPROCESSOR_CONFIG, the one beside the model, else DINOv2)',
     )
     .option('--batch-size <n>', 'images per model run', positiveInt, 16)
     .option(
@@ -154,17 +190,15 @@ export function registerEmbedCommand(program: Command): void {
     .option('--decode-concurrency <n>', 'files read and decoded at once', positiveInt, 4)
     .option(
       '--max-bytes <n>',
-      'largest file accepted, in bytes',
+      'largest file accepted, in bytes (default: MAX_IMAGE_BYTES, 20 MiB)',
       positiveInt,
-      DEFAULT_PREPROCESS_LIMITS.maxBytes,
     )
     .option(
       '--max-pixels <n>',
-      'largest image accepted, width x height',
+      'largest image accepted, width x height (default: MAX_IMAGE_PIXELS, 100000000)',
       positiveInt,
-      DEFAULT_PREPROCESS_LIMITS.maxInputPixels,
     )
     .option('--no-progress', 'no progress bar on a terminal')
     .addHelpText('after', EXIT_HELP)
-    .action(runAction((files: string[], opts: EmbedOptions) => embedFiles(files, opts)));
+    .action(runAction((files: string[], flags: EmbedFlags) => embedFiles(files, flags)));
 }

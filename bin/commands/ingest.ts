@@ -1,8 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { ApiClient, type ApiOptions, apiOptions, isTransientApiError } from './api-client';
 import { EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, positiveInt, runAction } from './cli-support';
 
@@ -434,11 +433,4 @@ export function registerIngestCommands(program: Command): void {
     .option('--watch', 'follow progress until it finishes')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .action(runAction(async (id: string, opts: WatchOptions) => retryFailed(new ApiClient(opts), id, opts)));
-}
-
-// Runnable on its own (`node --import tsx bin/commands/ingest.ts ingest ...`) until cli.ts registers it.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const program = new Command().name('embedpool').showHelpAfterError();
-  registerIngestCommands(program);
-  await program.parseAsync(process.argv);
 }

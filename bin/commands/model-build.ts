@@ -3,10 +3,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import {
   DEFAULT_IMAGE_SIZE,
-  DINOV2_BASE_CONFIG,
-  DINOV2_GIANT_CONFIG,
-  DINOV2_LARGE_CONFIG,
-  DINOV2_SMALL_CONFIG,
+  DINOV2_PRESETS,
   type Dinov2Config,
   loadDinov2Config,
   type WeightDtype,
@@ -17,12 +14,8 @@ import { randomModelId, writeModelIdentity } from '@embedpool/core/model-identit
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegativeInt, positiveInt, requireModelFile, runAction } from './cli-support';
 
-export const PRESETS: Readonly<Record<string, Dinov2Config>> = {
-  'dinov2-small': DINOV2_SMALL_CONFIG,
-  'dinov2-base': DINOV2_BASE_CONFIG,
-  'dinov2-large': DINOV2_LARGE_CONFIG,
-  'dinov2-giant': DINOV2_GIANT_CONFIG,
-};
+/** The four sizes, with and without registers (facebook/<name> on the hub). */
+export const PRESETS: Readonly<Record<string, Dinov2Config>> = DINOV2_PRESETS;
 
 const PRESET_NAMES = Object.keys(PRESETS).join(', ');
 

@@ -1,14 +1,17 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { loadDinov2Config } from '@embedpool/core/model';
 import {
   DEFAULT_MODEL_SOURCE,
   DEFAULT_MODEL_VARIANT,
+  defaultCacheDir,
   type FetchedModel,
   fetchModel,
   type ModelSource,
   type ModelVariant,
+  modelCacheDir,
 } from '@embedpool/core/model-fetch';
 import { fetchedModelId, writeModelIdentity } from '@embedpool/core/model-identity';
 import { fixedOutputSize, loadPreprocessorConfig } from '@embedpool/core/preprocess';
@@ -17,7 +20,9 @@ import { cliLogger, runAction } from './cli-support';
 import { buildModelFile } from './model-build';
 
 interface FetchFlags {
-  source: ModelSource;
+  source?: ModelSource;
+  modelId?: string;
+  revision?: string;
   variant: ModelVariant;
   cacheDir?: string;
   endpoint?: string;
@@ -41,8 +46,15 @@ async function imageSizeFor(fetched: FetchedModel): Promise<number> {
  * layout. The build is written atomically, so an existing file is a complete one and is reused.
  */
 async function buildBesideWeights(fetched: FetchedModel, flags: FetchFlags): Promise<string> {
-  const out = join(fetched.dir, flags.variant === 'fp16' ? 'model_fp16.onnx' : 'model.onnx');
+  // Weights found in a user's Hugging Face hub cache stay untouched there: the build goes to our cache.
+  const cacheDir = resolve(flags.cacheDir ?? defaultCacheDir());
+  const dir = fetched.dir.startsWith(`${cacheDir}/`)
+    ? fetched.dir
+    : modelCacheDir(cacheDir, fetched.repo, fetched.revision);
+  await mkdir(dir, { recursive: true });
+  const out = join(dir, flags.variant === 'fp16' ? 'model_fp16.onnx' : 'model.onnx');
   if (existsSync(out) && !flags.rebuild) return out;
+  // A with-registers or other checkpoint builds from its own config.json: the builder reads its model_type.
   const summary = await buildModelFile({
     id: fetchedModelId(fetched.repo, fetched.revision, flags.variant),
     config: loadDinov2Config(fetched.configPath),
@@ -59,15 +71,24 @@ export function registerModelFetchCommand(model: Command): void {
   model
     .command('fetch')
     .description(
-      'download the model into the local cache (from the hub, HF_ENDPOINT or --endpoint) and print its path',
+      'download the model into the local cache (from the hub, HF_ENDPOINT or --endpoint) and print its path; ' +
+        'a model already in the Hugging Face hub cache (HF_HUB_CACHE, HF_HOME) is used as is; HF_HUB_OFFLINE=1: caches only',
     )
     .addOption(
       new Option(
         '--source <source>',
         'xenova-onnx: ready ONNX export; facebook-safetensors: checkpoint, built here',
-      )
-        .choices(['xenova-onnx', 'facebook-safetensors'])
-        .default(DEFAULT_MODEL_SOURCE),
+      ).choices(['xenova-onnx', 'facebook-safetensors']),
+    )
+    .option(
+      '--model-id <org/name>',
+      'hub repository, e.g. facebook/dinov2-small or facebook/dinov2-with-registers-base (default: the ' +
+        "source's own; facebook/* models come as safetensors and are built here)",
+    )
+    .option(
+      '--revision <rev>',
+      'commit, branch or tag (default: the pinned commit of the default model, else main); a name is ' +
+        'resolved to its commit through the hub cache refs or the hub',
     )
     .addOption(
       new Option('--variant <variant>', 'precision of the ONNX model')
@@ -82,8 +103,14 @@ export function registerModelFetchCommand(model: Command): void {
     .option('--rebuild', 'facebook-safetensors: build the ONNX model again even if it exists')
     .action(
       runAction(async (flags: FetchFlags) => {
+        // facebook/* repositories hold the checkpoint only; every other default source is an ONNX export.
+        const source: ModelSource =
+          flags.source ??
+          (flags.modelId?.startsWith('facebook/') ? 'facebook-safetensors' : DEFAULT_MODEL_SOURCE);
         const fetched = await fetchModel({
-          source: flags.source,
+          source,
+          ...(flags.modelId ? { repo: flags.modelId, revision: flags.revision ?? 'main' } : {}),
+          ...(!flags.modelId && flags.revision ? { revision: flags.revision } : {}),
           variant: flags.variant,
           cacheDir: flags.cacheDir,
           endpoint: flags.endpoint,
@@ -91,6 +118,10 @@ export function registerModelFetchCommand(model: Command): void {
           logger: cliLogger('model-fetch', process.stderr.isTTY ? 'warn' : 'info'),
         });
         const modelPath = fetched.modelPath ?? (await buildBesideWeights(fetched, flags));
+        // Where it came from, on stderr: stdout stays the path alone.
+        process.stderr.write(
+          `${fetched.fromCache ? 'found in the cache' : 'downloaded'}: ${fetched.repo}@${fetched.revision} (${fetched.dir})\n`,
+        );
         // The id travels with the file: a worker pointed at it by MODEL_PATH reports repo@commit.
         const identity = await writeModelIdentity(
           modelPath,

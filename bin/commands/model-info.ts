@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import { type ModelInfo, readModelInfo } from '@embedpool/core/engine';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
-import { type ModelPrecisionInfo, readModelPrecision } from '@embedpool/core/precision';
 import { readModelIdentity } from '@embedpool/core/model-identity';
+import { type ModelPrecisionInfo, readModelPrecision } from '@embedpool/core/precision';
 import type { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { disableOrtTelemetry, EXIT_FAILURE, EXIT_OK, requireModelFile, runAction } from './cli-support';

@@ -2,9 +2,11 @@ import { type Config, loadConfig } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { defaultCacheDir } from '@embedpool/core/model-fetch';
+import { startTelemetry } from '@embedpool/core/telemetry';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { ensureRedis } from './local-redis';
+import { addServeOptions, applyServeFlags, type ServeFlags } from './serve-options';
 import { planDefaults } from './worker-plan';
 
 type Stopper = () => Promise<void>;
@@ -13,7 +15,7 @@ function bootConfig(env: NodeJS.ProcessEnv = process.env): Config {
   try {
     return loadConfig(env);
   } catch (err) {
-    console.error(err instanceof EmbedpoolError ? err.message : String(err));
+    console.error(`embedpool: ${err instanceof EmbedpoolError ? err.message : String(err)}`);
     process.exit(1);
   }
 }
@@ -46,6 +48,9 @@ function onShutdown(logger: Logger, timeoutMs: number, stoppers: Stopper[]): voi
 async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
   let config = bootConfig();
   const logger = createLogger({ name: kind, level: config.LOG_LEVEL });
+  // Before any queue or worker exists: they take BullMQ's telemetry when they are built.
+  const telemetry = startTelemetry({ serviceName: `embedpool-${kind}` });
+  if (telemetry) logger.info('tracing: exporting spans over OTLP/HTTP');
   try {
     let plan: Awaited<ReturnType<typeof planDefaults>>['detected'] | undefined;
     if (kind !== 'api' && config.WORKER_PLAN === 'auto') {
@@ -56,6 +61,8 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     // Handlers first: a SIGTERM during start-up must still drain what has started (work can arrive at once).
     const stoppers: Stopper[] = [];
     onShutdown(logger, config.SHUTDOWN_TIMEOUT_MS, stoppers);
+    // Last of all: the spans of the drain itself are sent too.
+    if (telemetry) stoppers.push(() => telemetry.shutdown().catch(() => {}));
     const registry = new Registry();
     if (kind === 'serve') {
       // A cluster or an Entra-authenticated Redis is never a local one this process could start.
@@ -70,8 +77,9 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
     const { resolveAuth, startApi } = await import('@embedpool/api');
     // Refuse an unsafe API (non-loopback HOST without auth) before loading a model or starting anything.
     if (kind !== 'worker') resolveAuth(config);
-    const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
     if (kind !== 'api') {
+      // Only here: the API alone never loads the worker (onnxruntime, sharp), so its image need not ship them.
+      const { startDeliveryWorker, startMetricsServer, startWorker } = await import('@embedpool/worker');
       const worker = await startWorker({ config, logger, registry, ...(plan ? { plan } : {}) });
       stoppers.unshift(worker.close);
       const delivery = await startDeliveryWorker({ config, logger, registry });
@@ -93,24 +101,31 @@ async function run(kind: 'serve' | 'api' | 'worker'): Promise<void> {
       logger.info({ url: api.url }, `embedpool ${kind === 'serve' ? 'API + worker' : 'API'} listening`);
     }
   } catch (err) {
-    logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    // A refusal we anticipated (configuration, model, address) is one sentence for a person, no stack;
+    // anything else is a bug or an outage, logged in full.
+    if (err instanceof EmbedpoolError) {
+      console.error(`embedpool ${kind}: ${err.message}`);
+    } else {
+      logger.fatal({ err }, `cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    }
     process.exit(1);
   }
 }
 
 export function registerServeCommands(program: Command): void {
-  program
-    .command('serve')
-    .description(
+  const commands = [
+    [
+      'serve',
       'API and worker in one process (the default `npm start`); starts a private Redis if none answers',
-    )
-    .action(() => run('serve'));
-  program
-    .command('api')
-    .description('the HTTP API alone (scale it apart from the workers)')
-    .action(() => run('api'));
-  program
-    .command('worker')
-    .description('a queue worker alone, with /metrics on WORKER_METRICS_PORT')
-    .action(() => run('worker'));
+    ],
+    ['api', 'the HTTP API alone (scale it apart from the workers)'],
+    ['worker', 'a queue worker alone, with /metrics on WORKER_METRICS_PORT'],
+  ] as const;
+  for (const [kind, description] of commands) {
+    addServeOptions(program.command(kind).description(description), kind).action((flags: ServeFlags) => {
+      // The flags become the variables they stand for, so everything downstream reads one config.
+      applyServeFlags(kind, flags, process.env);
+      return run(kind);
+    });
+  }
 }

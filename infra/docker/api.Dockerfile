@@ -1,16 +1,16 @@
 # syntax=docker/dockerfile:1.7
 # embedpool HTTP API (`embedpool api`). Build from the repository root:
 #   docker build -f infra/docker/api.Dockerfile -t embedpool/api .
-# No build step: tsx (a runtime dependency of @embedpool/core) compiles the TypeScript on load.
+# Runs compiled JavaScript (dist/serve.mjs, built by scripts/build.mjs): no TypeScript compiler or loader at
+# run time, and node_modules pruned to the API's own dependencies (scripts/deps-closure.mjs): no
+# onnxruntime, no sharp (test/infra/api-image.test.ts runs the API from exactly that set).
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# ---- deps: production node_modules only ---------------------------------------------------------------
-FROM ${NODE_IMAGE} AS deps
+# ---- build: type-check and compile ----------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-# Never download CUDA binaries here; and run no install scripts at all: every native dependency the API
-# and CPU worker need (sharp, onnxruntime-node CPU, esbuild, msgpackr) ships prebuilt in the tarballs or as
-# optional platform packages, so `--ignore-scripts` gives the same tree whatever npm's script policy is.
+# Never download CUDA binaries, and run no install scripts: every native dependency ships prebuilt.
 ENV ONNXRUNTIME_NODE_INSTALL=skip \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 # npm workspaces: `npm ci` needs the root manifest, the lockfile and every workspace's package.json.
@@ -20,10 +20,34 @@ COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/
 RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.base.json ./
+COPY scripts ./scripts
+COPY bin ./bin
+COPY packages ./packages
+COPY apps ./apps
+RUN node_modules/.bin/tsc -b bin \
+ && node scripts/build.mjs --no-typecheck \
+ && test -f dist/serve.mjs
+
+# ---- deps: the API's production dependencies only -------------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+COPY package.json package-lock.json .npmrc ./
+COPY packages/core/package.json packages/core/
+COPY apps/api/package.json apps/api/
+COPY apps/worker/package.json apps/worker/
+COPY test/package.json test/
+COPY scripts/deps-closure.mjs scripts/
+RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && test -d node_modules/tsx \
- && ARCH="$(node -p process.arch)" \
- && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 -type d ! -path "*/linux/${ARCH}" -exec rm -rf {} +
+ && node scripts/deps-closure.mjs apps/api --prune \
+ && test ! -e node_modules/onnxruntime-node \
+ && test ! -e node_modules/sharp \
+ && test ! -e node_modules/typescript \
+ && test ! -e node_modules/tsx
 
 # ---- runtime ------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
@@ -37,11 +61,8 @@ ENV NODE_ENV=production \
     SHUTDOWN_TIMEOUT_MS=30000
 # Code and dependencies stay owned by root and read-only to the service user.
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.base.json ./
-COPY bin ./bin
-COPY packages ./packages
-COPY apps ./apps
-COPY test/package.json ./test/
+COPY package.json ./
+COPY --from=build /app/dist ./dist
 COPY infra/docker/healthcheck.mjs ./infra/docker/healthcheck.mjs
 # Numeric non-root user (uid 1000 is `node` in the Node images) so Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
@@ -51,5 +72,5 @@ EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "api", "/healthz"]
-ENTRYPOINT ["node", "bin/embedpool.js"]
+ENTRYPOINT ["node", "dist/serve.mjs"]
 CMD ["api"]

@@ -5,6 +5,27 @@
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
+# ---- build: type-check and compile (scripts/build.mjs -> dist/) -------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+COPY package.json package-lock.json .npmrc ./
+COPY packages/core/package.json packages/core/
+COPY apps/api/package.json apps/api/
+COPY apps/worker/package.json apps/worker/
+COPY test/package.json test/
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.base.json ./
+COPY scripts ./scripts
+COPY bin ./bin
+COPY packages ./packages
+COPY apps ./apps
+RUN node_modules/.bin/tsc -b bin \
+ && node scripts/build.mjs --no-typecheck \
+ && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
+
 # ---- deps: production node_modules only ---------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
@@ -16,9 +37,12 @@ COPY packages/core/package.json packages/core/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/
+COPY scripts/deps-closure.mjs scripts/
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && test -d node_modules/tsx \
+ && node scripts/deps-closure.mjs . --prune \
+ && test ! -e node_modules/typescript \
+ && test ! -e node_modules/tsx \
  && ARCH="$(node -p process.arch)" \
  && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 -type d ! -path "*/linux/${ARCH}" -exec rm -rf {} + \
  && test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/${ARCH}/onnxruntime_binding.node"
@@ -36,11 +60,8 @@ ENV NODE_ENV=production \
     EMBEDPOOL_CACHE_DIR=/var/cache/embedpool \
     SHUTDOWN_TIMEOUT_MS=30000
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.base.json ./
-COPY bin ./bin
-COPY packages ./packages
-COPY apps ./apps
-COPY test/package.json ./test/
+COPY package.json ./
+COPY --from=build /app/dist ./dist
 COPY infra/docker/healthcheck.mjs ./infra/docker/healthcheck.mjs
 # The model cache: a volume shared by the workers (compose `models`, a PVC on Kubernetes). Owned by the
 # service user so an empty named volume mounted here starts writable for `model fetch`.
@@ -54,5 +75,5 @@ STOPSIGNAL SIGTERM
 # /healthz answers once the model is loaded and the metrics listener is up: allow for a slow first load.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "bin/embedpool.js"]
+ENTRYPOINT ["node", "dist/cli.mjs"]
 CMD ["worker"]

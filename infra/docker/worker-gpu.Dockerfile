@@ -10,6 +10,27 @@ ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 FROM ${NODE_IMAGE} AS node
 
+# ---- build: type-check and compile (scripts/build.mjs -> dist/) -------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+COPY package.json package-lock.json .npmrc ./
+COPY packages/core/package.json packages/core/
+COPY apps/api/package.json apps/api/
+COPY apps/worker/package.json apps/worker/
+COPY test/package.json test/
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.base.json ./
+COPY scripts ./scripts
+COPY bin ./bin
+COPY packages ./packages
+COPY apps ./apps
+RUN node_modules/.bin/tsc -b bin \
+ && node scripts/build.mjs --no-typecheck \
+ && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
+
 # ---- deps: production node_modules + the CUDA execution provider --------------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
@@ -23,9 +44,12 @@ COPY packages/core/package.json packages/core/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/
+COPY scripts/deps-closure.mjs scripts/
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && test -d node_modules/tsx \
+ && node scripts/deps-closure.mjs . --prune \
+ && test ! -e node_modules/typescript \
+ && test ! -e node_modules/tsx \
  && node node_modules/onnxruntime-node/script/install.js \
  && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 -type d ! -path "*/linux/x64" -exec rm -rf {} + \
  && ls -l node_modules/onnxruntime-node/bin/napi-v6/linux/x64 \
@@ -50,11 +74,8 @@ ENV NODE_ENV=production \
     SHUTDOWN_TIMEOUT_MS=30000
 # (NVIDIA_VISIBLE_DEVICES / NVIDIA_DRIVER_CAPABILITIES come from the CUDA base image.)
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.base.json ./
-COPY bin ./bin
-COPY packages ./packages
-COPY apps ./apps
-COPY test/package.json ./test/
+COPY package.json ./
+COPY --from=build /app/dist ./dist
 COPY infra/docker/healthcheck.mjs ./infra/docker/healthcheck.mjs
 RUN node --version \
  && mkdir -p /var/cache/embedpool && chown 1000:1000 /var/cache/embedpool
@@ -67,5 +88,5 @@ STOPSIGNAL SIGTERM
 # A GPU worker's first model load (CUDA context, cuDNN autotuning) can take minutes.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "bin/embedpool.js"]
+ENTRYPOINT ["node", "dist/cli.mjs"]
 CMD ["worker"]

@@ -231,6 +231,26 @@ describe('GET /openapi.json', () => {
     expect((await new Validator().validate(dangling)).valid).toBe(false);
   });
 
+  it('declares how to authenticate and the refusals that come before any route', () => {
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['apiKey', 'bearer']);
+    expect(doc.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
+    for (const [path, method] of [
+      ['/score', 'post'],
+      ['/v1/embeddings', 'post'],
+      ['/v1/jobs', 'post'],
+    ] as const) {
+      const codes = Object.keys(doc.paths[path][method].responses);
+      for (const status of ['401', '403', '413', '429', '503'])
+        expect(codes, `${path} ${status}`).toContain(status);
+    }
+    expect(Object.keys(doc.paths['/v1/models'].get.responses)).toEqual(
+      expect.arrayContaining(['200', '401', '403', '429', '503']),
+    );
+    for (const open of ['/', '/docs', '/healthz', '/readyz', '/openapi.json']) {
+      expect(doc.paths[open].get.security, open).toEqual([]);
+    }
+  });
+
   it('has schemas that are valid JSON Schema 2020-12 under strict ajv, every $ref resolving', () => {
     for (const name of Object.keys(doc.components.schemas)) {
       expect(() => v.ajv.compile({ $ref: `${COMPONENTS_ID}#/$defs/${name}` }), name).not.toThrow();
@@ -301,6 +321,10 @@ describe('GET /openapi.json', () => {
     expect((await call('get', '/readyz', '/readyz')).status).toBe(200);
     expect((await call('get', '/metrics', '/metrics')).text).toMatch(/^# HELP /m);
     expect((await call('get', '/openapi.json', '/openapi.json')).status).toBe(200);
+    expect((await call('get', '/', '/')).text).toBe('Healthy');
+    expect((await call('get', '/docs', '/docs')).text).toContain('/docs/init.js');
+    const models = await call('get', '/v1/models', '/v1/models');
+    expect(models.body.data.length).toBeGreaterThan(0);
 
     // /score
     const score = await call('post', '/score', '/score', {

@@ -126,6 +126,17 @@ describe('API keys', () => {
     expect((await call(`${url}/healthz`)).status).toBe(200);
     expect((await call(`${url}/readyz`)).status).toBe(200);
     expect([200, 404]).toContain((await call(`${url}/openapi.json`)).status);
+    expect((await call(`${url}/`)).status).toBe(200);
+    expect((await call(`${url}/docs`)).status).toBe(200);
+  });
+
+  it('guards /v1/models like the other /v1 routes, answering in OpenAI shape', async () => {
+    const none = await call(`${url}/v1/models`);
+    expect(none.status).toBe(401);
+    expect(none.json.error.type).toBe('authentication_error');
+    const ok = await call(`${url}/v1/models`, { headers: bearer(alice) });
+    expect(ok.status).toBe(200);
+    expect(ok.json.object).toBe('list');
   });
 
   it('guards /metrics with METRICS_TOKEN alone (an API key is not enough)', async () => {
@@ -162,7 +173,7 @@ describe('secure by default: where the API may start without auth', () => {
     );
   });
 
-  it('`embedpool api` exits 1 with that message in its log', async () => {
+  it('`embedpool api` exits 1 with that message as one plain sentence, no stack', async () => {
     const child = run(process.execPath, [join(REPO_ROOT, 'bin/embedpool.js'), 'api'], {
       env: {
         PATH: process.env.PATH ?? '',
@@ -176,9 +187,10 @@ describe('secure by default: where the API may start without auth', () => {
     const err = (await child.then(
       () => undefined,
       (e: unknown) => e,
-    )) as { code: number; stdout: string } | undefined;
+    )) as { code: number; stdout: string; stderr: string } | undefined;
     expect(err?.code).toBe(1);
-    expect(err?.stdout).toMatch(/refusing to start: HOST=192\.0\.2\.1/);
+    expect(err?.stderr).toMatch(/^embedpool api: refusing to start: HOST=192\.0\.2\.1 [^\n]*\n$/);
+    expect(err?.stderr).not.toMatch(/^\s+at /m);
   });
 
   it.each([

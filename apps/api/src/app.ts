@@ -11,11 +11,13 @@ import { createApiMetrics, httpMetrics } from './metrics';
 import { BacklogGate, backlogGuard, rateLimit } from './overload';
 import { requestContext } from './request-context';
 import { dashboardRouter } from './routes/dashboard';
+import { docsRouter, rootRouter } from './routes/docs';
 import { embeddingsRouter } from './routes/embeddings';
 import { healthRouter } from './routes/health';
 import { ingestionsRouter } from './routes/ingestions';
 import { type JobsRouteDeps, jobsRouter } from './routes/jobs';
 import { metricsRouter } from './routes/metrics';
+import { modelsRouter } from './routes/models';
 import { openapiRouter } from './routes/openapi';
 import { scoreRouter } from './routes/score';
 import type { ScoreClient } from './score-client';
@@ -56,6 +58,8 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use('/metrics', metricsGuard(auth));
   app.use(metricsRouter(metrics.registry));
   app.use(openapiRouter());
+  app.use(docsRouter());
+  app.use(rootRouter());
   if (config.DASHBOARD_TOKEN && deps.dashboardQueues) {
     app.use(dashboardRouter(config.DASHBOARD_TOKEN, deps.dashboardQueues));
   }
@@ -74,6 +78,7 @@ export function createApiApp(deps: ApiDeps): Express {
       ? new BacklogGate(deps.redis, config.QUEUE_PREFIX, config.MAX_BACKLOG_IMAGES)
       : undefined;
   app.use(backlogGuard(backlog));
+  app.use(modelsRouter({ config, redis: deps.redis }));
   app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
   if (deps.jobs) {
     app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));

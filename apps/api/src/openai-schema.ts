@@ -118,6 +118,10 @@ function parseInput(input: unknown, limits: EmbeddingsLimits): ImageRef[] {
       failures.push({ row, code: 'BAD_REQUEST', message });
       return;
     }
+    if (looksLikeText(item)) {
+      failures.push({ row, code: 'BAD_REQUEST', message: TEXT_INPUT });
+      return;
+    }
     try {
       images.push(parseImageCell(item, limits.maxImageBytes));
     } catch (err) {
@@ -127,6 +131,30 @@ function parseInput(input: unknown, limits: EmbeddingsLimits): ImageRef[] {
   });
   if (failures.length > 0) throw new RowFailuresError(failures);
   return images;
+}
+
+const TEXT_INPUT =
+  'is text, not an image: this endpoint embeds images only; send an image URL (http/https), a ' +
+  'data:image/...;base64, URI or the base64 of the image file';
+const SCHEME_HEAD = /^\s*[A-Za-z][A-Za-z0-9+.-]*:/;
+const BASE64_HEAD = /^[A-Za-z0-9+/_-]{16}/;
+const PRINTABLE = /^[\t\n\r\x20-\x7e]*$/;
+
+/**
+ * True for a sentence or a word where an image belongs (what a text-embedding client sends), so it is
+ * refused at once instead of after a queue round trip. Plain base64 never holds a space (MIME wrapping
+ * breaks lines, it does not pad with spaces), and every image format the workers decode starts with bytes
+ * outside printable ASCII within its first 12 (magic numbers, binary sizes); text decodes to printable ASCII.
+ */
+export function looksLikeText(item: string): boolean {
+  const head = item.slice(0, 256);
+  if (SCHEME_HEAD.test(head)) return false;
+  const trimmed = head.trim();
+  if (trimmed.includes(' ')) return true;
+  const b64 = BASE64_HEAD.exec(trimmed.replace(/\s+/g, ''))?.[0];
+  if (b64 === undefined) return false;
+  const bytes = Buffer.from(b64.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  return PRINTABLE.test(bytes.toString('latin1'));
 }
 
 function describe(v: unknown): string {

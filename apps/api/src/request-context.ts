@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@embedpool/core/logger';
+import {
+  context as otelContext,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  tracer,
+} from '@embedpool/core/telemetry';
 import type { RequestHandler, Response } from 'express';
 
 // Printable, short, and free of anything a log line or a header could be abused with.
@@ -28,7 +36,29 @@ export function requestContext(logger: Logger): RequestHandler {
     const ctx: RequestContext = { requestId, generated, log };
     res.locals.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);
+    // Tracing (a no-op without OTEL_EXPORTER_OTLP_ENDPOINT): a server span continuing the caller's
+    // traceparent, active for everything the request does, the job it queues included. Probes are not traced.
+    const span = PROBES.has(req.path)
+      ? undefined
+      : tracer().startSpan(
+          `${req.method} ${req.path}`,
+          {
+            kind: SpanKind.SERVER,
+            attributes: {
+              'http.request.method': req.method,
+              'url.path': req.path,
+              'embedpool.request_id': requestId,
+            },
+          },
+          propagation.extract(otelContext.active(), req.headers),
+        );
     res.on('close', () => {
+      if (span) {
+        if (req.route?.path) span.updateName(`${req.method} ${req.baseUrl}${String(req.route.path)}`);
+        span.setAttribute('http.response.status_code', res.statusCode);
+        if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       const fields = { method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms) };
       if (!res.writableFinished) log.warn(fields, 'client went away before the answer');
@@ -36,7 +66,12 @@ export function requestContext(logger: Logger): RequestHandler {
       else if (PROBES.has(req.path) && res.statusCode < 400) log.debug(fields, 'request done');
       else log.info(fields, 'request done');
     });
-    next();
+    if (!span) return next();
+    const traced = trace.setSpan(otelContext.active(), span);
+    // The body arrives in stream callbacks that would otherwise run outside the request's context.
+    otelContext.bind(traced, req);
+    otelContext.bind(traced, res);
+    otelContext.with(traced, next);
   };
 }
 

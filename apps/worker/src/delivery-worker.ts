@@ -18,6 +18,7 @@ import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
 import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
+import { bullmqTelemetry } from '@embedpool/core/telemetry';
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -212,6 +213,7 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     concurrency: opts.concurrency ?? DELIVERY_CONCURRENCY,
     settings: { backoffStrategy: deliveryBackoffStrategy(config.CALLBACK_BACKOFF_MS) },
     autorun: false,
+    ...bullmqTelemetry(),
   });
   worker.on('error', (err) => logger.error({ err }, 'delivery worker error'));
   void worker.run();

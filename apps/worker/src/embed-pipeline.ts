@@ -3,6 +3,7 @@ import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { UrlPolicy } from '@embedpool/core/net';
 import { type PreprocessOptions, preprocess } from '@embedpool/core/preprocess';
 import type { ImageRef } from '@embedpool/core/queue';
+import { context, epochMs, inSpan, recordSpan } from '@embedpool/core/telemetry';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { loadImageBytes } from './image-source';
 import type { WorkerMetrics } from './metrics';
@@ -34,14 +35,18 @@ export class EmbedPipeline {
     let pixels: Float32Array;
     try {
       const t0 = performance.now();
-      const bytes = await loadImageBytes(ref, {
-        policy: this.opts.policy,
-        maxBytes: this.opts.maxImageBytes,
-        ...(signal ? { signal } : {}),
-      });
+      const bytes = await inSpan('fetch', { 'embedpool.image.kind': ref.kind }, () =>
+        loadImageBytes(ref, {
+          policy: this.opts.policy,
+          maxBytes: this.opts.maxImageBytes,
+          ...(signal ? { signal } : {}),
+        }),
+      );
       const t1 = performance.now();
       if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);
-      pixels = await this.decodeLimit(() => preprocess(bytes, this.opts.preprocess));
+      pixels = await inSpan('decode', { 'embedpool.image.bytes': bytes.byteLength }, () =>
+        this.decodeLimit(() => preprocess(bytes, this.opts.preprocess)),
+      );
       metrics?.stage.observe({ stage: 'decode' }, (performance.now() - t1) / 1000);
     } catch (err) {
       arriving();
@@ -49,10 +54,25 @@ export class EmbedPipeline {
       metrics?.images.inc({ status: 'failed', reason: e.code });
       throw e;
     }
+    // The batch is shared by images of many jobs: its wait and its model run are recorded as spans of
+    // this image's trace after the fact, from the times the batcher reports.
+    const parent = context.active();
+    const queuedAt = performance.now();
+    let ran: { at: number; size: number } | undefined;
     // Queue first, then stop expecting it: the other order could send a batch a moment too early.
-    const queued = batcher.embed({ fill: (out, offset) => out.set(pixels, offset) });
+    const queued = batcher.embed({
+      fill: (out, offset) => out.set(pixels, offset),
+      dispatched: (at, size) => {
+        ran = { at, size };
+      },
+    });
     arriving();
     const vector = await queued;
+    if (ran) {
+      const done = performance.now();
+      recordSpan('batch', parent, epochMs(queuedAt), epochMs(ran.at), { 'embedpool.batch.size': ran.size });
+      recordSpan('infer', parent, epochMs(ran.at), epochMs(done), { 'embedpool.batch.size': ran.size });
+    }
     metrics?.images.inc({ status: 'ok', reason: '' });
     return vector;
   }

@@ -10,4 +10,5 @@ export { createIngestProcessors, type IngestWorkerHandle, startIngestWorker } fr
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { startMetricsServer } from './metrics-server';
 export { type ModelSource, resolveModel } from './model-source';
+export { type WarmUpResult, warmUp } from './warm-up';
 export { type StartWorkerOptions, startWorker, type WorkerHandle } from './worker';

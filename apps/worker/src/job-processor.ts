@@ -11,6 +11,7 @@ import {
 } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
 import type { ItemFailure } from '@embedpool/core/queue';
+import { inSpan } from '@embedpool/core/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
@@ -84,7 +85,9 @@ export function createJobProcessor(deps: JobProcessorDeps) {
           failures.push({ index, code: e.code, message: e.message });
         }
       });
-      const location = await writeOutput(deps, data, vectors, dim);
+      const location = await inSpan('deliver', { 'embedpool.sink': data.output.type }, () =>
+        writeOutput(deps, data, vectors, dim),
+      );
       const succeeded = vectors.length - failures.length;
       await deps.store.finish(data.jobId, {
         succeeded,

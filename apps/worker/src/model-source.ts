@@ -4,7 +4,7 @@ import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import { DINOV2_BASE_CONFIG, writeDinov2Onnx } from '@embedpool/core/model';
-import { defaultCacheDir, fetchModel, findCachedModel } from '@embedpool/core/model-fetch';
+import { defaultCacheDir, fetchModel, findCachedModel, hubCacheDir } from '@embedpool/core/model-fetch';
 import { fetchedModelId, randomModelId, resolveModelId } from '@embedpool/core/model-identity';
 import {
   DINOV2_PREPROCESSOR_CONFIG,
@@ -18,6 +18,8 @@ export interface ModelSource {
   modelId: string;
   randomWeights: boolean;
   preprocessor: PreprocessorConfig;
+  /** Numeric precision of the weights when the source says (a fetched fp16 variant keeps float32 I/O). */
+  precision?: string;
 }
 
 const RANDOM_SEED = 0;
@@ -55,12 +57,15 @@ export async function resolveModel(config: Config, logger: Logger): Promise<Mode
 
   const cacheDir = config.EMBEDPOOL_CACHE_DIR ?? defaultCacheDir();
   const variant = config.EXECUTION_PROVIDER === 'cuda' ? 'fp16' : 'fp32';
-  let fetched = await findCachedModel({ cacheDir, variant });
-  if (!fetched && config.MODEL_FETCH) {
+  const hubCache = config.HF_HUB_CACHE ?? hubCacheDir(config.HF_HOME ? { HF_HOME: config.HF_HOME } : {});
+  let fetched = await findCachedModel({ cacheDir, variant, hubCacheDir: hubCache });
+  if (!fetched && config.MODEL_FETCH && !config.HF_HUB_OFFLINE) {
     try {
       fetched = await fetchModel({
         cacheDir,
         variant,
+        hubCacheDir: hubCache,
+        offline: false,
         logger,
         ...(config.HF_ENDPOINT ? { endpoint: config.HF_ENDPOINT } : {}),
         ...(config.HF_TOKEN ? { token: config.HF_TOKEN } : {}),
@@ -75,6 +80,7 @@ export async function resolveModel(config: Config, logger: Logger): Promise<Mode
       path: fetched.modelPath,
       modelId: config.MODEL_ID ?? fetchedModelId(fetched.repo, fetched.revision, variant),
       randomWeights: false,
+      precision: variant,
       preprocessor: explicitPre ?? (await loadPreprocessorConfig(fetched.preprocessorConfigPath)),
     };
   }

@@ -8,6 +8,7 @@ import {
   scoreJobSchema,
   writeResult,
 } from '@embedpool/core/queue';
+import { inSpan } from '@embedpool/core/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EmbedPipeline } from './embed-pipeline';
@@ -58,7 +59,10 @@ export function createScoreProcessor(deps: ScoreProcessorDeps) {
         failures.push({ index, code: e.code, message: e.message });
       }
     });
-    await writeResult(deps.redis, deps.prefix, job.id!, vectors, deps.resultTtlSeconds);
+    // The sink of a /score job: the result key the waiting API request reads.
+    await inSpan('deliver', { 'embedpool.sink': 'redis-result', 'embedpool.images': settled.length }, () =>
+      writeResult(deps.redis, deps.prefix, job.id!, vectors, deps.resultTtlSeconds),
+    );
     log.debug({ images: settled.length, failures: failures.length }, 'score job done');
     return { count: settled.length, dim, failures, model: deps.modelId };
   };

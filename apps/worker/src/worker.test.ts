@@ -6,6 +6,7 @@ import { loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import {
   createRedis,
+  liveWorkers,
   QUEUES,
   type ScoreJobInput,
   ScoreQueue,
@@ -87,6 +88,15 @@ describe('worker against Redis with the parity model', () => {
   }
 
   const row = (v: Float32Array, dim: number, i: number) => v.subarray(i * dim, (i + 1) * dim);
+
+  it('runs the model on a dummy batch of the largest size before its first heartbeat', async () => {
+    expect(worker.warmUp).toMatchObject({ batch: 8, runs: worker.engine.threads });
+    expect(worker.warmUp.finishedAt).toBeLessThanOrEqual(worker.firstHeartbeatAt);
+    // Its heartbeat announces the model it warmed up.
+    const [live] = await liveWorkers(redis, prefix, 60);
+    expect(live?.dim).toBe(192);
+    expect(worker.engine.stats.images).toBeGreaterThanOrEqual(8 * worker.engine.threads);
+  });
 
   it('embeds base64 and data-URI images into the reference vectors', async () => {
     const refs = images.map((img, i) =>

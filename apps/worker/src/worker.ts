@@ -23,6 +23,7 @@ import {
   type WorkerInfo,
 } from '@embedpool/core/queue';
 import type { DetectedSku } from '@embedpool/core/sku';
+import { bullmqTelemetry } from '@embedpool/core/telemetry';
 import { type Job, Worker } from 'bullmq';
 import { Registry } from 'prom-client';
 import { EmbedPipeline } from './embed-pipeline';
@@ -31,6 +32,7 @@ import { createJobProcessor, type DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
 import { createScoreProcessor } from './score-processor';
+import { type WarmUpResult, warmUp } from './warm-up';
 
 export interface StartWorkerOptions {
   config: Config;
@@ -55,8 +57,33 @@ export interface WorkerHandle {
   registry: Registry;
   /** Bulk-ingestion planner and chunk processors; undefined without a storage account. */
   ingest: IngestWorkerHandle | undefined;
+  /** The dummy batch run before the first heartbeat. */
+  warmUp: WarmUpResult & { finishedAt: number };
+  /** When the first heartbeat was sent (epoch ms): never before the warm-up ended. */
+  firstHeartbeatAt: number;
   /** Stops taking jobs, finishes the ones in flight, then releases the model and Redis. */
   close(): Promise<void>;
+}
+
+/**
+ * What /v1/models reports: the source's own word (a fetched variant), else float16 inputs or an fp16 file
+ * name (exports usually keep float32 I/O around fp16 weights), else fp32.
+ */
+export function modelPrecision(model: ModelSource, inputType: string): string {
+  if (model.precision) return model.precision;
+  if (inputType === 'float16' || /(^|[_.-])fp16([_.-]|$)/i.test(model.path.split('/').pop() ?? ''))
+    return 'fp16';
+  return 'fp32';
+}
+
+/** The heartbeat's precision: the graph's own word (int8 metadata, float16 inputs), else the source's. */
+export function heartbeatPrecision(
+  read: ModelPrecision | 'unknown',
+  model: ModelSource,
+  inputType: string,
+): ModelPrecision {
+  if (read !== 'unknown') return read;
+  return modelPrecision(model, inputType) === 'fp16' ? 'float16' : 'float32';
 }
 
 export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandle> {
@@ -220,6 +247,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     stalledInterval: config.JOB_LOCK_MS,
     maxStalledCount: 1,
     autorun: false,
+    // Traces: each job's processing span continues the trace its producer started (OTEL_* set only).
+    ...bullmqTelemetry(),
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   const finished = (job: Job) => {
@@ -238,6 +267,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
   });
 
+  // Before the first heartbeat: /readyz counts this worker only once its first real request is not the
+  // one that pays for onnxruntime's first-run allocations.
+  const warm = await warmUp(engine, { batch: config.MAX_BATCH_SIZE, height, width }, logger);
+  const warmedAt = Date.now();
+
   const info: WorkerInfo = {
     id,
     host: hostname(),
@@ -247,7 +281,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     dim: engine.dim ?? 0,
     provider: engine.provider,
     randomWeights: model.randomWeights,
-    precision,
+    precision: heartbeatPrecision(precision, model, engine.info.inputType),
     pool: config.WORKER_POOL,
     startedAt: Date.now(),
   };
@@ -283,6 +317,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     }
   };
   await beat();
+  const firstHeartbeatAt = Date.now();
   const beatTimer = setInterval(beat, Math.max(500, (config.READY_WORKER_TTL_S * 1000) / 3));
   beatTimer.unref();
 
@@ -334,5 +369,17 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     })();
     return closing;
   };
-  return { id, engine, batcher, model, precision, metrics, registry, ingest, close };
+  return {
+    id,
+    engine,
+    batcher,
+    model,
+    precision,
+    metrics,
+    registry,
+    ingest,
+    warmUp: { ...warm, finishedAt: warmedAt },
+    firstHeartbeatAt,
+    close,
+  };
 }

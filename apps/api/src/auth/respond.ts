@@ -14,7 +14,7 @@ export interface Refusal {
 /** Routes that answer in OpenAI's error shape (the rest of the API keeps its own). */
 function openAiShaped(req: Request): boolean {
   const path = req.originalUrl.split('?', 1)[0] ?? '';
-  return path === '/v1/embeddings' || path.startsWith('/v1/embeddings/');
+  return path === '/v1/embeddings' || path.startsWith('/v1/embeddings/') || path === '/v1/models';
 }
 
 function openAiType(status: number): string {

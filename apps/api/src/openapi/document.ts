@@ -4,6 +4,8 @@
  * document and the app disagree on, and checks live answers against the response schemas.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RETRY_AFTER_S } from '../http-errors';
 import { ingestionsOpenApi } from '../routes/ingestions';
 import { componentSchemas, type JsonSchema, ref } from './schemas';
@@ -14,14 +16,22 @@ export type OpenApiDocument = Record<string, unknown> & {
   paths: Record<string, Record<string, unknown>>;
 };
 
+/** The repository's package.json, found upwards from this file: the source tree and the compiled bundle differ. */
 function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'embedpool' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // no package.json here: keep looking upwards
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return '0.0.0';
+    dir = parent;
   }
 }
 
@@ -104,6 +114,11 @@ function components(): Record<string, unknown> {
         required: true,
         schema: { type: 'string' },
       },
+      WWWAuthenticate: {
+        description: 'The authentication scheme to use (Bearer realm="embedpool").',
+        required: true,
+        schema: { type: 'string' },
+      },
       XShouldRetry: {
         description: '"false" on errors that no retry can fix (OpenAI SDKs obey it); absent otherwise.',
         schema: { type: 'string', enum: ['false'] },
@@ -147,8 +162,74 @@ function components(): Record<string, unknown> {
       }),
       OpenAITimeout: openAiError('No answer within REQUEST_TIMEOUT_MS (TIMEOUT); the job was cancelled.'),
       OpenAIInternal: openAiError('An internal error, or the worker failed the whole request.'),
+      Unauthorized: serviceError('Missing, malformed or wrong credentials (UNAUTHORIZED).', {
+        'WWW-Authenticate': hdr('WWWAuthenticate'),
+      }),
+      Forbidden: serviceError('A valid Entra ID token without the role AUTH_JWT_ROLE requires (FORBIDDEN).'),
+      TooManyRequests: serviceError(
+        "The caller's rate limit (RATE_LIMITED) or the backlog (OVERLOADED) is full; retry after Retry-After.",
+        { 'Retry-After': hdr('RetryAfter') },
+      ),
+      OpenAIUnauthorized: openAiError('Missing, malformed or wrong credentials (UNAUTHORIZED).', {
+        'WWW-Authenticate': hdr('WWWAuthenticate'),
+      }),
+      OpenAIForbidden: openAiError('A valid Entra ID token without the role AUTH_JWT_ROLE requires.'),
+      OpenAITooManyRequests: openAiError(
+        "The caller's rate limit (RATE_LIMITED) or the backlog (OVERLOADED) is full; retry after Retry-After.",
+        { 'Retry-After': hdr('RetryAfter') },
+      ),
+    },
+    securitySchemes: {
+      bearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description:
+          'Authorization: Bearer <API key> (API_KEYS) or an Entra ID access token (AUTH_JWT_*). ' +
+          'Not required when the API listens on loopback only or AUTH=none (docs/hardening.md).',
+      },
+      apiKey: {
+        type: 'apiKey',
+        in: 'header',
+        name: 'api-key',
+        description: 'api-key: <API key>, as Azure OpenAI clients send it.',
+      },
     },
   };
+}
+
+/** Operations open to anyone: probes, this document and its rendering. */
+const OPEN: readonly string[] = ['/', '/docs', '/healthz', '/readyz', '/openapi.json'];
+/** Routes answering in OpenAI's error shape. */
+const OPENAI_SHAPED: readonly string[] = ['/v1/embeddings', '/v1/models'];
+
+/**
+ * Every operation behind authenticate() (apps/api/src/app.ts) can also be refused before its route runs:
+ * 401 (credentials), 403 (role), 429 (rate limit, backlog) and 503 (Redis, or Entra's keys unreachable);
+ * one with a body also 413 (MAX_BODY_BYTES). Added here once rather than written into every operation.
+ */
+function withGuardResponses(all: Record<string, Record<string, unknown>>): void {
+  for (const [path, item] of Object.entries(all)) {
+    for (const [method, op] of Object.entries(item)) {
+      if (method === 'parameters' || typeof op !== 'object' || op === null) continue;
+      const o = op as { responses: Record<string, unknown>; requestBody?: unknown; security?: unknown };
+      if (OPEN.includes(path)) {
+        o.security = [];
+        continue;
+      }
+      const openAi = OPENAI_SHAPED.includes(path);
+      const guard: Record<string, unknown> = {
+        '401': resp(openAi ? 'OpenAIUnauthorized' : 'Unauthorized'),
+        '403': resp(openAi ? 'OpenAIForbidden' : 'Forbidden'),
+        ...(path === '/metrics' ? {} : { '429': resp(openAi ? 'OpenAITooManyRequests' : 'TooManyRequests') }),
+        '503': resp(openAi ? 'OpenAIUnavailable' : 'Unavailable'),
+        ...(o.requestBody ? { '413': resp(openAi ? 'OpenAITooLarge' : 'TooLarge') } : {}),
+      };
+      o.responses = {
+        ...o.responses,
+        ...Object.fromEntries(Object.entries(guard).filter(([k]) => !(k in o.responses))),
+      };
+    }
+  }
 }
 
 const requestId = param('XRequestId');
@@ -301,6 +382,45 @@ function paths(): Record<string, Record<string, unknown>> {
         },
       },
     },
+    '/v1/models': {
+      get: {
+        operationId: 'listModels',
+        tags: ['embeddings'],
+        summary: 'The models live workers serve (OpenAI list-models contract)',
+        description:
+          "OpenAI's list shape, one entry per model id that a worker with a heartbeat within " +
+          'READY_WORKER_TTL_S serves, with its dimension, precision and whether its weights are random. ' +
+          'Empty while no worker has a model loaded.',
+        parameters: [requestId],
+        responses: {
+          '200': response('The served models.', json(ref('ModelList'))),
+          '500': resp('OpenAIInternal'),
+        },
+      },
+    },
+    '/': {
+      get: {
+        operationId: 'root',
+        tags: ['operations'],
+        summary: 'Liveness, as the Azure ML inference server answers it',
+        description: 'Answers `Healthy` while the process runs (same meaning as /healthz).',
+        responses: {
+          '200': response('Alive.', { 'text/plain': { schema: { const: 'Healthy' } } }),
+        },
+      },
+    },
+    '/docs': {
+      get: {
+        operationId: 'docs',
+        tags: ['operations'],
+        summary: 'This document, rendered (Swagger UI, served by this server: works offline)',
+        responses: {
+          '200': response('An HTML page that renders /openapi.json.', {
+            'text/html': { schema: { type: 'string' } },
+          }),
+        },
+      },
+    },
     '/healthz': {
       get: {
         operationId: 'healthz',
@@ -408,6 +528,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
     parameters: Record<string, unknown>;
     headers: Record<string, unknown>;
   } & Record<string, unknown>;
+  const allPaths = { ...paths(), ...ing.paths };
+  withGuardResponses(allPaths);
   return {
     openapi: '3.1.0',
     info: {
@@ -429,7 +551,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
       { name: 'operations', description: 'Probes, metrics and this document.' },
       ...ing.tags,
     ],
-    paths: { ...paths(), ...ing.paths },
+    security: [{ bearer: [] }, { apiKey: [] }],
+    paths: allPaths,
     webhooks: webhooks(),
     components: {
       ...base,

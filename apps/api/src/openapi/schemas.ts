@@ -150,7 +150,16 @@ export function componentSchemas(): Record<string, JsonSchema> {
           type: 'object',
           properties: {
             message: { type: 'string' },
-            type: { type: 'string', enum: ['invalid_request_error', 'rate_limit_error', 'server_error'] },
+            type: {
+              type: 'string',
+              enum: [
+                'invalid_request_error',
+                'authentication_error',
+                'permission_error',
+                'rate_limit_error',
+                'server_error',
+              ],
+            },
             param: {
               type: ['string', 'null'],
               enum: ['model', 'input', 'encoding_format', 'dimensions', 'user', null],
@@ -258,6 +267,45 @@ export function componentSchemas(): Record<string, JsonSchema> {
         },
       },
       required: ['object', 'data', 'model', 'usage'],
+      additionalProperties: false,
+    },
+
+    // ---- /v1/models -----------------------------------------------------------------------------------------
+    Model: {
+      type: 'object',
+      description: "OpenAI's model object, with what an image-embedding client needs to know.",
+      properties: {
+        id: { type: 'string', description: 'The model id (e.g. facebook/dinov2-small).' },
+        object: { const: 'model' },
+        created: { type: 'integer', description: 'Unix seconds: when its longest-running worker started.' },
+        owned_by: { type: 'string' },
+        dimension: { type: 'integer', minimum: 0, description: 'Floats per vector.' },
+        precision: {
+          type: 'string',
+          description: 'fp32, fp16 or int8 (comma-separated when workers disagree).',
+        },
+        random_weights: {
+          type: 'boolean',
+          description: 'True when the weights are a random stand-in: its vectors mean nothing.',
+        },
+        workers: { type: 'integer', minimum: 1, description: 'Live workers serving it.' },
+      },
+      required: [
+        'id',
+        'object',
+        'created',
+        'owned_by',
+        'dimension',
+        'precision',
+        'random_weights',
+        'workers',
+      ],
+      additionalProperties: false,
+    },
+    ModelList: {
+      type: 'object',
+      properties: { object: { const: 'list' }, data: { type: 'array', items: ref('Model') } },
+      required: ['object', 'data'],
       additionalProperties: false,
     },
 

@@ -5,6 +5,8 @@ import { EmbedpoolError, toEmbedpoolError } from '../errors';
 /** An image ready for the model: it writes its own pixels into a slot of the batch tensor. */
 export interface BatchItem {
   fill(out: Float32Array, offset: number): void;
+  /** Called when the batch holding this image goes to the model (tracing: where waiting ends). */
+  dispatched?(at: number, size: number): void;
 }
 
 export interface MicroBatcherOptions {
@@ -133,7 +135,9 @@ export class MicroBatcher extends EventEmitter {
       this.freeBuffers.push(buffer);
       return;
     }
-    const waitMs = performance.now() - filled[0]!.enqueuedAt;
+    const dispatchedAt = performance.now();
+    const waitMs = dispatchedAt - filled[0]!.enqueuedAt;
+    for (const q of filled) q.item.dispatched?.(dispatchedAt, filled.length);
     try {
       const r = await this.engine.infer(buffer, filled.length, this.opts.height, this.opts.width);
       this.freeBuffers.push(r.input);

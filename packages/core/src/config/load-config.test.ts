@@ -43,7 +43,29 @@ describe('loadConfig', () => {
     expect(e.code).toBe('CONFIG_INVALID');
     expect(e.message).toContain('PORT="eighty"');
     expect(e.message).toContain('MAX_BATCH_SIZE');
-    expect(e.message).toContain('EXECUTION_PROVIDER');
+    expect(e.message).toContain('EXECUTION_PROVIDER="tpu" is not valid (expected one of cpu, cuda)');
+    expect(e.message).toContain('MAX_BATCH_SIZE="0" is not valid (expected at least 1)');
+    expect(e.message).not.toMatch(/\n| {4}at /);
+  });
+
+  it("never repeats a secret's value, only its name", () => {
+    const secrets = {
+      METRICS_TOKEN: 'tok-SHORT',
+      CALLBACK_SECRET: 'sec-SHORT',
+      API_KEYS: 'alice:sk-live-RAWKEY',
+      REDIS_URL: 'not a url :p4ssw0rd',
+    };
+    let message = '';
+    try {
+      loadConfig(secrets);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    for (const [name, value] of Object.entries(secrets)) {
+      expect(message).toContain(`${name}=(value hidden) is not valid`);
+      expect(message).not.toContain(value);
+    }
+    expect(message).toMatch(/Fix these variables or unset them/);
   });
 
   it('ignores empty strings so an unset-but-exported variable keeps its default', () => {

@@ -36,6 +36,8 @@ const apiKeys = list.transform((entries, ctx) => {
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `auto`: pretty single lines on a terminal, JSON lines otherwise; `json` / `pretty` force either. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 
   // HTTP API
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -105,6 +107,10 @@ export const envSchema = z.object({
   MODEL_FETCH: bool.default(true),
   HF_ENDPOINT: z.string().url().optional(),
   HF_TOKEN: z.string().min(1).optional(),
+  // Hugging Face hub cache conventions (huggingface_hub's variables): models already there are used.
+  HF_HOME: z.string().min(1).optional(),
+  HF_HUB_CACHE: z.string().min(1).optional(),
+  HF_HUB_OFFLINE: bool.default(false),
 
   // Runtime
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
@@ -167,6 +173,13 @@ export const envSchema = z.object({
   FETCH_HEADERS_TIMEOUT_MS: int(1).default(10_000),
   FETCH_TOTAL_TIMEOUT_MS: int(1).default(30_000),
   FETCH_MAX_REDIRECTS: int(0).max(10).default(3),
+
+  // Tracing (OpenTelemetry, OTLP/HTTP): off unless an endpoint is set; the SDK reads these (and the other
+  // standard OTEL_* variables) itself, they are here so a bad value stops the boot with its name.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().min(1).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof envSchema>;

@@ -10,6 +10,7 @@ import type { Config } from '../config';
 import { EmbedpoolError } from '../errors';
 import { type JobOutput, type JobRecord, type JobStore, jobKeys } from '../jobs';
 import { JOBS, QUEUES } from '../queue/names';
+import { bullmqTelemetry } from '../telemetry';
 import type { DeliveryKind } from './payload';
 
 /** The custom backoff type deliveries use; the delivery worker registers `deliveryBackoffStrategy` for it. */
@@ -171,6 +172,8 @@ export class DeliveryQueue {
       connection: redis,
       prefix: opts.prefix,
       streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
+      // Traces: the producer span, and the trace context carried in the job to the worker.
+      ...bullmqTelemetry(),
     });
     this.queue.on('error', () => {});
   }

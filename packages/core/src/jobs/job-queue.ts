@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
 import { addBacklog, removeBacklog } from '../queue/backlog';
 import { JOBS, QUEUES } from '../queue/names';
+import { bullmqTelemetry } from '../telemetry';
 import { type EmbedJobData, embedJobSchema } from './schemas';
 
 /** Sync /score jobs carry no priority and BullMQ serves them first; async jobs queue behind them. */
@@ -20,6 +21,8 @@ export class JobQueue {
       connection,
       prefix: opts.prefix,
       streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
+      // Traces: the producer span, and the trace context carried in the job to the worker.
+      ...bullmqTelemetry(),
     });
     this.queue.on('error', () => {});
   }

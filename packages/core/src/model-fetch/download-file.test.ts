@@ -158,6 +158,22 @@ describe('downloadFile', () => {
     expect(partial.length).toBeGreaterThan(0);
     expect(partial.length).toBeLessThanOrEqual(CUT);
     expect(partial.equals(BODY.subarray(0, partial.length))).toBe(true);
+    // The message says what is really on disk.
+    expect(err.message).toContain(`the ${partial.length} bytes received so far are kept in`);
+  });
+
+  it('says nothing was written when no byte ever arrived (no server: as offline)', async () => {
+    const s = await serve();
+    const url = `${s.url}${PATH}`;
+    await s.close();
+    server = undefined;
+    const err = await rejection(
+      downloadFile({ url, dest: join(dir, 'model.onnx'), retries: 1, retryDelayMs: 1, progress: 'none' }),
+    );
+    expect(err.code).toBe('DOWNLOAD_FAILED');
+    expect(err.message).toMatch(/nothing was written to the cache$/);
+    expect(err.message).not.toMatch(/resume/);
+    expect(existsSync(join(dir, 'model.onnx.partial'))).toBe(false);
   });
 
   it('retries a 503', async () => {

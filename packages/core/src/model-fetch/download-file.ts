@@ -280,10 +280,15 @@ async function fetchToPartial(
 async function countFailure(ctx: Context, previous: number, attempt: number, err: unknown): Promise<number> {
   const failures = previous + 1;
   if (failures > retryBudget(err, ctx.retries) || attempt >= MAX_ATTEMPTS) {
+    // Say what is really on disk: a resumable partial, or nothing at all.
+    const kept = (await sizeOf(ctx.partial)) ?? 0;
+    const onDisk =
+      kept > 0
+        ? `the ${kept} bytes received so far are kept in ${ctx.partial} and the next run resumes from there`
+        : 'nothing was written to the cache';
     throw new EmbedpoolError(
       'DOWNLOAD_FAILED',
-      `${ctx.file}: download failed after ${attempt} attempt(s): ${errorMessage(err)}; ` +
-        'the partial download is kept and the next run resumes it',
+      `${ctx.file}: download failed after ${attempt} attempt(s): ${errorMessage(err)}; ${onDisk}`,
       { cause: err, details: { file: ctx.file, url: redactUrl(ctx.url), attempts: attempt } },
     );
   }

@@ -3,6 +3,7 @@ import { EmbedpoolError } from '../errors';
 import { cachedFilePath, defaultCacheDir, modelCacheDir } from './cache-paths';
 import { type FetchedModel, toFetchedModel } from './fetched-model';
 import { sha256File } from './hash';
+import { findInHubCache, hubCacheDir, isCommit, readHubRef } from './hub-cache';
 import { type ManifestOptions, type ModelFileName, modelManifest } from './manifest';
 import { readRecord } from './record';
 
@@ -11,6 +12,8 @@ export interface FindCachedModelOptions extends ManifestOptions {
   cacheDir?: string;
   /** Re-hash every file against the record (seconds for the full model); default checks presence and size. */
   verify?: boolean;
+  /** The Hugging Face hub cache, also searched. Default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
+  hubCacheDir?: string;
 }
 
 /**
@@ -20,7 +23,32 @@ export interface FindCachedModelOptions extends ManifestOptions {
 export async function findCachedModel(
   options: FindCachedModelOptions = {},
 ): Promise<FetchedModel | undefined> {
-  const manifest = modelManifest(options);
+  const hub = options.hubCacheDir ?? hubCacheDir();
+  let opts = options;
+  // A branch or tag resolves only through the hub cache's refs/ here: this function never asks the network.
+  if (options.revision !== undefined && !isCommit(options.revision)) {
+    const repo = modelManifest({ ...options, revision: undefined }).repo;
+    const commit = await readHubRef(hub, repo, options.revision);
+    if (!commit) return undefined;
+    opts = { ...options, revision: commit };
+  }
+  const manifest = modelManifest(opts);
+  return (await findInOwnCache(opts, manifest)) ?? (await findInHub(hub, manifest, opts.verify));
+}
+
+async function findInHub(
+  hub: string,
+  manifest: ReturnType<typeof modelManifest>,
+  verify?: boolean,
+): Promise<FetchedModel | undefined> {
+  const found = await findInHubCache(hub, manifest, verify);
+  return found ? toFetchedModel(manifest, found.dir, found.paths, true) : undefined;
+}
+
+async function findInOwnCache(
+  options: FindCachedModelOptions,
+  manifest: ReturnType<typeof modelManifest>,
+): Promise<FetchedModel | undefined> {
   const dir = modelCacheDir(options.cacheDir ?? defaultCacheDir(), manifest.repo, manifest.revision);
   const record = await readRecord(dir);
   if (!record || record.repo !== manifest.repo || record.revision !== manifest.revision) return undefined;
@@ -44,7 +72,8 @@ export async function findCachedModel(
 export async function requireCachedModel(options: FindCachedModelOptions = {}): Promise<FetchedModel> {
   const found = await findCachedModel(options);
   if (found) return found;
-  const manifest = modelManifest(options);
+  const named = options.revision !== undefined && !isCommit(options.revision);
+  const manifest = modelManifest(named ? { ...options, revision: undefined } : options);
   const dir = modelCacheDir(options.cacheDir ?? defaultCacheDir(), manifest.repo, manifest.revision);
   throw new EmbedpoolError(
     'MODEL_NOT_FOUND',

@@ -36,6 +36,8 @@ export interface FixtureServerOptions {
   statusFor?: (req: { method: string; path: string; index: number }) => number | undefined;
   /** Answer Range requests with a full 200, like a server without range support. */
   ignoreRange?: boolean;
+  /** `<repo>@<branch or tag>` -> commit, answered at GET /api/models/<repo>/revision/<rev> as the hub does. */
+  revisions?: Record<string, string>;
 }
 
 export interface FixtureServer {
@@ -76,6 +78,15 @@ export async function startFixtureServer(options: FixtureServerOptions): Promise
     });
     if (forced !== undefined) {
       res.writeHead(forced, { 'content-length': '0' }).end();
+      return;
+    }
+    const api = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
+    if (api) {
+      const sha = options.revisions?.[`${api[1]}@${decodeURIComponent(api[2]!)}`];
+      if (!sha)
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"Revision not found"}');
+      else
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: api[1], sha }));
       return;
     }
     const fromCdn = url.pathname.startsWith(`${RESOLVE_PREFIX}/`);

@@ -21,6 +21,16 @@ export {
   type Timeouts,
 } from './http';
 export {
+  findInHubCache,
+  hubCacheDir,
+  hubOffline,
+  hubRepoDir,
+  isCommit,
+  type ResolveRevisionOptions,
+  readHubRef,
+  resolveRevision,
+} from './hub-cache';
+export {
   DEFAULT_HF_ENDPOINT,
   DEFAULT_MODEL_REPO,
   DEFAULT_MODEL_REVISION,

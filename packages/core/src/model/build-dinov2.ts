@@ -84,7 +84,7 @@ export function buildDinov2(opts: BuildDinov2Options): Dinov2Build {
   const ctx: Dinov2GraphContext = { g, config, weights, dtype };
   const h = config.hidden_size;
   const grid = Math.floor(imageSize / config.patch_size);
-  const tokens = 1 + grid * grid;
+  const tokens = 1 + config.num_register_tokens + grid * grid;
 
   const pixels = g.input('pixel_values', DataType.FLOAT, [
     'batch_size',

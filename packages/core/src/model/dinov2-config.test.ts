@@ -4,6 +4,7 @@ import {
   DINOV2_BASE_CONFIG,
   DINOV2_GIANT_CONFIG,
   DINOV2_LARGE_CONFIG,
+  DINOV2_PRESETS,
   DINOV2_SMALL_CONFIG,
   mlpHiddenSize,
   parseDinov2Config,
@@ -43,7 +44,6 @@ describe('Dinov2Config', () => {
       { hidden_size: 100, num_attention_heads: 12 },
       { hidden_act: 'gelu_new' },
       { image_size: [518, 224] },
-      { num_register_tokens: 4 },
       { patch_size: 0 },
     ]) {
       let err: unknown;
@@ -54,6 +54,29 @@ describe('Dinov2Config', () => {
       }
       expect(err, JSON.stringify(bad)).toBeInstanceOf(EmbedpoolError);
       expect((err as EmbedpoolError).code).toBe('MODEL_INVALID');
+    }
+  });
+
+  it('has with-registers presets: the same sizes plus 4 register tokens', () => {
+    const count = (c: Parameters<typeof dinov2ParameterShapes>[0]) =>
+      dinov2ParameterShapes(c).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
+    const pairs = [
+      ['dinov2-small', 'dinov2-with-registers-small'],
+      ['dinov2-base', 'dinov2-with-registers-base'],
+      ['dinov2-large', 'dinov2-with-registers-large'],
+      ['dinov2-giant', 'dinov2-with-registers-giant'],
+    ] as const;
+    for (const [plain, reg] of pairs) {
+      const a = DINOV2_PRESETS[plain]!;
+      const b = DINOV2_PRESETS[reg]!;
+      expect(b).toMatchObject({
+        model_type: 'dinov2_with_registers',
+        num_register_tokens: 4,
+        hidden_size: a.hidden_size,
+        num_hidden_layers: a.num_hidden_layers,
+        use_swiglu_ffn: a.use_swiglu_ffn,
+      });
+      expect(count(b) - count(a)).toBe(4 * a.hidden_size);
     }
   });
 

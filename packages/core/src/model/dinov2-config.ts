@@ -30,17 +30,24 @@ export const dinov2ConfigSchema = z
     layerscale_value: z.number().default(1.0),
     use_swiglu_ffn: z.boolean().default(false),
     initializer_range: z.number().positive().default(0.02),
-    // Dinov2WithRegisters reuses most names but adds tokens this graph does not build.
+    // Dinov2WithRegisters (facebook/dinov2-with-registers-*): learned tokens between CLS and the patches.
     num_register_tokens: z.number().int().nonnegative().default(0),
   })
   .refine((c) => c.hidden_size % c.num_attention_heads === 0, {
     message: 'hidden_size must be a multiple of num_attention_heads',
   })
   .refine((c) => c.hidden_act === 'gelu', { message: "only hidden_act 'gelu' (exact, erf) is supported" })
-  .refine((c) => c.num_register_tokens === 0, { message: 'register tokens are not supported' })
   .refine((c) => c.image_size >= c.patch_size, { message: 'image_size must be at least patch_size' });
 
 export type Dinov2Config = z.output<typeof dinov2ConfigSchema>;
+
+/**
+ * The with-registers models resample their position embedding with antialiasing and no +0.1 offset
+ * (DINOv2's `interpolate_antialias=True, interpolate_offset=0` for the reg checkpoints).
+ */
+export function usesRegisterInterpolation(config: Dinov2Config): boolean {
+  return config.num_register_tokens > 0 || config.model_type === 'dinov2_with_registers';
+}
 /** What a `config.json` may contain: every field optional, sizes as numbers or [h, w]. */
 export type Dinov2ConfigInput = z.input<typeof dinov2ConfigSchema>;
 
@@ -109,4 +116,24 @@ export const DINOV2_GIANT_CONFIG = preset({
   num_hidden_layers: 40,
   num_attention_heads: 24,
   use_swiglu_ffn: true,
+});
+
+/** facebook/dinov2-with-registers-*: the same four sizes with 4 register tokens. */
+const withRegisters = (base: Dinov2Config): Readonly<Dinov2Config> =>
+  preset({ ...base, model_type: 'dinov2_with_registers', num_register_tokens: 4 });
+export const DINOV2_SMALL_REG_CONFIG = withRegisters(DINOV2_SMALL_CONFIG);
+export const DINOV2_BASE_REG_CONFIG = withRegisters(DINOV2_BASE_CONFIG);
+export const DINOV2_LARGE_REG_CONFIG = withRegisters(DINOV2_LARGE_CONFIG);
+export const DINOV2_GIANT_REG_CONFIG = withRegisters(DINOV2_GIANT_CONFIG);
+
+/** Every preset by the name of its checkpoint (facebook/<name>). */
+export const DINOV2_PRESETS: Readonly<Record<string, Readonly<Dinov2Config>>> = Object.freeze({
+  'dinov2-small': DINOV2_SMALL_CONFIG,
+  'dinov2-base': DINOV2_BASE_CONFIG,
+  'dinov2-large': DINOV2_LARGE_CONFIG,
+  'dinov2-giant': DINOV2_GIANT_CONFIG,
+  'dinov2-with-registers-small': DINOV2_SMALL_REG_CONFIG,
+  'dinov2-with-registers-base': DINOV2_BASE_REG_CONFIG,
+  'dinov2-with-registers-large': DINOV2_LARGE_REG_CONFIG,
+  'dinov2-with-registers-giant': DINOV2_GIANT_REG_CONFIG,
 });

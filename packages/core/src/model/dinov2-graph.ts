@@ -1,5 +1,5 @@
 import { EmbedpoolError } from '../errors';
-import { type Dinov2Config, mlpHiddenSize } from './dinov2-config';
+import { type Dinov2Config, mlpHiddenSize, usesRegisterInterpolation } from './dinov2-config';
 import { float32ToFloat16 } from './half';
 import { packBiases, packLinearWeights } from './linear';
 import { attr, DataType, type GraphBuilder } from './onnx-graph';
@@ -83,7 +83,9 @@ export function emitEmbeddings(ctx: Dinov2GraphContext, pixels: string, imageSiz
 
   const cls = requireWeight(ctx.weights, 'embeddings.cls_token', [1, 1, h]);
   const pos = requireWeight(ctx.weights, 'embeddings.position_embeddings', [1, 1 + srcGrid * srcGrid, h]);
-  const posAt = interpolatePosEmbed(pos.data, srcGrid, grid, h);
+  const posAt = interpolatePosEmbed(pos.data, srcGrid, grid, h, {
+    antialias: usesRegisterInterpolation(config),
+  });
   // cls + pos[0] is input-independent: add it here (in float32, as the reference does at run time).
   const clsPos = new Float32Array(h);
   for (let i = 0; i < h; i++) clsPos[i] = cls.data[i]! + posAt[i]!;
@@ -101,7 +103,19 @@ export function emitEmbeddings(ctx: Dinov2GraphContext, pixels: string, imageSiz
     [weight(ctx, 'embeddings.cls_token_with_position', clsPos, [1, 1, h]), clsShape],
     'embeddings/cls',
   );
-  return g.node('Concat', [clsTokens, withPos], 'embeddings/Concat', [attr.int('axis', 1)]);
+  const R = config.num_register_tokens;
+  if (R === 0) return g.node('Concat', [clsTokens, withPos], 'embeddings/Concat', [attr.int('axis', 1)]);
+  // Registers sit between CLS and the patches, with no position embedding of their own.
+  const reg = requireWeight(ctx.weights, 'embeddings.register_tokens', [1, R, h]);
+  const regShape = g.node('Concat', [batch, g.int64([R, h])], 'embeddings/register_shape', [
+    attr.int('axis', 0),
+  ]);
+  const registers = g.node(
+    'Expand',
+    [weight(ctx, 'embeddings.register_tokens', reg.data, [1, R, h]), regShape],
+    'embeddings/registers',
+  );
+  return g.node('Concat', [clsTokens, registers, withPos], 'embeddings/Concat', [attr.int('axis', 1)]);
 }
 
 /**

@@ -12,6 +12,9 @@ export function dinov2ParameterShapes(config: Dinov2Config): [string, number[]][
   const out: [string, number[]][] = [
     ['embeddings.cls_token', [1, 1, h]],
     ['embeddings.mask_token', [1, h]],
+    ...(config.num_register_tokens > 0
+      ? ([['embeddings.register_tokens', [1, config.num_register_tokens, h]]] as [string, number[]][])
+      : []),
     ['embeddings.position_embeddings', [1, 1 + grid * grid, h]],
     ['embeddings.patch_embeddings.projection.weight', [h, config.num_channels, p, p]],
     ['embeddings.patch_embeddings.projection.bias', [h]],

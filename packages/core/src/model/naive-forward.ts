@@ -1,5 +1,5 @@
 import { EmbedpoolError } from '../errors';
-import { type Dinov2Config, mlpHiddenSize } from './dinov2-config';
+import { type Dinov2Config, mlpHiddenSize, usesRegisterInterpolation } from './dinov2-config';
 import { interpolatePosEmbed } from './pos-embed';
 import type { WeightMap } from './weights';
 
@@ -70,19 +70,27 @@ export function naiveDinov2Forward(
   const p = config.patch_size;
   const C = config.num_channels;
   const grid = Math.floor(imageSize / p);
-  const T = 1 + grid * grid;
+  const R = config.num_register_tokens;
+  // CLS, then the register tokens (no position embedding), then the patches.
+  const T = 1 + R + grid * grid;
   const eps = config.layer_norm_eps;
 
   let x = new Float64Array(T * h);
   const convW = w(weights, 'embeddings.patch_embeddings.projection.weight');
   const convB = w(weights, 'embeddings.patch_embeddings.projection.bias');
   const srcGrid = Math.floor(config.image_size / p);
-  const pos = interpolatePosEmbed(w(weights, 'embeddings.position_embeddings'), srcGrid, grid, h);
+  const pos = interpolatePosEmbed(w(weights, 'embeddings.position_embeddings'), srcGrid, grid, h, {
+    antialias: usesRegisterInterpolation(config),
+  });
   const cls = w(weights, 'embeddings.cls_token');
   for (let i = 0; i < h; i++) x[i] = cls[i]! + pos[i]!;
+  if (R > 0) {
+    const reg = w(weights, 'embeddings.register_tokens');
+    for (let i = 0; i < R * h; i++) x[h + i] = reg[i]!;
+  }
   for (let gy = 0; gy < grid; gy++) {
     for (let gx = 0; gx < grid; gx++) {
-      const t = 1 + gy * grid + gx;
+      const t = 1 + R + gy * grid + gx;
       for (let o = 0; o < h; o++) {
         let acc = convB[o]!;
         for (let c = 0; c < C; c++)
@@ -91,7 +99,7 @@ export function naiveDinov2Forward(
               acc +=
                 convW[((o * C + c) * p + ky) * p + kx]! *
                 pixels[(c * imageSize + gy * p + ky) * imageSize + gx * p + kx]!;
-        x[t * h + o] = acc + pos[t * h + o]!;
+        x[t * h + o] = acc + pos[(t - R) * h + o]!;
       }
     }
   }

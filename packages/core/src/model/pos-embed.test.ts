@@ -80,3 +80,25 @@ describe('interpolatePosEmbed', () => {
     expect(max).toBeLessThan(1e-6);
   });
 });
+
+describe('antialiasBicubicResizeHwc (the with-registers position resampling)', () => {
+  it('keeps a constant field constant and a linear ramp monotonic, shrinking and enlarging', async () => {
+    const { antialiasBicubicResizeHwc } = await import('./pos-embed');
+    const constant = new Float32Array(37 * 37 * 2).fill(0.75);
+    for (const out of [16, 40]) {
+      const r = antialiasBicubicResizeHwc(constant, 37, 37, 2, out, out);
+      expect(r).toHaveLength(out * out * 2);
+      for (const v of r) expect(v).toBeCloseTo(0.75, 6);
+    }
+    // x-ramp: every output row increases left to right (the filter is normalised and symmetric).
+    const ramp = new Float32Array(37 * 37);
+    for (let y = 0; y < 37; y++) for (let x = 0; x < 37; x++) ramp[y * 37 + x] = x;
+    const r = antialiasBicubicResizeHwc(ramp, 37, 37, 1, 16, 16);
+    for (let x = 1; x < 16; x++) expect(r[5 * 16 + x]!).toBeGreaterThan(r[5 * 16 + x - 1]!);
+    // Antialiasing spreads the filter over the shrink factor: a single hot cell reaches more than 4 outputs.
+    const dot = new Float32Array(37 * 37);
+    dot[18 * 37 + 18] = 1;
+    const spread = antialiasBicubicResizeHwc(dot, 37, 37, 1, 8, 8).filter((v) => Math.abs(v) > 1e-9).length;
+    expect(spread).toBeGreaterThan(4);
+  });
+});

@@ -100,6 +100,85 @@ export function bicubicResizeHwc(
   return out;
 }
 
+/** PIL/PyTorch antialias cubic filter (A = -0.5). */
+function aaCubic(x: number): number {
+  const a = -0.5;
+  const t = Math.abs(x);
+  if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+  if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
+  return 0;
+}
+
+/**
+ * One axis of `F.interpolate(mode='bicubic', antialias=True, align_corners=False)`: when shrinking, the
+ * filter widens by the scale so every source cell contributes, and each output's weights are normalised
+ * (PyTorch's `_upsample_bicubic2d_aa`, the PIL scheme). Computed in float64.
+ */
+function aaAxis(
+  inSize: number,
+  outSize: number,
+): { start: Int32Array; count: Int32Array; weight: Float64Array[] } {
+  const scale = inSize / outSize;
+  const support = scale >= 1 ? 2 * scale : 2;
+  const invscale = scale >= 1 ? 1 / scale : 1;
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weight: Float64Array[] = [];
+  for (let o = 0; o < outSize; o++) {
+    const center = scale * (o + 0.5);
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const xsize = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    const w = new Float64Array(xsize);
+    let total = 0;
+    for (let j = 0; j < xsize; j++) {
+      w[j] = aaCubic((j + xmin - center + 0.5) * invscale);
+      total += w[j]!;
+    }
+    for (let j = 0; j < xsize; j++) w[j] = total !== 0 ? w[j]! / total : 0;
+    start[o] = xmin;
+    count[o] = xsize;
+    weight.push(w);
+  }
+  return { start, count, weight };
+}
+
+/** Antialiased bicubic resize of a channels-last [inH, inW, channels] grid (width first, then height). */
+export function antialiasBicubicResizeHwc(
+  src: Float32Array,
+  inH: number,
+  inW: number,
+  channels: number,
+  outH: number,
+  outW: number,
+): Float32Array {
+  const ax = aaAxis(inW, outW);
+  const ay = aaAxis(inH, outH);
+  const mid = new Float64Array(inH * outW * channels);
+  for (let y = 0; y < inH; y++) {
+    for (let ox = 0; ox < outW; ox++) {
+      const w = ax.weight[ox]!;
+      for (let c = 0; c < channels; c++) {
+        let acc = 0;
+        for (let j = 0; j < w.length; j++) acc += src[(y * inW + ax.start[ox]! + j) * channels + c]! * w[j]!;
+        mid[(y * outW + ox) * channels + c] = acc;
+      }
+    }
+  }
+  const out = new Float32Array(outH * outW * channels);
+  for (let oy = 0; oy < outH; oy++) {
+    const w = ay.weight[oy]!;
+    for (let ox = 0; ox < outW; ox++) {
+      for (let c = 0; c < channels; c++) {
+        let acc = 0;
+        for (let j = 0; j < w.length; j++)
+          acc += mid[((ay.start[oy]! + j) * outW + ox) * channels + c]! * w[j]!;
+        out[(oy * outW + ox) * channels + c] = acc;
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Resamples DINOv2's learned position embedding ([1 + srcGrid², dim]: CLS first, then the grid row-major)
  * to a targetGrid² patch grid, exactly as transformers' Dinov2 `interpolate_pos_encoding` did when the
@@ -111,6 +190,8 @@ export function interpolatePosEmbed(
   srcGrid: number,
   targetGrid: number,
   dim: number,
+  /** The with-registers checkpoints: antialiased bicubic at the exact target size, no +0.1 offset. */
+  options: { antialias?: boolean } = {},
 ): Float32Array {
   if (pos.length !== (1 + srcGrid * srcGrid) * dim) {
     throw new EmbedpoolError(
@@ -120,10 +201,12 @@ export function interpolatePosEmbed(
   }
   if (srcGrid === targetGrid) return pos;
   const scale = (targetGrid + 0.1) / srcGrid;
-  const grid = bicubicResizeHwc(pos.subarray(dim), srcGrid, srcGrid, dim, targetGrid, targetGrid, {
-    scaleH: scale,
-    scaleW: scale,
-  });
+  const grid = options.antialias
+    ? antialiasBicubicResizeHwc(pos.subarray(dim), srcGrid, srcGrid, dim, targetGrid, targetGrid)
+    : bicubicResizeHwc(pos.subarray(dim), srcGrid, srcGrid, dim, targetGrid, targetGrid, {
+        scaleH: scale,
+        scaleW: scale,
+      });
   const out = new Float32Array((1 + targetGrid * targetGrid) * dim);
   out.set(pos.subarray(0, dim));
   out.set(grid, dim);

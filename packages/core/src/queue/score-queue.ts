@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
+import { bullmqTelemetry } from '../telemetry';
 import { addBacklog, removeBacklog } from './backlog';
 import { JOBS, keys, QUEUES } from './names';
 import { type ScoreJobData, type ScoreJobInput, scoreJobSchema } from './schemas';
@@ -29,6 +30,8 @@ export class ScoreQueue {
       connection,
       prefix: opts.prefix,
       streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
+      // Traces: the producer span, and the trace context carried in the job to the worker.
+      ...bullmqTelemetry(),
     });
     // Errors surface on the calls that hit them; the emitter's copy would only crash the process.
     this.queue.on('error', () => {});

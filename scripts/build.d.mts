@@ -1,0 +1,1 @@
+export function buildDist(options?: { outdir?: string; typecheck?: boolean }): Promise<unknown>;
