@@ -6,7 +6,8 @@
  * - `${VAR:-default}` interpolated from `userEnv` (what a user puts in `.env`);
  * - service host names (`redis:6379`, `azurite:10000`) to loopback ports of their own, listening addresses
  *   (`0.0.0.0`) to 127.0.0.1, published/listen ports (`PORT`, `WORKER_METRICS_PORT`) to free ports;
- * - images to the local checkout: `embedpool/*` runs `node bin/embedpool.js <CMD of its Dockerfile>`,
+ * - images to the local checkout: `embedpool/*` runs its Dockerfile's ENTRYPOINT + CMD, on JavaScript compiled
+ *   as the image build compiles it (`scripts/build.mjs` into `.cache/fleet-smoke/dist`),
  *   `redis` the machine's `redis-server`, `azurite` the npm package's `azurite-blob`;
  * - volume paths to temporary directories; where the file's model comes from a volume filled by
  *   `model-init` (a download), MODEL_PATH points at the repository's small parity model instead, and
@@ -91,17 +92,33 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** The CMD of a Dockerfile (exec form): what the image runs after its ENTRYPOINT. */
-function dockerCmd(dockerfile: string): string[] {
+/**
+ * ENTRYPOINT + CMD of a Dockerfile (exec form): the compiled script the image runs (`node dist/cli.mjs`,
+ * `node dist/serve.mjs`) and its arguments.
+ */
+function dockerRun(dockerfile: string): { script: string; args: string[] } {
   const text = readFileSync(join(REPO_ROOT, dockerfile), 'utf8');
   const cmd = [...text.matchAll(/^CMD\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   const entry = [...text.matchAll(/^ENTRYPOINT\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   if (!cmd || !entry) throw new Error(`${dockerfile}: no exec-form ENTRYPOINT/CMD`);
-  const entrypoint = JSON.parse(entry) as string[];
-  if (entrypoint.join(' ') !== 'node bin/embedpool.js') {
-    throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not the embedpool CLI`);
+  const [node, script, ...rest] = JSON.parse(entry) as string[];
+  if (node !== 'node' || !script || !/^dist\/(cli|serve)\.mjs$/.test(script) || rest.length > 0) {
+    throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not the compiled embedpool CLI`);
   }
-  return JSON.parse(cmd) as string[];
+  return { script, args: JSON.parse(cmd) as string[] };
+}
+
+/**
+ * The images run compiled JavaScript: build it as their build stage does (without the type check, which
+ * `npm test` runs anyway) into a folder inside the checkout, so packages resolve from its node_modules.
+ */
+async function buildImageDist(): Promise<string> {
+  const root = join(REPO_ROOT, '.cache/fleet-smoke');
+  const { buildDist } = (await import('../../scripts/build.mjs')) as {
+    buildDist(o: { outdir: string; typecheck: boolean }): Promise<unknown>;
+  };
+  await buildDist({ outdir: join(root, 'dist'), typecheck: false });
+  return root;
 }
 
 /** `redis:6379` -> its loopback port; filled on demand as the environments name hosts. */
@@ -282,16 +299,18 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     // api and worker: the local checkout runs what each image's Dockerfile runs.
     const env: Record<string, Record<string, string>> = {};
     const started: Record<string, Proc> = {};
+    let distRoot: string | undefined;
     for (const name of ['worker', 'api']) {
       const svc = services[name]!;
       if (!/^embedpool\//.test(svc.image) || !svc.dockerfile)
         throw new Error(`${name}: not an embedpool image`);
       env[name] = await mapEnv(name);
-      const cmd = svc.command ?? dockerCmd(svc.dockerfile);
+      const run = dockerRun(svc.dockerfile);
+      distRoot ??= await buildImageDist();
       started[name] = spawnProc(
         name,
         process.execPath,
-        [join(REPO_ROOT, 'bin/embedpool.js'), ...cmd],
+        [join(distRoot, run.script), ...(svc.command ?? run.args)],
         env[name]!,
       );
     }

@@ -30,7 +30,8 @@ import { startWorker, type WorkerHandle } from './worker';
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 describe('worker serving an int8 model', { timeout: 120_000 }, () => {
-  const prefix = `t-int8-${randomUUID().slice(0, 8)}`;
+  // Braced: QUEUE_PREFIX is a cluster hash tag, and this test uses the prefix directly too.
+  const prefix = `{t-int8-${randomUUID().slice(0, 8)}}`;
   let dir: string;
   let fp32: string;
   let int8: string;
