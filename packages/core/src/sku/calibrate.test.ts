@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -7,7 +6,7 @@ import { PARITY_MODEL } from '../testing';
 import { type CalibrateEvent, calibrate, ensureRandomModel, randomModelPath } from './calibrate';
 import { planToEnv } from './plan';
 
-describe.skipIf(!existsSync(PARITY_MODEL))('calibrate (tiny fixture model)', () => {
+describe('calibrate (tiny fixture model)', () => {
   it('measures each batch size and thread count and plans the fastest', async () => {
     const events: CalibrateEvent[] = [];
     const r = await calibrate({
