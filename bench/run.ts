@@ -8,7 +8,9 @@
  * - micro:      A/B of two optimizations in isolation (buffer transfer, the batcher's no-wait rule);
  * - e2e:        API -> Redis -> worker -> answer: idle latency, sync /score at several concurrencies,
  *               async jobs, Redis commands and bytes per image, RSS, event-loop delay;
- * - ab:         the e2e load again with other worker settings (MAX_BATCH_SIZE=4, ...).
+ * - ab:         the e2e load again with other worker settings (MAX_BATCH_SIZE=4, ...);
+ * - pipeline:   the pipeline's own CPU and Redis cost per image with a near-zero-cost model standing in for a
+ *               GPU: separate api and worker processes, /score, /v1/jobs, bulk ingestion (lib/pipeline.ts).
  *
  * Writes bench/results/<date>-<host>[-quick].json (every number, with units in the field names) and a
  * markdown summary beside it; prints progress to stderr and the two paths to stdout.
@@ -41,6 +43,7 @@ import { progress } from './lib/log';
 import { machineInfo } from './lib/machine';
 import type { MicroInput, MicroResult } from './lib/micro';
 import { type BenchDtype, type BenchModel, ensureBenchModel } from './lib/model';
+import { type PipelineReport, pipelineTargets, runPipeline } from './lib/pipeline';
 import type { PreprocessInput, PreprocessResult } from './lib/preprocess';
 import type { RawCell, RawInput, RawResult, Split } from './lib/raw';
 import { PrivateRedis, RedisMonitor, RedisProbe } from './lib/redis';
@@ -50,7 +53,7 @@ import { WORKER_SETTINGS } from './lib/server';
 import { median, round, sleep } from './lib/stats';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab'] as const;
+export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'pipeline'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** What the CLI hands over (bin/commands/bench.ts); everything optional has a per-mode default. */
@@ -102,6 +105,9 @@ interface Profile {
   abLatencyCount: number;
   /** Seconds the raw section, and separately the e2e section, may spend re-measuring noisy cells and phases. */
   retryBudgetSeconds: number;
+  /** Pipeline section: seconds per load phase, and blobs the ingestion phase embeds. */
+  pipelineSeconds: number;
+  pipelineIngestBlobs: number;
 }
 
 const FULL: Profile = {
@@ -122,6 +128,8 @@ const FULL: Profile = {
   accountingJobImages: 8,
   abLatencyCount: 12,
   retryBudgetSeconds: 150,
+  pipelineSeconds: 15,
+  pipelineIngestBlobs: 1024,
   ab: [
     'MAX_BATCH_SIZE=4',
     'INFERENCE_THREADS=2,INTRA_OP_THREADS=1',
@@ -150,6 +158,8 @@ const QUICK: Profile = {
   accountingJobImages: 4,
   abLatencyCount: 0,
   retryBudgetSeconds: 15,
+  pipelineSeconds: 6,
+  pipelineIngestBlobs: 256,
   ab: [],
 };
 
@@ -204,6 +214,7 @@ export interface BenchReport {
   micro: MicroResult | null;
   e2e: E2EReport | null;
   ab: AbReport[];
+  pipeline: PipelineReport | null;
   targets: Target[];
   notes: string[];
 }
@@ -710,11 +721,15 @@ export async function runBench(args: BenchArgs): Promise<number> {
     );
   }
 
-  const model = await ensureBenchModel({
-    ...(args.model ? { modelPath: args.model } : {}),
-    ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
-    dtype: args.dtype,
-  });
+  // The pipeline section builds its own near-zero-cost model; the others bench the ViT-B (or --model).
+  const needsModel = [...sections].some((s) => s !== 'pipeline');
+  const model: BenchModel = needsModel
+    ? await ensureBenchModel({
+        ...(args.model ? { modelPath: args.model } : {}),
+        ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
+        dtype: args.dtype,
+      })
+    : { path: '(none)', bytes: 0, built: false, buildSeconds: 0, randomWeights: false, dtype: 'unknown' };
   progress(
     `model: ${model.path} (${mb(model.bytes)}, ${model.built ? `built in ${model.buildSeconds.toFixed(1)} s` : 'reused'}` +
       `${model.randomWeights ? ', random weights' : ''})`,
@@ -748,6 +763,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
     micro: null,
     e2e: null,
     ab: [],
+    pipeline: null,
     targets: [],
     notes: [],
   };
@@ -855,13 +871,22 @@ export async function runBench(args: BenchArgs): Promise<number> {
         report.ab = await runAb(args, profile, model, redis, images, Math.max(...concurrency), variants);
       }
     }
+    if (sections.has('pipeline')) {
+      report.pipeline = await runPipeline({
+        seconds: args.seconds ?? p.pipelineSeconds,
+        ingestBlobs: p.pipelineIngestBlobs,
+      });
+    }
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     await redis?.stop();
   }
 
-  report.targets = computeTargets(report);
+  report.targets = [
+    ...computeTargets(report),
+    ...(report.pipeline ? pipelineTargets(report.pipeline.phases) : []),
+  ];
   report.loadAverageAtEnd = os.loadavg().map((l) => round(l, 2));
   report.finishedAt = new Date().toISOString();
   report.durationSeconds = round((performance.now() - t0) / 1000, 1);

@@ -1,4 +1,5 @@
 import type { BenchReport } from '../run';
+import { renderPipeline } from './pipeline';
 
 const MiB = 2 ** 20;
 
@@ -371,6 +372,14 @@ export function renderMarkdown(r: BenchReport): string {
       `Lone image through the micro-batcher (0-ms model): ${i.noWaitWhenIdleMs.median} ms with the no-wait-when-idle rule, ` +
         `${i.timerOnlyMs.median} ms when it waits BATCH_WAIT_MS=${i.batchWaitMs} for company.`,
     );
+    out.push('');
+  }
+
+  if (r.pipeline) {
+    out.push('## Pipeline cost per image (near-zero-cost model standing in for a GPU)');
+    out.push('');
+    out.push(renderPipeline(r.pipeline));
+    for (const n of r.pipeline.notes) out.push(`- ${n}`);
     out.push('');
   }
 
