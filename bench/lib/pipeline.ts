@@ -359,6 +359,8 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
       WORKER_METRICS_PORT: '0',
       MAX_BACKLOG_IMAGES: '0',
       RATE_LIMIT_REQUESTS: '0',
+      // As a GPU worker runs (ORT_SPINNING=auto is off for cuda): the stand-in model is on the CPU provider.
+      ORT_SPINNING: 'off',
       ...input.env,
     };
     for (const k of ['API_KEYS', 'AUTH', 'AUTH_JWT_ISSUER', 'METRICS_TOKEN']) delete process.env[k];

@@ -72,6 +72,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       intraOpThreads: config.INTRA_OP_THREADS,
       interOpThreads: config.INTER_OP_THREADS,
       graphOptimization: config.GRAPH_OPTIMIZATION,
+      spinning: config.ORT_SPINNING,
     },
   });
   const crop = model.preprocessor.crop_size;

@@ -96,6 +96,7 @@ export const envSchema = z.object({
   INTRA_OP_THREADS: int(0).default(0),
   INTER_OP_THREADS: int(0).default(1),
   GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+  ORT_SPINNING: z.enum(['auto', 'on', 'off']).default('auto'),
   INFERENCE_THREADS: int(1).default(1),
 
   // Worker sizing (see `embedpool sku`)
