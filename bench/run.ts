@@ -875,6 +875,8 @@ export async function runBench(args: BenchArgs): Promise<number> {
       report.pipeline = await runPipeline({
         seconds: args.seconds ?? p.pipelineSeconds,
         ingestBlobs: p.pipelineIngestBlobs,
+        // A/B of the service's settings: EMBEDPOOL_PIPELINE_ENV='{"ORT_SPINNING":"on"}'.
+        env: JSON.parse(process.env.EMBEDPOOL_PIPELINE_ENV ?? '{}') as Record<string, string>,
       });
     }
   } finally {

@@ -126,7 +126,9 @@ interface Proc {
 }
 
 function spawnEmbedpool(command: 'api' | 'worker', env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/embedpool.js'), command], {
+  // EMBEDPOOL_PIPELINE_NODE_ARGS: node flags for both processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const nodeArgs = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin/embedpool.js'), command], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

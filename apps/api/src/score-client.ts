@@ -2,12 +2,14 @@ import { EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
   type ImageRef,
+  type InlineSource,
   type ScoreQueue,
   type ScoreResult,
   scoreResultSchema,
   takeResult,
 } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
+import type { InlineHandoff } from './inline-handoff';
 import type { ScoreWaiter } from './score-waiter';
 
 export interface ScoreClientOptions {
@@ -16,6 +18,8 @@ export interface ScoreClientOptions {
   redis: Redis;
   waiter: ScoreWaiter;
   prefix: string;
+  /** Base64 images leave as raw bytes, held here or in one Redis key, never as base64 inside the job. */
+  handoff?: InlineHandoff;
 }
 
 export interface ScoreCall {
@@ -40,6 +44,29 @@ export class ScoreClient {
   constructor(private readonly opts: ScoreClientOptions) {}
 
   async score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+    const { handoff, redis, waiter } = this.opts;
+    call.signal?.throwIfAborted();
+    if (redis.status !== 'ready') throw unavailable(`redis is unreachable (${redis.status})`);
+    if (!waiter.listening) throw unavailable('not listening for job events (redis connection not ready)');
+    if (!handoff) return this.scoreStaged(images, undefined, call);
+    let staged: Awaited<ReturnType<InlineHandoff['stage']>>;
+    try {
+      staged = await handoff.stage(call.jobId, images, Math.ceil(call.timeoutMs / 1000) + 5);
+    } catch (err) {
+      throw unavailable(`could not stage inline images: ${(err as Error).message}`, err);
+    }
+    try {
+      return await this.scoreStaged(staged.images, staged.inline, call);
+    } finally {
+      await handoff.release(call.jobId, staged.inline);
+    }
+  }
+
+  private async scoreStaged(
+    images: ImageRef[],
+    inline: InlineSource | undefined,
+    call: ScoreCall,
+  ): Promise<ScoreAnswer> {
     const { queue, redis, waiter } = this.opts;
     const { jobId, log, signal } = call;
     signal?.throwIfAborted();
@@ -53,7 +80,9 @@ export class ScoreClient {
     outcome.catch(() => {});
     const race = new DeadlineRace(deadline, call.timeoutMs, signal);
     try {
-      const added = await race.run(queue.add({ requestId: jobId, images, deadline, normalize: false }));
+      const added = await race.run(
+        queue.add({ requestId: jobId, images, deadline, normalize: false, ...(inline ? { inline } : {}) }),
+      );
       if (added !== 'done') {
         waiter.discard(jobId);
         // The add may still land after we stopped waiting for it; cancel whatever made it into Redis.

@@ -12,6 +12,7 @@ import { Registry } from 'prom-client';
 import { createApiApp } from './app';
 import { resolveAuth } from './auth';
 import { trackConnections } from './connections';
+import { InlineHandoff } from './inline-handoff';
 import { ScoreClient } from './score-client';
 import { ScoreWaiter } from './score-waiter';
 
@@ -62,7 +63,12 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     // A worker finished a job we gave up on: its vectors would sit in Redis until the TTL.
     onOrphanCompleted: (jobId) => void redis.del(keys.result(prefix, jobId)).catch(() => {}),
   });
-  const scoreClient = new ScoreClient({ queue, redis, waiter, prefix });
+  const handoff = new InlineHandoff(
+    redis,
+    prefix,
+    config.INLINE_HANDOFF_URL === 'off' ? undefined : config.INLINE_HANDOFF_URL,
+  );
+  const scoreClient = new ScoreClient({ queue, redis, waiter, prefix, handoff });
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
@@ -90,6 +96,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     ],
     jobs,
     auth,
+    handoff,
   });
 
   const server = http.createServer(app);
@@ -122,6 +129,8 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     throw err;
   }
   const url = addressUrl(server.address() as AddressInfo);
+  // Workers on this machine reach the API at the address it is bound to; elsewhere INLINE_HANDOFF_URL says.
+  if (config.INLINE_HANDOFF_URL === undefined && isLoopbackHost(config.HOST)) handoff.useBoundAddress(url);
 
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
@@ -148,6 +157,10 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     return closing;
   };
   return { server, url, close };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function addressUrl(addr: AddressInfo): string {

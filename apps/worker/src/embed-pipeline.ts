@@ -2,7 +2,7 @@ import type { MicroBatcher } from '@embedpool/core/batching';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { UrlPolicy } from '@embedpool/core/net';
 import { type PreprocessOptions, preprocess } from '@embedpool/core/preprocess';
-import type { ImageRef } from '@embedpool/core/queue';
+import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { loadImageBytes } from './image-source';
 import type { WorkerMetrics } from './metrics';
@@ -28,7 +28,12 @@ export class EmbedPipeline {
     this.decodeLimit = pLimit(opts.decodeConcurrency);
   }
 
-  async embed(ref: ImageRef, signal?: AbortSignal): Promise<Float32Array> {
+  /** `inline`: the reader of the job's inline bytes, for `{kind: 'inline'}` refs. */
+  async embed(
+    ref: ImageRef | LoadedImage,
+    signal?: AbortSignal,
+    inline?: InlineReader,
+  ): Promise<Float32Array> {
     const { batcher, metrics } = this.opts;
     const arriving = batcher.expect();
     let pixels: Float32Array;
@@ -38,6 +43,7 @@ export class EmbedPipeline {
         policy: this.opts.policy,
         maxBytes: this.opts.maxImageBytes,
         ...(signal ? { signal } : {}),
+        ...(inline ? { inline } : {}),
       });
       const t1 = performance.now();
       if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);

@@ -10,7 +10,7 @@ import {
   jobKeys,
 } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
-import type { ItemFailure } from '@embedpool/core/queue';
+import { deleteInline, InlineReader, type ItemFailure } from '@embedpool/core/queue';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
@@ -59,7 +59,10 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);
     if (!record) throw new UnrecoverableError(`NOT_FOUND: job record ${data.jobId} is gone`);
-    if (record.state === 'cancelled') return { state: 'cancelled' };
+    if (record.state === 'cancelled') {
+      await deleteInline(deps.redis, data.inline).catch(() => {});
+      return { state: 'cancelled' };
+    }
     if (record.state !== 'queued' && record.state !== 'running') {
       // Finished on an earlier attempt that died before the delivery was queued: queue it (ids dedupe).
       await enqueueDelivery(deps, record);
@@ -68,8 +71,9 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     try {
       await deps.store.markRunning(data.jobId);
       const limit = pLimit(deps.perJobConcurrency);
+      const inline = new InlineReader(data.inline, deps.redis, { timeoutMs: 10_000 });
       const settled = await Promise.allSettled(
-        data.images.map((img) => limit(() => deps.pipeline.embed(img.ref))),
+        data.images.map((img) => limit(() => deps.pipeline.embed(img.ref, undefined, inline))),
       );
       const dim = deps.dim();
       const vectors: (Float32Array | null)[] = [];
@@ -94,6 +98,8 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         model: deps.modelId,
         dim,
       });
+      // The output and the outcome are written: the images are no longer needed (a retry finds the job final).
+      await deleteInline(deps.redis, data.inline).catch(() => {});
       const finished = await deps.store.get(data.jobId);
       if (finished) await enqueueDelivery(deps, finished);
       log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');
@@ -108,6 +114,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
           code: storageCode ? `STORAGE_${storageCode}` : e.code,
           message: e.message,
         });
+        await deleteInline(deps.redis, data.inline).catch(() => {});
       }
       throw err;
     }

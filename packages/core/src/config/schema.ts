@@ -56,6 +56,11 @@ export const envSchema = z.object({
   MAX_BACKLOG_IMAGES: int(0).default(10_000),
 
   // Redis and the queue
+  /**
+   * How workers reach this API process for the inline images of /score requests (e.g. http://10.0.0.4:8080);
+   * `off`: through Redis. Unset: the bound address on a loopback HOST, Redis otherwise.
+   */
+  INLINE_HANDOFF_URL: z.union([z.literal('off'), z.string().url()]).optional(),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_AUTOSTART: bool.default(true),
   QUEUE_PREFIX: z

@@ -1,5 +1,19 @@
 export { addBacklog, backlogImages, removeBacklog } from './backlog';
 export { createRedis, type RedisRole } from './connection';
+export {
+  deleteInline,
+  HANDOFF_TOKEN_HEADER,
+  InlineReader,
+  type InlineRef,
+  type InlineSource,
+  inlineKey,
+  inlineRefSchema,
+  inlineSourceSchema,
+  type LoadedImage,
+  packImages,
+  storeInline,
+  tokenMatches,
+} from './inline-images';
 export { JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
 export { takeResult, writeResult } from './results';
 export {
