@@ -10,6 +10,7 @@ import {
 } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 import type { InlineHandoff } from './inline-handoff';
+import { type CoalescerOptions, ScoreCoalescer } from './score-coalescer';
 import type { ScoreWaiter } from './score-waiter';
 
 export interface ScoreClientOptions {
@@ -20,6 +21,8 @@ export interface ScoreClientOptions {
   prefix: string;
   /** Base64 images leave as raw bytes, held here or in one Redis key, never as base64 inside the job. */
   handoff?: InlineHandoff;
+  /** Concurrent requests share one queue job (see score-coalescer.ts); absent or 0 ms: one job each. */
+  coalesce?: CoalescerOptions;
 }
 
 export interface ScoreCall {
@@ -41,9 +44,19 @@ const EMPTY = new Float32Array(0);
 
 /** Enqueues one score job and waits for its result, within the request's deadline, never longer. */
 export class ScoreClient {
-  constructor(private readonly opts: ScoreClientOptions) {}
+  private readonly coalescer: ScoreCoalescer | undefined;
 
-  async score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+  constructor(private readonly opts: ScoreClientOptions) {
+    if (opts.coalesce && opts.coalesce.windowMs > 0)
+      this.coalescer = new ScoreCoalescer((images, call) => this.scoreJob(images, call), opts.coalesce);
+  }
+
+  score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+    return this.coalescer ? this.coalescer.score(images, call) : this.scoreJob(images, call);
+  }
+
+  /** One queue job for these images, waited for within the call's deadline. */
+  async scoreJob(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
     const { handoff, redis, waiter } = this.opts;
     call.signal?.throwIfAborted();
     if (redis.status !== 'ready') throw unavailable(`redis is unreachable (${redis.status})`);
@@ -122,7 +135,11 @@ export class ScoreClient {
     } catch (err) {
       throw unavailable(`could not read the result: ${(err as Error).message}`, err);
     }
-    if (result.failures.length > 0) return { result, vectors: EMPTY };
+    if (result.failures.length > 0) {
+      // The rows that did succeed stay readable: a coalesced job answers several requests.
+      const whole = vectors !== null && vectors.length === result.count * result.dim;
+      return { result, vectors: whole && vectors ? vectors : EMPTY };
+    }
     if (result.count !== n || vectors === null || vectors.length !== result.count * result.dim) {
       log.error(
         { jobId, images: n, count: result.count, dim: result.dim, floats: vectors?.length ?? null },

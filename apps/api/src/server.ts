@@ -68,7 +68,14 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     prefix,
     config.INLINE_HANDOFF_URL === 'off' ? undefined : config.INLINE_HANDOFF_URL,
   );
-  const scoreClient = new ScoreClient({ queue, redis, waiter, prefix, handoff });
+  const scoreClient = new ScoreClient({
+    queue,
+    redis,
+    waiter,
+    prefix,
+    handoff,
+    coalesce: { windowMs: config.SCORE_COALESCE_MS, maxImages: config.MAX_IMAGES_PER_REQUEST },
+  });
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
