@@ -1,7 +1,7 @@
 import type { MicroBatcher } from '@embedpool/core/batching';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { UrlPolicy } from '@embedpool/core/net';
-import { type PreprocessOptions, preprocess } from '@embedpool/core/preprocess';
+import { type DecodedForModel, decodeForModel, type PreprocessOptions } from '@embedpool/core/preprocess';
 import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { loadImageBytes } from './image-source';
@@ -36,7 +36,7 @@ export class EmbedPipeline {
   ): Promise<Float32Array> {
     const { batcher, metrics } = this.opts;
     const arriving = batcher.expect();
-    let pixels: Float32Array;
+    let pixels: DecodedForModel;
     try {
       const t0 = performance.now();
       const bytes = await loadImageBytes(ref, {
@@ -47,7 +47,8 @@ export class EmbedPipeline {
       });
       const t1 = performance.now();
       if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);
-      pixels = await this.decodeLimit(() => preprocess(bytes, this.opts.preprocess));
+      // Normalized later, straight into the batch tensor: no per-image float array to allocate and copy.
+      pixels = await this.decodeLimit(() => decodeForModel(bytes, this.opts.preprocess));
       metrics?.stage.observe({ stage: 'decode' }, (performance.now() - t1) / 1000);
     } catch (err) {
       arriving();
@@ -56,7 +57,7 @@ export class EmbedPipeline {
       throw e;
     }
     // Queue first, then stop expecting it: the other order could send a batch a moment too early.
-    const queued = batcher.embed({ fill: (out, offset) => out.set(pixels, offset) });
+    const queued = batcher.embed({ fill: (out, offset) => pixels.writeInto(out, offset) });
     arriving();
     const vector = await queued;
     metrics?.images.inc({ status: 'ok', reason: '' });
