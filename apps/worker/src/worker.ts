@@ -106,6 +106,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     maxBytes: config.MAX_IMAGE_BYTES,
     maxInputPixels: config.MAX_IMAGE_PIXELS,
     decodeTimeoutSeconds: config.DECODE_TIMEOUT_S,
+    shrinkOnLoad: config.SHRINK_ON_LOAD,
   };
   const policy = createUrlPolicy({
     allow: config.FETCH_ALLOW,

@@ -135,6 +135,11 @@ export const envSchema = z.object({
   // Images and URLs fetched on a user's behalf
   MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1).default(100_000_000),
+  /**
+   * JPEG (and WebP) decoders scale down by 2, 4 or 8 while decoding when the image is at least that much
+   * larger than the resize target: parity fixture cosine to exact decoding >= 0.99997 (bench/shrink-parity.ts).
+   */
+  SHRINK_ON_LOAD: bool.default(true),
   DECODE_TIMEOUT_S: int(1).default(10),
   FETCH_ALLOW: list.default([]),
   FETCH_CONNECT_TIMEOUT_MS: int(1).default(5_000),
