@@ -61,7 +61,7 @@ export const envSchema = z.object({
    * `off`: through Redis. Unset: the bound address on a loopback HOST, Redis otherwise.
    */
   /** Concurrent /score requests gather this long into one queue job, only while one is already in flight. */
-  SCORE_COALESCE_MS: int(0).max(1_000).default(20),
+  SCORE_COALESCE_MS: int(0).max(1_000).default(50),
   INLINE_HANDOFF_URL: z.union([z.literal('off'), z.string().url()]).optional(),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_AUTOSTART: bool.default(true),
