@@ -876,7 +876,11 @@ export async function runBench(args: BenchArgs): Promise<number> {
         seconds: args.seconds ?? p.pipelineSeconds,
         ingestBlobs: p.pipelineIngestBlobs,
         // A/B of the service's settings: EMBEDPOOL_PIPELINE_ENV='{"ORT_SPINNING":"on"}'.
-        env: JSON.parse(process.env.EMBEDPOOL_PIPELINE_ENV ?? '{}') as Record<string, string>,
+        // The stand-in model runs on the provider asked for (bench/gpu.sh: CUDA).
+        env: {
+          EXECUTION_PROVIDER: args.provider,
+          ...(JSON.parse(process.env.EMBEDPOOL_PIPELINE_ENV ?? '{}') as Record<string, string>),
+        },
       });
     }
   } finally {
