@@ -122,6 +122,13 @@ function envBlock(plan: WorkerPlan): string {
     .join('\n\n');
 }
 
+/** GPU sizes: which side bounds them and at about how many images/s (see describeFeed). */
+function boundCell(vm: Parameters<typeof feedEstimate>[0]): string {
+  if (vm.gpuCount === 0) return '-';
+  const f = feedEstimate(vm);
+  return `${f.bound} ~${f.imagesPerSec}`;
+}
+
 export function listTable(): string {
   const rows = VM_SIZES.map((vm) => {
     try {
@@ -135,15 +142,27 @@ export function listTable(): string {
         p.processes.length,
         p.batchSize,
         threadsCell(p),
+        boundCell(vm),
         p.warnings.join('; '),
       ];
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      return [vm.size, vm.vcpu, vm.memoryGib, String(vm.gpuCount), '-', 0, 0, '-', `no plan: ${message}`];
+      return [
+        vm.size,
+        vm.vcpu,
+        vm.memoryGib,
+        String(vm.gpuCount),
+        '-',
+        0,
+        0,
+        '-',
+        '-',
+        `no plan: ${message}`,
+      ];
     }
   });
   return table(
-    ['size', 'vcpu', 'mem_gib', 'gpus', 'provider', 'procs', 'batch', 'threads', 'warnings'],
+    ['size', 'vcpu', 'mem_gib', 'gpus', 'provider', 'procs', 'batch', 'threads', 'bound img/s', 'warnings'],
     rows,
   );
 }

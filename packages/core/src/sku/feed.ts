@@ -11,10 +11,10 @@ import type { VmSize } from './types';
 
 /** The pipeline benchmark's worker CPU per image (docs/performance.md, "Pipeline cost per image"). */
 export const MEASURED_WORKER_CPU = {
-  /** Worker process CPU ms per image: fetch or read bytes, decode + resize + normalize, batch, hand back. */
-  msPerImage: 11.1,
+  /** Worker process CPU ms per image (median of the five phases): read the bytes, decode, batch, hand back. */
+  msPerImage: 10.2,
   /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
-  decodeAloneMs: 6.8,
+  decodeAloneMs: 5.4,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
   machine: '2-vCPU AMD EPYC (development VM, shared)',
   measuredOn: '2026-12-04',
