@@ -301,6 +301,11 @@ describe('GET /openapi.json', () => {
     expect((await call('get', '/readyz', '/readyz')).status).toBe(200);
     expect((await call('get', '/metrics', '/metrics')).text).toMatch(/^# HELP /m);
     expect((await call('get', '/openapi.json', '/openapi.json')).status).toBe(200);
+    // Workers' route: without the job's secret it answers 404 like an unknown id.
+    const inline = await call('get', '/internal/inline/{id}', '/internal/inline/no-such-request', {
+      headers: { 'x-embedpool-handoff': 'not-the-secret-of-any-job' },
+    });
+    expect(inline.status).toBe(404);
 
     // /score
     const score = await call('post', '/score', '/score', {
