@@ -49,7 +49,7 @@ export class ScoreCoalescer {
   ) {}
 
   score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
-    call.signal?.throwIfAborted();
+    if (call.signal?.aborted) return Promise.reject(call.signal.reason);
     // Alone, or nothing gained by waiting: the plain path, with the request's own id and deadline.
     if (this.opts.windowMs <= 0 || (this.inFlight === 0 && this.gathering.length === 0)) {
       return this.solo(images, call);
