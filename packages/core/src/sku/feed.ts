@@ -12,11 +12,11 @@ import type { VmSize } from './types';
 /** The pipeline benchmark's worker CPU per image (docs/performance.md, "Pipeline cost per image"). */
 export const MEASURED_WORKER_CPU = {
   /** Worker process CPU ms per image (median of the five phases): read the bytes, decode, batch, hand back. */
-  msPerImage: 10.2,
+  msPerImage: 7.4,
   /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
-  decodeAloneMs: 5.4,
+  decodeAloneMs: 5.2,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
-  machine: '2-vCPU AMD EPYC (development VM, shared)',
+  machine: '2-vCPU AMD EPYC (development VM, shared; the quieter of three runs)',
   measuredOn: '2026-12-04',
   command: 'npm run bench -- --sections pipeline',
 } as const;
