@@ -68,6 +68,8 @@ export interface PipelinePhase {
   redisCommandsByName: Record<string, number>;
   /** What the one Redis core would carry at this cost: 1000 / redis ms per image. */
   redisBoundImagesPerSec: number | null;
+  /** Median request latency, ms (null for the ingestion). */
+  latencyP50Ms: number | null;
   loadAverage: number[];
 }
 
@@ -200,6 +202,8 @@ interface Load {
   images: number;
   errors: number;
   firstError: string | null;
+  /** Per request, ms (closed-loop phases). */
+  latenciesMs?: number[];
 }
 
 function phaseFrom(
@@ -261,6 +265,7 @@ function phaseFrom(
         .slice(0, 12),
     ),
     redisBoundImagesPerSec: redis > 0 ? Math.round(1000 / redis) : null,
+    latencyP50Ms: load.latenciesMs?.length ? round(median(load.latenciesMs), 1) : null,
     loadAverage: os.loadavg().map((l) => round(l, 2)),
   };
 }
@@ -303,12 +308,14 @@ async function closedLoop(
   seconds: number,
   one: () => Promise<{ images: number; error: string | null }>,
 ): Promise<Load> {
-  const load: Load = { images: 0, errors: 0, firstError: null };
+  const load: Load = { images: 0, errors: 0, firstError: null, latenciesMs: [] };
   const deadline = performance.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: clients }, async () => {
       while (performance.now() < deadline) {
+        const t0 = performance.now();
         const r = await one().catch((e: unknown) => ({ images: 0, error: String(e) }));
+        if (!r.error) load.latenciesMs!.push(performance.now() - t0);
         load.images += r.images;
         if (r.error) {
           load.errors++;
@@ -438,6 +445,10 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
       redis: round(((i1.redis.cpuSeconds - i0.redis.cpuSeconds) * 1000) / idleS, 3),
     };
     progress(`pipeline: idle background CPU ms/s: api ${idle.api} worker ${idle.worker} redis ${idle.redis}`);
+    // One request at a time: every request meets an idle service (no coalescing): the latency floor.
+    await measure('idle latency: one client, 1 image per request', 1, 1, () =>
+      closedLoop(1, Math.min(5, input.seconds), score(1)),
+    );
     await measure('/score, 1 image per request', 16, 1, () => closedLoop(16, input.seconds, score(1)));
     await measure('/score, 8 images per request', 4, 8, () => closedLoop(4, input.seconds, score(8)));
 
@@ -606,11 +617,11 @@ export function renderPipeline(r: PipelineReport): string {
       `Redis ${r.idleCpuMsPerSecond.redis}. ` +
       `Load average at start ${r.loadAverageAtStart.join(' ')}.`,
     '',
-    '| path | clients | img/s | CPU ms/img api / worker / Redis | total | vs decode | Redis cmds/img | one Redis core carries |',
-    '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+    '| path | clients | img/s | p50 ms | CPU ms/img api / worker / Redis | total | vs decode | Redis cmds/img | one Redis core carries |',
+    '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
     ...r.phases.map(
       (p) =>
-        `| ${p.name} | ${p.clients} | ${p.imagesPerSec} | ${p.cpuMsPerImage.api} / ${p.cpuMsPerImage.worker} / ` +
+        `| ${p.name} | ${p.clients} | ${p.imagesPerSec} | ${p.latencyP50Ms ?? '-'} | ${p.cpuMsPerImage.api} / ${p.cpuMsPerImage.worker} / ` +
         `**${p.cpuMsPerImage.redis}** | ${p.cpuMsPerImage.total} | ${p.ratioToDecode}x | ${p.redisCommandsPerImage} | ` +
         `${p.redisBoundImagesPerSec ?? '-'} img/s |${p.errors ? ` (${p.errors} errors)` : ''}`,
     ),
