@@ -388,6 +388,8 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
       RATE_LIMIT_REQUESTS: '0',
       // As a GPU worker runs (ORT_SPINNING=auto is off for cuda): the stand-in model is on the CPU provider.
       ORT_SPINNING: 'off',
+      // Async jobs' images staged in the storage account, as a fleet deployment would run them.
+      JOB_STAGING_CONTAINER: 'pipeline-staging',
       ...input.env,
     };
     for (const k of ['API_KEYS', 'AUTH', 'AUTH_JWT_ISSUER', 'METRICS_TOKEN']) delete process.env[k];

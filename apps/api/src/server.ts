@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { BlobStaging, blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { IngestionService } from '@embedpool/core/ingest';
@@ -79,9 +80,17 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const blobAuth = blobAuthFromConfig(config);
+  if (config.JOB_STAGING_CONTAINER && !blobAuth)
+    logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
+  const staging =
+    config.JOB_STAGING_CONTAINER && blobAuth
+      ? new BlobStaging(createBlobServiceClient(blobAuth), config.JOB_STAGING_CONTAINER)
+      : undefined;
   const jobs = {
     store,
     queue: jobQueue,
+    ...(staging ? { staging } : {}),
     ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
   const ingestions = new IngestionService({ redis, config });

@@ -1,5 +1,5 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { writeJobVectors } from '@embedpool/core/blob';
+import { BlobStaging, writeJobVectors } from '@embedpool/core/blob';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type EmbedJobData,
@@ -10,7 +10,7 @@ import {
   jobKeys,
 } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
-import { deleteInline, InlineReader, type ItemFailure } from '@embedpool/core/queue';
+import { deleteInline, type InlineBlobStore, InlineReader, type ItemFailure } from '@embedpool/core/queue';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
@@ -60,7 +60,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     const record = await deps.store.get(data.jobId);
     if (!record) throw new UnrecoverableError(`NOT_FOUND: job record ${data.jobId} is gone`);
     if (record.state === 'cancelled') {
-      await deleteInline(deps.redis, data.inline).catch(() => {});
+      await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       return { state: 'cancelled' };
     }
     if (record.state !== 'queued' && record.state !== 'running') {
@@ -71,7 +71,11 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     try {
       await deps.store.markRunning(data.jobId);
       const limit = pLimit(deps.perJobConcurrency);
-      const inline = new InlineReader(data.inline, deps.redis, { timeoutMs: 10_000 });
+      const blobs = stagedBlobs(deps);
+      const inline = new InlineReader(data.inline, deps.redis, {
+        timeoutMs: 10_000,
+        ...(blobs ? { blobs } : {}),
+      });
       const settled = await Promise.allSettled(
         data.images.map((img) => limit(() => deps.pipeline.embed(img.ref, undefined, inline))),
       );
@@ -99,7 +103,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         dim,
       });
       // The output and the outcome are written: the images are no longer needed (a retry finds the job final).
-      await deleteInline(deps.redis, data.inline).catch(() => {});
+      await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       const finished = await deps.store.get(data.jobId);
       if (finished) await enqueueDelivery(deps, finished);
       log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');
@@ -114,7 +118,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
           code: storageCode ? `STORAGE_${storageCode}` : e.code,
           message: e.message,
         });
-        await deleteInline(deps.redis, data.inline).catch(() => {});
+        await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       }
       throw err;
     }
@@ -175,4 +179,9 @@ async function enqueueDelivery(deps: JobProcessorDeps, record: JobRecord): Promi
     url,
     kind: out.type === 'blob' ? 'blob-pointer' : 'vectors',
   });
+}
+
+/** Staged job images are read with the worker's storage client (any container: the job names it). */
+function stagedBlobs(deps: JobProcessorDeps): InlineBlobStore | undefined {
+  return deps.blob ? new BlobStaging(deps.blob, '') : undefined;
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { BlobStaging } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import {
@@ -21,6 +22,8 @@ export interface JobsRouteDeps {
   redis: Redis;
   store: JobStore;
   queue: JobQueue;
+  /** Where async jobs' inline images go instead of Redis (JOB_STAGING_CONTAINER). */
+  staging?: BlobStaging;
   /** Re-queues a dead-lettered callback delivery (absent when callbacks are not configured). */
   redrive?: (jobId: string) => Promise<void>;
 }
@@ -131,7 +134,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     // not inside the queue payload that BullMQ's scripts copy around.
     let staged: Awaited<ReturnType<typeof stageJobImages>> | undefined;
     try {
-      staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S);
+      staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S, deps.staging);
       await store.create({
         id: jobId,
         owner,
@@ -142,7 +145,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       });
       await queue.add(staged, request.priority);
     } catch (err) {
-      if (staged?.inline) await deleteInline(deps.redis, staged.inline).catch(() => {});
+      if (staged?.inline) await deleteInline(deps.redis, staged.inline, deps.staging).catch(() => {});
       if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
       throw err;
     }
@@ -227,6 +230,7 @@ async function stageJobImages(
   prefix: string,
   data: EmbedJobData,
   ttlSeconds: number,
+  staging: BlobStaging | undefined,
 ): Promise<EmbedJobData> {
   const bytes: Buffer[] = [];
   const at: number[] = [];
@@ -239,7 +243,9 @@ async function stageJobImages(
   });
   if (bytes.length === 0) return data;
   const { buffer, refs } = packImages(bytes);
-  const inline = await storeInline(redis, prefix, data.jobId, buffer, ttlSeconds);
+  const inline = staging
+    ? await staging.stage(data.jobId, buffer)
+    : await storeInline(redis, prefix, data.jobId, buffer, ttlSeconds);
   return {
     ...data,
     images: data.images.map((img, i) =>

@@ -51,3 +51,4 @@ export {
   storageStatus,
   toStorageError,
 } from './storage-errors';
+export { BlobStaging } from './staging';

@@ -60,6 +60,11 @@ export const envSchema = z.object({
    * How workers reach this API process for the inline images of /score requests (e.g. http://10.0.0.4:8080);
    * `off`: through Redis. Unset: the bound address on a loopback HOST, Redis otherwise.
    */
+  /** Async jobs' base64 images go to one blob per job in this container (needs storage) instead of Redis. */
+  JOB_STAGING_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'not a valid container name')
+    .optional(),
   /** Concurrent /score requests gather this long into one queue job, only while one is already in flight. */
   SCORE_COALESCE_MS: int(0).max(1_000).default(50),
   INLINE_HANDOFF_URL: z.union([z.literal('off'), z.string().url()]).optional(),

@@ -1,5 +1,6 @@
 export { addBacklog, backlogImages, removeBacklog } from './backlog';
 export { createRedis, type RedisRole } from './connection';
+export type { InlineBlobStore } from './inline-images';
 export {
   deleteInline,
   HANDOFF_TOKEN_HEADER,

@@ -16,10 +16,13 @@ import { EmbedpoolError } from '../errors';
  * - `redis`: one binary key per job (all images back to back), written once with SET, read by range, deleted
  *   when the job is done (TTL as the backstop). Used for async jobs, whose accepted images must outlive the
  *   request, and for /score when workers cannot reach the API.
+ * - `blob`: the same packed bytes as one blob in the deployment's storage account (JOB_STAGING_CONTAINER),
+ *   read by range and deleted when the job is done: async jobs without any image bytes in Redis.
  */
 export const inlineSourceSchema = z.discriminatedUnion('via', [
   z.object({ via: z.literal('api'), url: z.string().url(), token: z.string().min(16) }),
   z.object({ via: z.literal('redis'), key: z.string().min(1) }),
+  z.object({ via: z.literal('blob'), container: z.string().min(1), name: z.string().min(1) }),
 ]);
 export type InlineSource = z.infer<typeof inlineSourceSchema>;
 
@@ -65,8 +68,19 @@ export async function storeInline(
   return { via: 'redis', key };
 }
 
-export async function deleteInline(redis: Redis, source: InlineSource | undefined): Promise<void> {
+/** Reads and deletes staged blobs (the worker's storage client; kept out of this module's dependencies). */
+export interface InlineBlobStore {
+  read(container: string, name: string, offset: number, length: number): Promise<Uint8Array>;
+  delete(container: string, name: string): Promise<void>;
+}
+
+export async function deleteInline(
+  redis: Redis,
+  source: InlineSource | undefined,
+  blobs?: InlineBlobStore,
+): Promise<void> {
   if (source?.via === 'redis') await redis.del(source.key);
+  else if (source?.via === 'blob' && blobs) await blobs.delete(source.container, source.name);
 }
 
 /** The header a worker sends the API's handoff route: the job's secret. */
@@ -90,7 +104,7 @@ export class InlineReader {
   constructor(
     private readonly source: InlineSource | undefined,
     private readonly redis: Redis,
-    private readonly opts: { timeoutMs: number },
+    private readonly opts: { timeoutMs: number; blobs?: InlineBlobStore },
   ) {}
 
   async read(ref: InlineRef): Promise<LoadedImage> {
@@ -100,6 +114,19 @@ export class InlineReader {
     if (source.via === 'redis') {
       const buf = await this.redis.getrangeBuffer(source.key, ref.offset, ref.offset + ref.length - 1);
       bytes = buf;
+    } else if (source.via === 'blob') {
+      if (!this.opts.blobs)
+        throw new EmbedpoolError(
+          'CONFIG_INVALID',
+          'images staged in blob storage but no storage is configured',
+        );
+      try {
+        bytes = await this.opts.blobs.read(source.container, source.name, ref.offset, ref.length);
+      } catch (err) {
+        throw new EmbedpoolError('UNAVAILABLE', `cannot read staged images: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
     } else {
       this.whole ??= this.fetchWhole(source);
       const all = await this.whole;
