@@ -16,7 +16,7 @@ export const MEASURED_WORKER_CPU = {
   /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
   decodeAloneMs: 5.2,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
-  machine: '2-vCPU AMD EPYC (development VM, shared; the quieter of three runs)',
+  machine: '2-vCPU AMD EPYC (development VM, shared; the quietest of four runs)',
   measuredOn: '2026-12-04',
   command: 'npm run bench -- --sections pipeline',
 } as const;
