@@ -44,6 +44,7 @@ export {
   type PathVars,
   parsePathTemplate,
 } from './path-template';
+export { BlobStaging } from './staging';
 export {
   isTransientStorageError,
   type StorageErrorContext,
@@ -51,4 +52,3 @@ export {
   storageStatus,
   toStorageError,
 } from './storage-errors';
-export { BlobStaging } from './staging';
