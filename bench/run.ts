@@ -10,6 +10,8 @@
  *               async jobs, Redis commands and bytes per image, RSS, event-loop delay;
  * - ab:         the e2e load again with other worker settings (MAX_BATCH_SIZE=4, ...);
  * - coldstart:  a fresh process's start to first answer, without and with the worker's warm-up batch.
+ * - pipeline:   the pipeline's own CPU and Redis cost per image with a near-zero-cost model standing in for a
+ *               GPU: separate api and worker processes, /score, /v1/jobs, bulk ingestion (lib/pipeline.ts).
  *
  * Writes bench/results/<date>-<host>[-quick].json (every number, with units in the field names) and a
  * markdown summary beside it; prints progress to stderr and the two paths to stdout.
@@ -44,6 +46,7 @@ import { progress } from './lib/log';
 import { machineInfo } from './lib/machine';
 import type { MicroInput, MicroResult } from './lib/micro';
 import { type BenchDtype, type BenchModel, ensureBenchModel } from './lib/model';
+import { type PipelineReport, pipelineTargets, runPipeline } from './lib/pipeline';
 import type { PreprocessInput, PreprocessResult } from './lib/preprocess';
 import type { RawCell, RawInput, RawResult, Split } from './lib/raw';
 import { PrivateRedis, RedisMonitor, RedisProbe } from './lib/redis';
@@ -53,7 +56,7 @@ import { WORKER_SETTINGS } from './lib/server';
 import { median, round, sleep } from './lib/stats';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8', 'coldstart'] as const;
+export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8', 'coldstart', 'pipeline'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** What the CLI hands over (bin/commands/bench.ts); everything optional has a per-mode default. */
@@ -107,6 +110,9 @@ interface Profile {
   retryBudgetSeconds: number;
   /** Fresh processes per cold-start variant (without / with warm-up). */
   coldStartRuns: number;
+  /** Pipeline section: seconds per load phase, and blobs the ingestion phase embeds. */
+  pipelineSeconds: number;
+  pipelineIngestBlobs: number;
 }
 
 const FULL: Profile = {
@@ -128,6 +134,8 @@ const FULL: Profile = {
   abLatencyCount: 12,
   retryBudgetSeconds: 150,
   coldStartRuns: 3,
+  pipelineSeconds: 15,
+  pipelineIngestBlobs: 1024,
   ab: [
     'MAX_BATCH_SIZE=4',
     'INFERENCE_THREADS=2,INTRA_OP_THREADS=1',
@@ -157,6 +165,8 @@ const QUICK: Profile = {
   abLatencyCount: 0,
   retryBudgetSeconds: 15,
   coldStartRuns: 1,
+  pipelineSeconds: 6,
+  pipelineIngestBlobs: 256,
   ab: [],
 };
 
@@ -214,6 +224,7 @@ export interface BenchReport {
   /** fp32 vs int8 (SmoothQuant) on the full-size model with outlier channels. */
   int8: Int8Report | null;
   coldStart: ColdStartReport | null;
+  pipeline: PipelineReport | null;
   targets: Target[];
   notes: string[];
 }
@@ -778,11 +789,15 @@ export async function runBench(args: BenchArgs): Promise<number> {
     );
   }
 
-  const model = await ensureBenchModel({
-    ...(args.model ? { modelPath: args.model } : {}),
-    ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
-    dtype: args.dtype,
-  });
+  // The pipeline section builds its own near-zero-cost model; the others bench the ViT-B (or --model).
+  const needsModel = [...sections].some((s) => s !== 'pipeline');
+  const model: BenchModel = needsModel
+    ? await ensureBenchModel({
+        ...(args.model ? { modelPath: args.model } : {}),
+        ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
+        dtype: args.dtype,
+      })
+    : { path: '(none)', bytes: 0, built: false, buildSeconds: 0, randomWeights: false, dtype: 'unknown' };
   progress(
     `model: ${model.path} (${mb(model.bytes)}, ${model.built ? `built in ${model.buildSeconds.toFixed(1)} s` : 'reused'}` +
       `${model.randomWeights ? ', random weights' : ''})`,
@@ -818,6 +833,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
     ab: [],
     int8: null,
     coldStart: null,
+    pipeline: null,
     targets: [],
     notes: [],
   };
@@ -943,13 +959,28 @@ export async function runBench(args: BenchArgs): Promise<number> {
       });
     }
     if (sections.has('coldstart')) report.coldStart = await runColdStartSection(args, p, model);
+    if (sections.has('pipeline')) {
+      report.pipeline = await runPipeline({
+        seconds: args.seconds ?? p.pipelineSeconds,
+        ingestBlobs: p.pipelineIngestBlobs,
+        // A/B of the service's settings: EMBEDPOOL_PIPELINE_ENV='{"ORT_SPINNING":"on"}'.
+        // The stand-in model runs on the provider asked for (bench/gpu.sh: CUDA).
+        env: {
+          EXECUTION_PROVIDER: args.provider,
+          ...(JSON.parse(process.env.EMBEDPOOL_PIPELINE_ENV ?? '{}') as Record<string, string>),
+        },
+      });
+    }
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     await redis?.stop();
   }
 
-  report.targets = computeTargets(report);
+  report.targets = [
+    ...computeTargets(report),
+    ...(report.pipeline ? pipelineTargets(report.pipeline.phases) : []),
+  ];
   report.loadAverageAtEnd = os.loadavg().map((l) => round(l, 2));
   report.finishedAt = new Date().toISOString();
   report.durationSeconds = round((performance.now() - t0) / 1000, 1);

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export interface MachineInfo {
   hostname: string;
@@ -76,13 +76,22 @@ function commandLine(cmd: string, args: string[]): string | null {
 /** Reads .git directly (HEAD, then the ref file or packed-refs): no git process. */
 function gitCommit(root: string): string | null {
   try {
-    const gitDir = join(root, '.git');
+    let gitDir = join(root, '.git');
+    // A linked worktree: `.git` is a file naming its own git dir, whose `commondir` holds the refs.
+    if (statSync(gitDir).isFile()) {
+      const m = /^gitdir:\s*(.+)$/m.exec(readFileSync(gitDir, 'utf8'));
+      if (!m) return null;
+      gitDir = resolve(root, m[1]!.trim());
+    }
+    const common = existsSync(join(gitDir, 'commondir'))
+      ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim())
+      : gitDir;
     const head = readFileSync(join(gitDir, 'HEAD'), 'utf8').trim();
     if (!head.startsWith('ref: ')) return head;
     const ref = head.slice(5);
-    const loose = join(gitDir, ref);
+    const loose = join(common, ref);
     if (existsSync(loose)) return readFileSync(loose, 'utf8').trim();
-    const packed = readFileSync(join(gitDir, 'packed-refs'), 'utf8');
+    const packed = readFileSync(join(common, 'packed-refs'), 'utf8');
     return (
       packed
         .split('\n')

@@ -1,5 +1,6 @@
 import type { BenchReport } from '../run';
 import { coldStartMarkdown } from './cold-start';
+import { renderPipeline } from './pipeline';
 
 const MiB = 2 ** 20;
 
@@ -429,6 +430,13 @@ export function renderMarkdown(r: BenchReport): string {
   }
 
   if (r.coldStart) out.push(...coldStartMarkdown(r.coldStart));
+  if (r.pipeline) {
+    out.push('## Pipeline cost per image (near-zero-cost model standing in for a GPU)');
+    out.push('');
+    out.push(renderPipeline(r.pipeline));
+    for (const n of r.pipeline.notes) out.push(`- ${n}`);
+    out.push('');
+  }
 
   if (r.notes.length) {
     out.push('## Notes');

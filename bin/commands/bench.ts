@@ -77,7 +77,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--batch-sizes <list>', 'raw batch sizes (default 1,2,4,8,16,32; quick 1,4,8)', intList)
     .option('--splits <list>', 'raw thread layouts <intra-op>x<sessions> (default <cores>x1,<cores/2>x2)')
     .option('--concurrency <list>', 'client concurrencies for sync /score (default 1,4,16)', intList)
-    .option('--sections <list>', 'raw,preprocess,micro,e2e,ab,int8,coldstart (default all)')
+    .option('--sections <list>', 'raw,preprocess,micro,e2e,ab,int8,coldstart,pipeline (default all)')
     .option(
       '--ab <variant>',
       'A/B variant of the service, repeatable: NAME=value[,NAME=value] (worker settings, UV_THREADPOOL_SIZE, ' +

@@ -8,7 +8,10 @@ import {
   DEFAULT_CALIBRATE_BATCH_SIZES,
   DEFAULT_CALIBRATE_SECONDS,
   detectSku,
+  feedEstimate,
+  findVmSize,
   formatEnvFile,
+  MEASURED_WORKER_CPU,
   planForSize,
   planToEnv,
   VM_SIZES,
@@ -56,6 +59,38 @@ function threadsCell(p: WorkerPlan): string {
   return `${p.inferenceThreads}x${p.intraOpThreads} intra, ${p.decodeThreads} decode`;
 }
 
+/**
+ * The throughput line of a plan: what the vCPUs can feed (measured CPU per image) beside what the GPUs are
+ * expected to embed (datasheet estimate), and which of the two bounds the size.
+ */
+export function describeFeed(plan: WorkerPlan, workerCpuMsPerImage?: number): string {
+  const r = plan.resources;
+  const gpu = r.gpus[0];
+  const vm = (plan.size ? findVmSize(plan.size) : undefined) ?? {
+    vcpu: r.vcpus,
+    gpuModel: gpu?.name ?? null,
+    gpuCount: r.gpus.length,
+  };
+  const f = feedEstimate(vm, workerCpuMsPerImage === undefined ? {} : { workerCpuMsPerImage });
+  const measured =
+    workerCpuMsPerImage === undefined
+      ? `${MEASURED_WORKER_CPU.msPerImage} ms worker CPU per image, measured ${MEASURED_WORKER_CPU.measuredOn} ` +
+        `with \`${MEASURED_WORKER_CPU.command}\` (${MEASURED_WORKER_CPU.image})`
+      : `${workerCpuMsPerImage} ms worker CPU per image (--cpu-ms-per-image)`;
+  const lines = [
+    `throughput: CPU side feeds at most ~${f.cpuFeedImagesPerSec} img/s (${Math.max(1, vm.vcpu - 1)} vCPUs x 1000 / ${measured})`,
+    ...(f.gpuImagesPerSec === null
+      ? [
+          '  no GPU: the model itself runs on these vCPUs and bounds the size; `embedpool calibrate` measures it',
+        ]
+      : [
+          `  GPUs expected ~${f.gpuImagesPerSec} img/s (estimate: ${f.gpuSource}; bench/gpu.sh measures it)`,
+          `  bound: ${f.bound === 'cpu' ? 'CPU (decode and pipeline)' : 'GPU (model)'}, ~${f.imagesPerSec} img/s`,
+        ]),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
 /** The human-readable plan `sku <size>`, `sku --detect` and `calibrate` print. */
 export function describePlan(plan: WorkerPlan): string {
   const r = plan.resources;
@@ -87,6 +122,13 @@ function envBlock(plan: WorkerPlan): string {
     .join('\n\n');
 }
 
+/** GPU sizes: which side bounds them and at about how many images/s (see describeFeed). */
+function boundCell(vm: Parameters<typeof feedEstimate>[0]): string {
+  if (vm.gpuCount === 0) return '-';
+  const f = feedEstimate(vm);
+  return `${f.bound} ~${f.imagesPerSec}`;
+}
+
 export function listTable(): string {
   const rows = VM_SIZES.map((vm) => {
     try {
@@ -100,15 +142,27 @@ export function listTable(): string {
         p.processes.length,
         p.batchSize,
         threadsCell(p),
+        boundCell(vm),
         p.warnings.join('; '),
       ];
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      return [vm.size, vm.vcpu, vm.memoryGib, String(vm.gpuCount), '-', 0, 0, '-', `no plan: ${message}`];
+      return [
+        vm.size,
+        vm.vcpu,
+        vm.memoryGib,
+        String(vm.gpuCount),
+        '-',
+        0,
+        0,
+        '-',
+        '-',
+        `no plan: ${message}`,
+      ];
     }
   });
   return table(
-    ['size', 'vcpu', 'mem_gib', 'gpus', 'provider', 'procs', 'batch', 'threads', 'warnings'],
+    ['size', 'vcpu', 'mem_gib', 'gpus', 'provider', 'procs', 'batch', 'threads', 'bound img/s', 'warnings'],
     rows,
   );
 }
@@ -135,6 +189,7 @@ interface SkuFlags {
   json?: boolean;
   batchSize?: number;
   int8?: boolean;
+  cpuMsPerImage?: number;
 }
 
 interface CalibrateFlags {
@@ -194,6 +249,11 @@ export function registerSkuCommands(program: Command): void {
     )
     .option('--int8', 'plan for an int8 model (embedpool model quantize): CPU sizes only')
     .option('--json', 'print the plan (with its env) as JSON')
+    .option(
+      '--cpu-ms-per-image <ms>',
+      `worker CPU per image for the throughput bound (default ${MEASURED_WORKER_CPU.msPerImage}, the pipeline bench's)`,
+      positiveNumber,
+    )
     .action(
       runAction(async (size: string | undefined, flags: SkuFlags) => {
         if (flags.list) {
@@ -225,11 +285,25 @@ export function registerSkuCommands(program: Command): void {
           );
         }
         if (flags.json) {
-          const out = { ...(source ? { source } : {}), plan, env: planToEnv(plan) };
+          const out = {
+            ...(source ? { source } : {}),
+            plan,
+            env: planToEnv(plan),
+            throughput: feedEstimate(
+              (plan.size ? findVmSize(plan.size) : undefined) ?? {
+                vcpu: plan.resources.vcpus,
+                gpuModel: plan.resources.gpus[0]?.name ?? null,
+                gpuCount: plan.resources.gpus.length,
+              },
+              flags.cpuMsPerImage === undefined ? {} : { workerCpuMsPerImage: flags.cpuMsPerImage },
+            ),
+          };
           process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
         } else {
           if (source) process.stdout.write(`detected from: ${source}\n`);
-          process.stdout.write(`${describePlan(plan)}\n${envBlock(plan)}\n`);
+          process.stdout.write(
+            `${describePlan(plan)}${describeFeed(plan, flags.cpuMsPerImage)}\n${envBlock(plan)}\n`,
+          );
         }
         return 0;
       }),

@@ -325,6 +325,11 @@ describe('GET /openapi.json', () => {
     expect((await call('get', '/docs', '/docs')).text).toContain('/docs/init.js');
     const models = await call('get', '/v1/models', '/v1/models');
     expect(models.body.data.length).toBeGreaterThan(0);
+    // Workers' route: without the job's secret it answers 404 like an unknown id.
+    const inline = await call('get', '/internal/inline/{id}', '/internal/inline/no-such-request', {
+      headers: { 'x-embedpool-handoff': 'not-the-secret-of-any-job' },
+    });
+    expect(inline.status).toBe(404);
 
     // /score
     const score = await call('post', '/score', '/score', {

@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { type AuthSetup, authenticate, metricsGuard, resolveAuth } from './auth';
 import { errorHandler, notFoundHandler } from './http-errors';
+import type { InlineHandoff } from './inline-handoff';
 import { createApiMetrics, httpMetrics } from './metrics';
 import { BacklogGate, backlogGuard, rateLimit } from './overload';
 import { requestContext } from './request-context';
@@ -40,6 +41,8 @@ export interface ApiDeps {
   dashboardQueues?: Queue[];
   /** How callers authenticate (startApi resolves it before binding); resolved from config when absent. */
   auth?: AuthSetup;
+  /** Where workers read the inline images of /score requests (its route needs no API credentials). */
+  handoff?: InlineHandoff;
 }
 
 export function createApiApp(deps: ApiDeps): Express {
@@ -60,6 +63,8 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(openapiRouter());
   app.use(docsRouter());
   app.use(rootRouter());
+  // Workers, not callers: guarded by each job's own secret instead of API credentials.
+  if (deps.handoff) app.use(deps.handoff.router());
   if (config.DASHBOARD_TOKEN && deps.dashboardQueues) {
     app.use(dashboardRouter(config.DASHBOARD_TOKEN, deps.dashboardQueues));
   }

@@ -2,12 +2,15 @@ import { EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
   type ImageRef,
+  type InlineSource,
   type ScoreQueue,
   type ScoreResult,
   scoreResultSchema,
   takeResult,
 } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
+import type { InlineHandoff } from './inline-handoff';
+import { type CoalescerOptions, ScoreCoalescer } from './score-coalescer';
 import type { ScoreWaiter } from './score-waiter';
 
 export interface ScoreClientOptions {
@@ -16,6 +19,10 @@ export interface ScoreClientOptions {
   redis: Redis;
   waiter: ScoreWaiter;
   prefix: string;
+  /** Base64 images leave as raw bytes, held here or in one Redis key, never as base64 inside the job. */
+  handoff?: InlineHandoff;
+  /** Concurrent requests share one queue job (see score-coalescer.ts); absent or 0 ms: one job each. */
+  coalesce?: CoalescerOptions;
 }
 
 export interface ScoreCall {
@@ -37,9 +44,42 @@ const EMPTY = new Float32Array(0);
 
 /** Enqueues one score job and waits for its result, within the request's deadline, never longer. */
 export class ScoreClient {
-  constructor(private readonly opts: ScoreClientOptions) {}
+  private readonly coalescer: ScoreCoalescer | undefined;
 
-  async score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+  constructor(private readonly opts: ScoreClientOptions) {
+    if (opts.coalesce && opts.coalesce.windowMs > 0)
+      this.coalescer = new ScoreCoalescer((images, call) => this.scoreJob(images, call), opts.coalesce);
+  }
+
+  score(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+    return this.coalescer ? this.coalescer.score(images, call) : this.scoreJob(images, call);
+  }
+
+  /** One queue job for these images, waited for within the call's deadline. */
+  async scoreJob(images: ImageRef[], call: ScoreCall): Promise<ScoreAnswer> {
+    const { handoff, redis, waiter } = this.opts;
+    call.signal?.throwIfAborted();
+    if (redis.status !== 'ready') throw unavailable(`redis is unreachable (${redis.status})`);
+    if (!waiter.listening) throw unavailable('not listening for job events (redis connection not ready)');
+    if (!handoff) return this.scoreStaged(images, undefined, call);
+    let staged: Awaited<ReturnType<InlineHandoff['stage']>>;
+    try {
+      staged = await handoff.stage(call.jobId, images, Math.ceil(call.timeoutMs / 1000) + 5);
+    } catch (err) {
+      throw unavailable(`could not stage inline images: ${(err as Error).message}`, err);
+    }
+    try {
+      return await this.scoreStaged(staged.images, staged.inline, call);
+    } finally {
+      await handoff.release(call.jobId, staged.inline);
+    }
+  }
+
+  private async scoreStaged(
+    images: ImageRef[],
+    inline: InlineSource | undefined,
+    call: ScoreCall,
+  ): Promise<ScoreAnswer> {
     const { queue, redis, waiter } = this.opts;
     const { jobId, log, signal } = call;
     signal?.throwIfAborted();
@@ -53,7 +93,9 @@ export class ScoreClient {
     outcome.catch(() => {});
     const race = new DeadlineRace(deadline, call.timeoutMs, signal);
     try {
-      const added = await race.run(queue.add({ requestId: jobId, images, deadline, normalize: false }));
+      const added = await race.run(
+        queue.add({ requestId: jobId, images, deadline, normalize: false, ...(inline ? { inline } : {}) }),
+      );
       if (added !== 'done') {
         waiter.discard(jobId);
         // The add may still land after we stopped waiting for it; cancel whatever made it into Redis.
@@ -93,7 +135,11 @@ export class ScoreClient {
     } catch (err) {
       throw unavailable(`could not read the result: ${(err as Error).message}`, err);
     }
-    if (result.failures.length > 0) return { result, vectors: EMPTY };
+    if (result.failures.length > 0) {
+      // The rows that did succeed stay readable: a coalesced job answers several requests.
+      const whole = vectors !== null && vectors.length === result.count * result.dim;
+      return { result, vectors: whole && vectors ? vectors : EMPTY };
+    }
     if (result.count !== n || vectors === null || vectors.length !== result.count * result.dim) {
       log.error(
         { jobId, images: n, count: result.count, dim: result.dim, floats: vectors?.length ?? null },

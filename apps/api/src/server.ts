@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { BlobStaging, blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { IngestionService } from '@embedpool/core/ingest';
@@ -12,6 +13,7 @@ import { Registry } from 'prom-client';
 import { createApiApp } from './app';
 import { resolveAuth } from './auth';
 import { trackConnections } from './connections';
+import { InlineHandoff } from './inline-handoff';
 import { ScoreClient } from './score-client';
 import { ScoreWaiter } from './score-waiter';
 
@@ -65,13 +67,33 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     // A worker finished a job we gave up on: its vectors would sit in Redis until the TTL.
     onOrphanCompleted: (jobId) => void redis.del(keys.result(prefix, jobId)).catch(() => {}),
   });
-  const scoreClient = new ScoreClient({ queue, redis, waiter, prefix });
+  const handoff = new InlineHandoff(
+    redis,
+    prefix,
+    config.INLINE_HANDOFF_URL === 'off' ? undefined : config.INLINE_HANDOFF_URL,
+  );
+  const scoreClient = new ScoreClient({
+    queue,
+    redis,
+    waiter,
+    prefix,
+    handoff,
+    coalesce: { windowMs: config.SCORE_COALESCE_MS, maxImages: config.MAX_IMAGES_PER_REQUEST },
+  });
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const blobAuth = blobAuthFromConfig(config);
+  if (config.JOB_STAGING_CONTAINER && !blobAuth)
+    logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
+  const staging =
+    config.JOB_STAGING_CONTAINER && blobAuth
+      ? new BlobStaging(createBlobServiceClient(blobAuth), config.JOB_STAGING_CONTAINER)
+      : undefined;
   const jobs = {
     store,
     queue: jobQueue,
+    ...(staging ? { staging } : {}),
     ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
   const ingestions = new IngestionService({ redis, config });
@@ -93,6 +115,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     ],
     jobs,
     auth,
+    handoff,
   });
 
   const server = http.createServer(app);
@@ -125,6 +148,8 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     throw err;
   }
   const url = addressUrl(server.address() as AddressInfo);
+  // Workers on this machine reach the API at the address it is bound to; elsewhere INLINE_HANDOFF_URL says.
+  if (config.INLINE_HANDOFF_URL === undefined && isLoopbackHost(config.HOST)) handoff.useBoundAddress(url);
 
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
@@ -151,6 +176,10 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     return closing;
   };
   return { server, url, close };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function addressUrl(addr: AddressInfo): string {

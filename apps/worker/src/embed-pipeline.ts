@@ -1,8 +1,8 @@
 import type { MicroBatcher } from '@embedpool/core/batching';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { UrlPolicy } from '@embedpool/core/net';
-import { type PreprocessOptions, preprocess } from '@embedpool/core/preprocess';
-import type { ImageRef } from '@embedpool/core/queue';
+import { type DecodedForModel, decodeForModel, type PreprocessOptions } from '@embedpool/core/preprocess';
+import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
 import { context, epochMs, inSpan, recordSpan } from '@embedpool/core/telemetry';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { loadImageBytes } from './image-source';
@@ -29,10 +29,15 @@ export class EmbedPipeline {
     this.decodeLimit = pLimit(opts.decodeConcurrency);
   }
 
-  async embed(ref: ImageRef, signal?: AbortSignal): Promise<Float32Array> {
+  /** `inline`: the reader of the job's inline bytes, for `{kind: 'inline'}` refs. */
+  async embed(
+    ref: ImageRef | LoadedImage,
+    signal?: AbortSignal,
+    inline?: InlineReader,
+  ): Promise<Float32Array> {
     const { batcher, metrics } = this.opts;
     const arriving = batcher.expect();
-    let pixels: Float32Array;
+    let pixels: DecodedForModel;
     try {
       const t0 = performance.now();
       const bytes = await inSpan('fetch', { 'embedpool.image.kind': ref.kind }, () =>
@@ -40,12 +45,14 @@ export class EmbedPipeline {
           policy: this.opts.policy,
           maxBytes: this.opts.maxImageBytes,
           ...(signal ? { signal } : {}),
+          ...(inline ? { inline } : {}),
         }),
       );
       const t1 = performance.now();
       if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);
+      // Normalized later, straight into the batch tensor: no per-image float array to allocate and copy.
       pixels = await inSpan('decode', { 'embedpool.image.bytes': bytes.byteLength }, () =>
-        this.decodeLimit(() => preprocess(bytes, this.opts.preprocess)),
+        this.decodeLimit(() => decodeForModel(bytes, this.opts.preprocess)),
       );
       metrics?.stage.observe({ stage: 'decode' }, (performance.now() - t1) / 1000);
     } catch (err) {
@@ -61,7 +68,7 @@ export class EmbedPipeline {
     let ran: { at: number; size: number } | undefined;
     // Queue first, then stop expecting it: the other order could send a batch a moment too early.
     const queued = batcher.embed({
-      fill: (out, offset) => out.set(pixels, offset),
+      fill: (out, offset) => pixels.writeInto(out, offset),
       dispatched: (at, size) => {
         ran = { at, size };
       },

@@ -1,20 +1,38 @@
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { safeFetch, type UrlPolicy } from '@embedpool/core/net';
-import type { ImageRef } from '@embedpool/core/queue';
+import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 const DATA_URI = /^data:([^;,]*)(?:;[^,]*)?;base64,/i;
 
-/** The encoded bytes of one image: fetched under the URL policy, or decoded from base64. */
+/**
+ * The encoded bytes of one image: fetched under the URL policy, decoded from base64, read from the job's
+ * inline bytes, or already in hand.
+ */
 export async function loadImageBytes(
-  ref: ImageRef,
-  opts: { policy: UrlPolicy; maxBytes: number; signal?: AbortSignal },
+  ref: ImageRef | LoadedImage,
+  opts: { policy: UrlPolicy; maxBytes: number; signal?: AbortSignal; inline?: InlineReader },
 ): Promise<Uint8Array> {
+  if (ref.kind === 'bytes' || ref.kind === 'inline') {
+    const bytes = ref.kind === 'bytes' ? ref.bytes : await readInline(ref, opts.inline);
+    if (bytes.byteLength === 0) throw new EmbedpoolError('IMAGE_EMPTY', 'image is empty');
+    if (bytes.byteLength > opts.maxBytes)
+      throw new EmbedpoolError('IMAGE_TOO_LARGE', `image is larger than ${opts.maxBytes} bytes`);
+    return bytes;
+  }
   if (ref.kind === 'url') {
     const res = await safeFetch(ref.url, opts.policy, opts.signal ? { signal: opts.signal } : {});
     return res.body;
   }
   return decodeBase64Image(ref.data, opts.maxBytes);
+}
+
+async function readInline(
+  ref: Extract<ImageRef, { kind: 'inline' }>,
+  inline: InlineReader | undefined,
+): Promise<Uint8Array> {
+  if (!inline) throw new EmbedpoolError('BAD_REQUEST', "inline image without its job's inline bytes");
+  return (await inline.read(ref)).bytes;
 }
 
 export function decodeBase64Image(text: string, maxBytes: number): Uint8Array {

@@ -1,5 +1,5 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { writeJobVectors } from '@embedpool/core/blob';
+import { BlobStaging, writeJobVectors } from '@embedpool/core/blob';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type EmbedJobData,
@@ -10,7 +10,7 @@ import {
   jobKeys,
 } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
-import type { ItemFailure } from '@embedpool/core/queue';
+import { deleteInline, type InlineBlobStore, InlineReader, type ItemFailure } from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -60,7 +60,10 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);
     if (!record) throw new UnrecoverableError(`NOT_FOUND: job record ${data.jobId} is gone`);
-    if (record.state === 'cancelled') return { state: 'cancelled' };
+    if (record.state === 'cancelled') {
+      await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
+      return { state: 'cancelled' };
+    }
     if (record.state !== 'queued' && record.state !== 'running') {
       // Finished on an earlier attempt that died before the delivery was queued: queue it (ids dedupe).
       await enqueueDelivery(deps, record);
@@ -69,8 +72,13 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     try {
       await deps.store.markRunning(data.jobId);
       const limit = pLimit(deps.perJobConcurrency);
+      const blobs = stagedBlobs(deps);
+      const inline = new InlineReader(data.inline, deps.redis, {
+        timeoutMs: 10_000,
+        ...(blobs ? { blobs } : {}),
+      });
       const settled = await Promise.allSettled(
-        data.images.map((img) => limit(() => deps.pipeline.embed(img.ref))),
+        data.images.map((img) => limit(() => deps.pipeline.embed(img.ref, undefined, inline))),
       );
       const dim = deps.dim();
       const vectors: (Float32Array | null)[] = [];
@@ -97,6 +105,8 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         model: deps.modelId,
         dim,
       });
+      // The output and the outcome are written: the images are no longer needed (a retry finds the job final).
+      await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       const finished = await deps.store.get(data.jobId);
       if (finished) await enqueueDelivery(deps, finished);
       log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');
@@ -111,6 +121,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
           code: storageCode ? `STORAGE_${storageCode}` : e.code,
           message: e.message,
         });
+        await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       }
       throw err;
     }
@@ -171,4 +182,9 @@ async function enqueueDelivery(deps: JobProcessorDeps, record: JobRecord): Promi
     url,
     kind: out.type === 'blob' ? 'blob-pointer' : 'vectors',
   });
+}
+
+/** Staged job images are read with the worker's storage client (any container: the job names it). */
+function stagedBlobs(deps: JobProcessorDeps): InlineBlobStore | undefined {
+  return deps.blob ? new BlobStaging(deps.blob, '') : undefined;
 }

@@ -1,6 +1,7 @@
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
+  InlineReader,
   type ItemFailure,
   keys,
   type ScoreJobData,
@@ -25,6 +26,9 @@ export interface ScoreProcessorDeps {
   metrics?: WorkerMetrics;
 }
 
+/** Reading a job's inline bytes from the API that holds them: loopback or the same network, so seconds. */
+const INLINE_FETCH_TIMEOUT_MS = 10_000;
+
 function l2normalize(v: Float32Array): void {
   let sum = 0;
   for (const x of v) sum += x * x;
@@ -46,7 +50,10 @@ export function createScoreProcessor(deps: ScoreProcessorDeps) {
     const log = deps.logger.child({ jobId: job.id, requestId: data.requestId });
     await assertWanted(deps, job.id!, data.deadline);
 
-    const settled = await Promise.allSettled(data.images.map((ref) => deps.pipeline.embed(ref)));
+    const inline = new InlineReader(data.inline, deps.redis, { timeoutMs: INLINE_FETCH_TIMEOUT_MS });
+    const settled = await Promise.allSettled(
+      data.images.map((ref) => deps.pipeline.embed(ref, undefined, inline)),
+    );
     const dim = deps.dim();
     const vectors = new Float32Array(settled.length * dim);
     const failures: ItemFailure[] = [];

@@ -107,6 +107,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
       intraOpThreads: config.INTRA_OP_THREADS,
       interOpThreads: config.INTER_OP_THREADS,
       graphOptimization: config.GRAPH_OPTIMIZATION,
+      spinning: config.ORT_SPINNING,
     },
   });
   // Read from the file without loading its weights again; a model ORT loaded but we cannot parse is 'unknown'.
@@ -158,6 +159,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     maxBytes: config.MAX_IMAGE_BYTES,
     maxInputPixels: config.MAX_IMAGE_PIXELS,
     decodeTimeoutSeconds: config.DECODE_TIMEOUT_S,
+    shrinkOnLoad: config.SHRINK_ON_LOAD,
   };
   const policy = createUrlPolicy({
     allow: config.FETCH_ALLOW,

@@ -457,6 +457,28 @@ function paths(): Record<string, Record<string, unknown>> {
         },
       },
     },
+    '/internal/inline/{id}': {
+      get: {
+        operationId: 'getInlineImages',
+        tags: ['operations'],
+        summary: 'Workers only: the raw bytes of a waiting request',
+        description:
+          'The base64 images of a `/score` or `/v1/embeddings` request this API process is holding, decoded and ' +
+          'packed back to back, for the worker running its job (see INLINE_HANDOFF_URL). No API credentials: ' +
+          "the job's own secret in `X-Embedpool-Handoff` instead; 404 for an unknown id, a wrong secret, or a " +
+          'request that is over.',
+        parameters: [
+          { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'X-Embedpool-Handoff', in: 'header', required: true, schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': response('The images, back to back.', {
+            'application/octet-stream': { schema: { description: 'Raw encoded image bytes.' } },
+          }),
+          '404': serviceError('No such images (or not for this secret).'),
+        },
+      },
+    },
     '/openapi.json': {
       get: {
         operationId: 'openapi',

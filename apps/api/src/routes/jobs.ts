@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import type { BlobStaging } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
-import { type JobQueue, type JobRecord, type JobStore, jobKeys } from '@embedpool/core/jobs';
+import {
+  type EmbedJobData,
+  type JobQueue,
+  type JobRecord,
+  type JobStore,
+  jobKeys,
+} from '@embedpool/core/jobs';
+import { deleteInline, packImages, storeInline } from '@embedpool/core/queue';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { ownerOf } from '../auth';
@@ -14,6 +22,8 @@ export interface JobsRouteDeps {
   redis: Redis;
   store: JobStore;
   queue: JobQueue;
+  /** Where async jobs' inline images go instead of Redis (JOB_STAGING_CONTAINER). */
+  staging?: BlobStaging;
   /** Re-queues a dead-lettered callback delivery (absent when callbacks are not configured). */
   redrive?: (jobId: string) => Promise<void>;
 }
@@ -120,7 +130,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
       return;
     }
+    // Base64 images leave as raw bytes in one Redis key of the job's own (deleted when the job is done),
+    // not inside the queue payload that BullMQ's scripts copy around.
+    let staged: Awaited<ReturnType<typeof stageJobImages>> | undefined;
     try {
+      staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S, deps.staging);
       await store.create({
         id: jobId,
         owner,
@@ -129,8 +143,9 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         output: out,
         createdAt,
       });
-      await queue.add(data, request.priority);
+      await queue.add(staged, request.priority);
     } catch (err) {
+      if (staged?.inline) await deleteInline(deps.redis, staged.inline, deps.staging).catch(() => {});
       if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
       throw err;
     }
@@ -207,4 +222,35 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   return router;
+}
+
+/** The job's base64 images packed into one binary Redis key; the payload keeps only their slices. */
+async function stageJobImages(
+  redis: Redis,
+  prefix: string,
+  data: EmbedJobData,
+  ttlSeconds: number,
+  staging: BlobStaging | undefined,
+): Promise<EmbedJobData> {
+  const bytes: Buffer[] = [];
+  const at: number[] = [];
+  data.images.forEach((img, i) => {
+    if (img.ref.kind === 'base64') {
+      at[i] = bytes.length;
+      const b64 = img.ref.data;
+      bytes.push(Buffer.from(b64, b64.includes('-') || b64.includes('_') ? 'base64url' : 'base64'));
+    }
+  });
+  if (bytes.length === 0) return data;
+  const { buffer, refs } = packImages(bytes);
+  const inline = staging
+    ? await staging.stage(data.jobId, buffer)
+    : await storeInline(redis, prefix, data.jobId, buffer, ttlSeconds);
+  return {
+    ...data,
+    images: data.images.map((img, i) =>
+      img.ref.kind === 'base64' ? { id: img.id, ref: refs[at[i]!]! } : img,
+    ),
+    inline,
+  };
 }

@@ -4,6 +4,7 @@ import {
   createRedis,
   heartbeat,
   type ImageRef,
+  InlineReader,
   type ItemFailure,
   QUEUES,
   type ScoreJobData,
@@ -18,14 +19,14 @@ export const FAKE_DIM = 8;
 export const FAKE_MODEL = 'fake-dinov2';
 
 /** A value per image derived from its text, so a test can tell which vector belongs to which row. */
-export function fakeSeed(image: ImageRef): number {
+export function fakeSeed(image: Exclude<ImageRef, { kind: 'inline' }>): number {
   const text = image.kind === 'url' ? image.url : image.data;
   let h = 0;
   for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) % 1000;
   return h;
 }
 
-export function fakeVector(image: ImageRef): number[] {
+export function fakeVector(image: Exclude<ImageRef, { kind: 'inline' }>): number[] {
   return Array.from({ length: FAKE_DIM }, (_, j) => Math.fround(fakeSeed(image) + j * 0.25 - 1.5));
 }
 
@@ -79,7 +80,15 @@ export class FakeWorker {
   gate: Promise<void> | undefined;
 
   private async process(job: Job<ScoreJobData, ScoreResult>): Promise<ScoreResult> {
-    const { images } = job.data;
+    // Inline bytes (staged by the API) read back as the base64 the caller sent, so fakeSeed sees the same text.
+    const reader = new InlineReader(job.data.inline, this.results, { timeoutMs: 5_000 });
+    const images = await Promise.all(
+      job.data.images.map(async (ref) =>
+        ref.kind === 'inline'
+          ? { kind: 'base64' as const, data: Buffer.from((await reader.read(ref)).bytes).toString('base64') }
+          : ref,
+      ),
+    );
     this.jobIds.push(job.id!);
     if (images.some((i) => i.kind === 'url' && i.url.includes('slow'))) await this.gate;
     const out = new Float32Array(images.length * FAKE_DIM);

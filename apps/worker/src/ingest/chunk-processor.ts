@@ -213,7 +213,7 @@ async function process(
           return downloadFailure(err, blob, chunk);
         }
         try {
-          const vector = await deps.pipeline.embed({ kind: 'base64', data: got.bytes.toString('base64') });
+          const vector = await deps.pipeline.embed({ kind: 'bytes', bytes: got.bytes });
           return { ok: true, row: { name, etag: got.etag, size: got.size, vector } };
         } catch (err) {
           // The failure names the ETag of the bytes that failed, as the index must.

@@ -44,6 +44,7 @@ export {
   type PathVars,
   parsePathTemplate,
 } from './path-template';
+export { BlobStaging } from './staging';
 export {
   isTransientStorageError,
   type StorageErrorContext,

@@ -71,6 +71,18 @@ export const envSchema = z.object({
   REDIS_AUTH: z.enum(['key', 'entra']).default('key'),
   /** Object id of the identity Redis knows (Entra); read from the token when unset. */
   REDIS_ENTRA_USER: z.string().min(1).optional(),
+  /** Async jobs' base64 images go to one blob per job in this container (needs storage) instead of Redis. */
+  JOB_STAGING_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'not a valid container name')
+    .optional(),
+  /** Concurrent /score requests gather this long into one queue job, only while one is already in flight. */
+  SCORE_COALESCE_MS: int(0).max(1_000).default(50),
+  /**
+   * How workers reach this API process for the inline images of /score requests (e.g. http://10.0.0.4:8080);
+   * `off`: through Redis. Unset: the bound address on a loopback HOST, Redis otherwise.
+   */
+  INLINE_HANDOFF_URL: z.union([z.literal('off'), z.string().url()]).optional(),
   REDIS_AUTOSTART: bool.default(true),
   /** Every Redis key starts with it, as a cluster hash tag: `embedpool` is used as `{embedpool}`. */
   QUEUE_PREFIX: z
@@ -118,6 +130,7 @@ export const envSchema = z.object({
   INTRA_OP_THREADS: int(0).default(0),
   INTER_OP_THREADS: int(0).default(1),
   GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+  ORT_SPINNING: z.enum(['auto', 'on', 'off']).default('auto'),
   INFERENCE_THREADS: int(1).default(1),
 
   // Worker sizing (see `embedpool sku`)
@@ -167,6 +180,11 @@ export const envSchema = z.object({
   // Images and URLs fetched on a user's behalf
   MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1).default(100_000_000),
+  /**
+   * JPEG (and WebP) decoders scale down by 2, 4 or 8 while decoding when the image is at least that much
+   * larger than the resize target: parity fixture cosine to exact decoding >= 0.99997 (bench/shrink-parity.ts).
+   */
+  SHRINK_ON_LOAD: bool.default(true),
   DECODE_TIMEOUT_S: int(1).default(10),
   FETCH_ALLOW: list.default([]),
   FETCH_CONNECT_TIMEOUT_MS: int(1).default(5_000),

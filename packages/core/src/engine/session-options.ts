@@ -10,6 +10,12 @@ export interface RuntimeOptions {
   intraOpThreads: number;
   interOpThreads: number;
   graphOptimization: GraphOptimizationLevel;
+  /**
+   * Whether idle intra-op threads spin waiting for the next parallel section. `auto`: on for the CPU
+   * provider (the model is the work, and spinning shortens its runs), off for CUDA, where the threads have
+   * next to nothing to run and spinning only takes CPU from decoding.
+   */
+  spinning?: 'auto' | 'on' | 'off';
 }
 
 export const DEFAULT_RUNTIME_OPTIONS: RuntimeOptions = {
@@ -18,7 +24,14 @@ export const DEFAULT_RUNTIME_OPTIONS: RuntimeOptions = {
   intraOpThreads: 0,
   interOpThreads: 1,
   graphOptimization: 'all',
+  spinning: 'auto',
 };
+
+/** Whether intra-op threads spin under these options (see RuntimeOptions.spinning). */
+export function spinningOn(opts: RuntimeOptions, provider: ExecutionProvider): boolean {
+  const s = opts.spinning ?? 'auto';
+  return s === 'auto' ? provider === 'cpu' : s === 'on';
+}
 
 export function sessionOptions(
   opts: RuntimeOptions,
@@ -31,5 +44,6 @@ export function sessionOptions(
     ...(opts.interOpThreads > 0 ? { interOpNumThreads: opts.interOpThreads } : {}),
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    ...(spinningOn(opts, provider) ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
   };
 }

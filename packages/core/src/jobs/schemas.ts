@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { inlineRefSchema, inlineSourceSchema } from '../queue/inline-images';
 import { itemFailureSchema } from '../queue/schemas';
 
 /** One image of an async job: a URL or base64, with an optional caller id echoed in every output. */
@@ -100,11 +101,14 @@ export const embedJobSchema = z.object({
       ref: z.discriminatedUnion('kind', [
         z.object({ kind: z.literal('url'), url: z.string() }),
         z.object({ kind: z.literal('base64'), data: z.string() }),
+        inlineRefSchema,
       ]),
     }),
   ),
   normalize: z.boolean(),
   output: jobOutputSchema,
   createdAt: z.number(),
+  /** Where the `inline` images' bytes are (a Redis key of the job's own). */
+  inline: inlineSourceSchema.optional(),
 });
 export type EmbedJobData = z.infer<typeof embedJobSchema>;

@@ -6,6 +6,7 @@ export {
   type SourceInfo,
   toImageError,
 } from './decode';
+export { type DecodedForModel, decodeForModel } from './deferred';
 export { IMAGE_EXTENSIONS } from './formats';
 export {
   centerCropRegion,

@@ -6,6 +6,21 @@ export {
   type RedisSettings,
   useEntraRedisAuth,
 } from './connection';
+export type { InlineBlobStore } from './inline-images';
+export {
+  deleteInline,
+  HANDOFF_TOKEN_HEADER,
+  InlineReader,
+  type InlineRef,
+  type InlineSource,
+  inlineKey,
+  inlineRefSchema,
+  inlineSourceSchema,
+  type LoadedImage,
+  packImages,
+  storeInline,
+  tokenMatches,
+} from './inline-images';
 export { hashTagged, JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
 export { prepareRedisAuth } from './redis-auth';
 export { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';

@@ -1,10 +1,15 @@
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../errors';
+import { inlineRefSchema, inlineSourceSchema } from './inline-images';
 
-/** One image as a job carries it: a URL the worker fetches, or the encoded bytes as base64. */
+/**
+ * One image as a job carries it: a URL the worker fetches, the encoded bytes as base64 (jobs queued by older
+ * APIs), or a slice of the job's inline bytes (see inline-images.ts).
+ */
 export const imageRefSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('url'), url: z.string().min(1).max(8192) }),
   z.object({ kind: z.literal('base64'), data: z.string().min(1) }),
+  inlineRefSchema,
 ]);
 export type ImageRef = z.infer<typeof imageRefSchema>;
 
@@ -14,6 +19,8 @@ export const scoreJobSchema = z.object({
   /** Epoch ms after which nobody waits for the answer: a worker that gets the job later drops it. */
   deadline: z.number().int().positive(),
   normalize: z.boolean().default(false),
+  /** Where the `inline` images' bytes are. */
+  inline: inlineSourceSchema.optional(),
 });
 export type ScoreJobData = z.infer<typeof scoreJobSchema>;
 export type ScoreJobInput = z.input<typeof scoreJobSchema>;

@@ -43,6 +43,14 @@ export {
 } from './detect';
 export { PlanDoesNotFitError, type PlanResource, UnknownSkuError } from './errors';
 export {
+  ASSUMED_GPU_UTILISATION,
+  dinov2Flops,
+  type FeedEstimate,
+  feedEstimate,
+  GPU_FP16_PEAK_TFLOPS,
+  MEASURED_WORKER_CPU,
+} from './feed';
+export {
   DEFAULT_MEMORY_MODEL,
   DEFAULT_MODEL_BYTES,
   estimateMemory,

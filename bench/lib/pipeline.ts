@@ -1,0 +1,639 @@
+/**
+ * The pipeline's own cost per image, with the model taken out of the picture: a near-zero-cost DINOv2
+ * (hidden 8, one layer, 224 px, built with the project's builder) stands in for a GPU, so whatever the API,
+ * the worker and Redis spend per image is all there is. `embedpool api` and `embedpool worker` run as
+ * separate processes on a private redis-server (and a private Azurite for blob outputs and ingestion); the
+ * load comes from this process. Per phase: img/s, CPU ms per image of each process (/proc/<pid>/stat) and
+ * of Redis (INFO cpu: used_cpu_sys + used_cpu_user), Redis commands per image (INFO commandstats, script
+ * bodies included), and the total as a ratio to decoding the same image alone (sharp decode + resize +
+ * normalize, measured in this run, in this process).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { writeDinov2Onnx } from '@embedpool/core/model';
+import { DINOV2_PREPROCESSOR_CONFIG, preprocess } from '@embedpool/core/preprocess';
+import { PARITY_DIR, REPO_ROOT } from '@embedpool/core/testing';
+import { type Azurite, startAzurite } from '../../packages/core/src/blob/azurite-kit';
+import { processTicks } from './cpu';
+import { progress } from './log';
+import { freePort, PrivateRedis } from './redis';
+import { median, round, sleep } from './stats';
+
+const TICK_MS = 10; // USER_HZ 100
+
+/** The stand-in for a GPU: costs next to nothing to run, so the pipeline's own work is what is measured. */
+export const TINY_DINOV2 = {
+  hidden_size: 8,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  mlp_ratio: 4,
+  image_size: 224,
+  patch_size: 14,
+} as const;
+
+export interface PipelineInput {
+  /** Seconds per load phase. */
+  seconds: number;
+  /** Blobs the ingestion phase embeds. */
+  ingestBlobs: number;
+  /** Extra environment for the api and worker processes (A/B of settings). */
+  env?: Record<string, string>;
+}
+
+export interface PipelinePhase {
+  name: string;
+  /** What one request carries, and how many clients send them. */
+  clients: number;
+  imagesPerRequest: number;
+  images: number;
+  errors: number;
+  firstError: string | null;
+  wallSeconds: number;
+  imagesPerSec: number;
+  /**
+   * CPU milliseconds per image, with each process's idle background (heartbeats, blocking reads, Redis's
+   * cron; measured before the phases) taken out: what the work itself costs, which is what bounds a fleet.
+   */
+  cpuMsPerImage: { api: number; worker: number; redis: number; total: number; azurite: number };
+  /** The same with the background left in. */
+  grossCpuMsPerImage: { api: number; worker: number; redis: number; total: number };
+  /** total / decode alone. */
+  ratioToDecode: number;
+  redisCommandsPerImage: number;
+  redisCommandsByName: Record<string, number>;
+  /** What the one Redis core would carry at this cost: 1000 / redis ms per image. */
+  redisBoundImagesPerSec: number | null;
+  /** Median request latency, ms (null for the ingestion). */
+  latencyP50Ms: number | null;
+  loadAverage: number[];
+}
+
+export interface PipelineReport {
+  model: { config: typeof TINY_DINOV2; bytes: number };
+  image: { name: string; bytes: number; width: number; height: number };
+  /** sharp decode + resize + normalize of the same image alone, sequential, in the bench process. */
+  decode: { cpuMsPerImage: number; wallMsPerImage: number; reps: number };
+  settings: Record<string, string>;
+  /** CPU ms per second each process spends with no traffic. */
+  idleCpuMsPerSecond: { api: number; worker: number; redis: number };
+  phases: PipelinePhase[];
+  targets: PipelineTarget[];
+  loadAverageAtStart: number[];
+  notes: string[];
+}
+
+export interface PipelineTarget {
+  id: string;
+  description: string;
+  target: string;
+  measured: string;
+  met: boolean;
+  missedBy: string | null;
+}
+
+/** Redis's own CPU seconds and command count, from INFO. */
+interface RedisSample {
+  cpuSeconds: number;
+  calls: Record<string, number>;
+}
+
+const IGNORED = new Set(['info', 'ping', 'client|setname', 'client|getname', 'client|info', 'hello']);
+
+async function redisSample(url: string): Promise<RedisSample> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    const text = await r.info('all');
+    let cpu = 0;
+    const calls: Record<string, number> = {};
+    for (const line of text.split('\r\n')) {
+      const i = line.indexOf(':');
+      if (i < 0) continue;
+      const k = line.slice(0, i);
+      const v = line.slice(i + 1);
+      if (k === 'used_cpu_sys' || k === 'used_cpu_user') cpu += Number(v);
+      else if (k.startsWith('cmdstat_')) {
+        const name = k.slice(8);
+        if (!IGNORED.has(name)) calls[name] = Number(/calls=(\d+)/.exec(v)?.[1] ?? 0);
+      }
+    }
+    return { cpuSeconds: cpu, calls };
+  } finally {
+    r.disconnect();
+  }
+}
+
+interface Proc {
+  child: ChildProcess;
+  pid: number;
+  log: string[];
+}
+
+function spawnEmbedpool(command: 'api' | 'worker', env: Record<string, string>): Proc {
+  // EMBEDPOOL_PIPELINE_NODE_ARGS: node flags for both processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const nodeArgs = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin/embedpool.js'), command], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log: string[] = [];
+  const keep = (d: Buffer) => {
+    log.push(d.toString());
+    if (log.length > 200) log.shift();
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  return { child, pid: child.pid ?? -1, log };
+}
+
+async function stopProc(p: Proc): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = once(p.child, 'exit');
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitReady(url: string, procs: Proc[], seconds = 120): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    for (const p of procs) {
+      if (p.child.exitCode !== null)
+        throw new Error(`a service process exited (${p.child.exitCode}): ${p.log.join('').slice(-2000)}`);
+    }
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    await sleep(250);
+  }
+  throw new Error(`the service did not become ready: ${procs.map((p) => p.log.join('').slice(-1000))}`);
+}
+
+interface Snapshot {
+  at: number;
+  ticks: { api: number; worker: number; azurite: number };
+  redis: RedisSample;
+}
+
+async function snapshot(redisUrl: string, pids: { api: number; worker: number; azurite: number }) {
+  const redis = await redisSample(redisUrl);
+  return {
+    at: performance.now(),
+    ticks: {
+      api: processTicks(pids.api) ?? 0,
+      worker: processTicks(pids.worker) ?? 0,
+      azurite: processTicks(pids.azurite) ?? 0,
+    },
+    redis,
+  } satisfies Snapshot;
+}
+
+interface Load {
+  images: number;
+  errors: number;
+  firstError: string | null;
+  /** Per request, ms (closed-loop phases). */
+  latenciesMs?: number[];
+}
+
+function phaseFrom(
+  name: string,
+  clients: number,
+  imagesPerRequest: number,
+  a: Snapshot,
+  b: Snapshot,
+  load: Load,
+  decodeMs: number,
+  idle: { api: number; worker: number; redis: number },
+): PipelinePhase {
+  const n = Math.max(1, load.images);
+  const wall = (b.at - a.at) / 1000;
+  const gApi = ((b.ticks.api - a.ticks.api) * TICK_MS) / n;
+  const gWorker = ((b.ticks.worker - a.ticks.worker) * TICK_MS) / n;
+  const azurite = ((b.ticks.azurite - a.ticks.azurite) * TICK_MS) / n;
+  const gRedis = ((b.redis.cpuSeconds - a.redis.cpuSeconds) * 1000) / n;
+  const api = Math.max(0, gApi - (idle.api * wall) / n);
+  const worker = Math.max(0, gWorker - (idle.worker * wall) / n);
+  const redis = Math.max(0, gRedis - (idle.redis * wall) / n);
+  const byName: Record<string, number> = {};
+  let commands = 0;
+  for (const [k, v] of Object.entries(b.redis.calls)) {
+    const d = v - (a.redis.calls[k] ?? 0);
+    if (d > 0) {
+      byName[k] = round(d / n, 2);
+      commands += d;
+    }
+  }
+  const total = api + worker + redis;
+  return {
+    name,
+    clients,
+    imagesPerRequest,
+    images: load.images,
+    errors: load.errors,
+    firstError: load.firstError,
+    wallSeconds: round(wall, 2),
+    imagesPerSec: round(load.images / wall, 1),
+    cpuMsPerImage: {
+      api: round(api, 2),
+      worker: round(worker, 2),
+      redis: round(redis, 3),
+      total: round(total, 2),
+      azurite: round(azurite, 2),
+    },
+    grossCpuMsPerImage: {
+      api: round(gApi, 2),
+      worker: round(gWorker, 2),
+      redis: round(gRedis, 3),
+      total: round(gApi + gWorker + gRedis, 2),
+    },
+    ratioToDecode: round(total / decodeMs, 2),
+    redisCommandsPerImage: round(commands / n, 2),
+    redisCommandsByName: Object.fromEntries(
+      Object.entries(byName)
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 12),
+    ),
+    redisBoundImagesPerSec: redis > 0 ? Math.round(1000 / redis) : null,
+    latencyP50Ms: load.latenciesMs?.length ? round(median(load.latenciesMs), 1) : null,
+    loadAverage: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+async function decodeAlone(bytes: Uint8Array, seconds: number) {
+  const opts = { config: DINOV2_PREPROCESSOR_CONFIG };
+  for (let i = 0; i < 5; i++) await preprocess(bytes, opts);
+  const samples: { cpu: number; wall: number }[] = [];
+  // Several short rounds; the median round resists a neighbour's burst.
+  for (let round_ = 0; round_ < 5; round_++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    let reps = 0;
+    while (performance.now() - t0 < (seconds * 1000) / 5 || reps < 5) {
+      await preprocess(bytes, opts);
+      reps++;
+    }
+    const c = process.cpuUsage(c0);
+    samples.push({ cpu: (c.user + c.system) / 1000 / reps, wall: (performance.now() - t0) / reps });
+  }
+  return {
+    cpuMsPerImage: round(median(samples.map((s) => s.cpu)), 2),
+    wallMsPerImage: round(median(samples.map((s) => s.wall)), 2),
+    reps: samples.length,
+  };
+}
+
+async function post(url: string, path: string, body: string): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+/** Closed-loop clients until `seconds` pass; requests in flight then finish and count. */
+async function closedLoop(
+  clients: number,
+  seconds: number,
+  one: () => Promise<{ images: number; error: string | null }>,
+): Promise<Load> {
+  const load: Load = { images: 0, errors: 0, firstError: null, latenciesMs: [] };
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        const r = await one().catch((e: unknown) => ({ images: 0, error: String(e) }));
+        if (!r.error) load.latenciesMs!.push(performance.now() - t0);
+        load.images += r.images;
+        if (r.error) {
+          load.errors++;
+          load.firstError ??= r.error.slice(0, 300);
+        }
+      }
+    }),
+  );
+  return load;
+}
+
+const JOB_POLL_MS = 500;
+const FINAL = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
+
+/** Submits one job and waits for it, reading its status every JOB_POLL_MS as a client would. */
+async function runJob(url: string, body: string, images: number, inline: boolean) {
+  const created = await post(url, '/v1/jobs', body);
+  if (created.status !== 202) return { images: 0, error: `${created.status} ${created.text}` };
+  const { id } = JSON.parse(created.text) as { id: string };
+  let state = 'queued';
+  while (!FINAL.has(state)) {
+    await sleep(JOB_POLL_MS);
+    state = ((await (await fetch(`${url}/v1/jobs/${id}`)).json()) as { state: string }).state;
+  }
+  if (state !== 'completed') return { images: 0, error: `job ${id} ended ${state}` };
+  if (inline) {
+    const res = await fetch(`${url}/v1/jobs/${id}/result`, {
+      headers: { accept: 'application/octet-stream' },
+    });
+    const buf = await res.arrayBuffer();
+    if (buf.byteLength !== images * TINY_DINOV2.hidden_size * 4)
+      return { images: 0, error: `result of ${buf.byteLength} bytes` };
+  }
+  return { images, error: null };
+}
+
+export async function runPipeline(input: PipelineInput): Promise<PipelineReport> {
+  const loadAverageAtStart = os.loadavg().map((l) => round(l, 2));
+  const dir = await mkdtemp(join(os.tmpdir(), 'embedpool-pipeline-'));
+  const modelPath = join(dir, 'tiny-dinov2.onnx');
+  const built = await writeDinov2Onnx({ config: TINY_DINOV2, seed: 0, out: modelPath });
+  await writeFile(join(dir, 'preprocessor_config.json'), JSON.stringify(DINOV2_PREPROCESSOR_CONFIG));
+  const imageName = 'china.jpg';
+  const imageBytes = readFileSync(join(PARITY_DIR, 'images', imageName));
+  const base64 = imageBytes.toString('base64');
+  const sharp = (await import('sharp')).default;
+  const meta = await sharp(imageBytes).metadata();
+
+  const redis = await PrivateRedis.start();
+  let azurite: Azurite | undefined;
+  const procs: Proc[] = [];
+  try {
+    azurite = await startAzurite();
+    const azuritePid = findListener(azurite.port) ?? -1;
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const env: Record<string, string> = {
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      REDIS_URL: redis.url,
+      REDIS_AUTOSTART: 'false',
+      QUEUE_PREFIX: 'pipeline',
+      MODEL_PATH: modelPath,
+      MODEL_FETCH: 'false',
+      BLOB_CONNECTION_STRING: azurite.connectionString,
+      WORKER_METRICS_PORT: '0',
+      MAX_BACKLOG_IMAGES: '0',
+      RATE_LIMIT_REQUESTS: '0',
+      // As a GPU worker runs (ORT_SPINNING=auto is off for cuda): the stand-in model is on the CPU provider.
+      ORT_SPINNING: 'off',
+      // Async jobs' images staged in the storage account, as a fleet deployment would run them.
+      JOB_STAGING_CONTAINER: 'pipeline-staging',
+      ...input.env,
+    };
+    for (const k of ['API_KEYS', 'AUTH', 'AUTH_JWT_ISSUER', 'METRICS_TOKEN']) delete process.env[k];
+    procs.push(spawnEmbedpool('api', env), spawnEmbedpool('worker', env));
+    const [api, worker] = procs as [Proc, Proc];
+    await waitReady(url, procs);
+    progress(`pipeline: api pid ${api.pid}, worker pid ${worker.pid}, redis pid ${redis.pid} at ${url}`);
+
+    const decode = await decodeAlone(imageBytes, 3);
+    progress(`pipeline: decode alone ${decode.cpuMsPerImage} ms CPU per image (${imageName})`);
+    const pids = { api: api.pid, worker: worker.pid, azurite: azuritePid };
+    const phases: PipelinePhase[] = [];
+    const measure = async (
+      name: string,
+      clients: number,
+      perRequest: number,
+      fn: () => Promise<Load>,
+    ): Promise<void> => {
+      const a = await snapshot(redis.url, pids);
+      const load = await fn();
+      const b = await snapshot(redis.url, pids);
+      const ph = phaseFrom(name, clients, perRequest, a, b, load, decode.cpuMsPerImage, idle);
+      phases.push(ph);
+      progress(
+        `pipeline: ${name}: ${ph.imagesPerSec} img/s; CPU ms/img api ${ph.cpuMsPerImage.api} worker ` +
+          `${ph.cpuMsPerImage.worker} redis ${ph.cpuMsPerImage.redis} = ${ph.ratioToDecode}x decode; ` +
+          `${ph.redisCommandsPerImage} Redis commands/img${load.errors ? `; ${load.errors} errors: ${load.firstError}` : ''}`,
+      );
+    };
+    const scoreBody = (n: number) =>
+      JSON.stringify({
+        input_data: {
+          columns: ['image'],
+          index: Array.from({ length: n }, (_, i) => i),
+          data: Array.from({ length: n }, () => [base64]),
+        },
+      });
+    const score = (n: number) => {
+      const body = scoreBody(n);
+      return async () => {
+        const r = await post(url, '/score', body);
+        return r.status === 200 ? { images: n, error: null } : { images: 0, error: `${r.status} ${r.text}` };
+      };
+    };
+    // Warm-up: JIT, connections, first allocations.
+    await closedLoop(4, 2, score(1));
+    // The background with no traffic, taken out of every phase's per-image figures.
+    const i0 = await snapshot(redis.url, pids);
+    await sleep(4_000);
+    const i1 = await snapshot(redis.url, pids);
+    const idleS = (i1.at - i0.at) / 1000;
+    const idle = {
+      api: round(((i1.ticks.api - i0.ticks.api) * TICK_MS) / idleS, 2),
+      worker: round(((i1.ticks.worker - i0.ticks.worker) * TICK_MS) / idleS, 2),
+      redis: round(((i1.redis.cpuSeconds - i0.redis.cpuSeconds) * 1000) / idleS, 3),
+    };
+    progress(`pipeline: idle background CPU ms/s: api ${idle.api} worker ${idle.worker} redis ${idle.redis}`);
+    // One request at a time: every request meets an idle service (no coalescing): the latency floor.
+    await measure('idle latency: one client, 1 image per request', 1, 1, () =>
+      closedLoop(1, Math.min(5, input.seconds), score(1)),
+    );
+    await measure('/score, 1 image per request', 16, 1, () => closedLoop(16, input.seconds, score(1)));
+    await measure('/score, 8 images per request', 4, 8, () => closedLoop(4, input.seconds, score(8)));
+
+    const jobBody = (output: object) =>
+      JSON.stringify({
+        images: Array.from({ length: 64 }, (_, i) => ({ id: `img-${i}`, base64 })),
+        output,
+      });
+    const inlineBody = jobBody({ type: 'inline' });
+    await measure('/v1/jobs inline, 64 images per job', 4, 64, () =>
+      closedLoop(4, input.seconds, () => runJob(url, inlineBody, 64, true)),
+    );
+    const blobBody = jobBody({ type: 'blob', container: 'pipeline-out', path: '{jobId}' });
+    await measure('/v1/jobs blob, 64 images per job', 4, 64, () =>
+      closedLoop(4, input.seconds, () => runJob(url, blobBody, 64, false)),
+    );
+
+    // Bulk ingestion: the blobs are uploaded first, outside the measurement.
+    const service = BlobServiceClient.fromConnectionString(azurite.connectionString);
+    const src = service.getContainerClient('pipeline-src');
+    await src.createIfNotExists();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < input.ingestBlobs) {
+          const i = next++;
+          await src.getBlockBlobClient(`img/${String(i).padStart(6, '0')}.jpg`).uploadData(imageBytes);
+        }
+      }),
+    );
+    await measure('bulk ingestion from Azurite', 1, input.ingestBlobs, async () => {
+      const r = await post(
+        url,
+        '/v1/ingestions',
+        JSON.stringify({
+          source: { container: 'pipeline-src' },
+          output: { container: 'pipeline-vectors', prefix: 'run', format: 'parquet' },
+        }),
+      );
+      if (r.status !== 202) return { images: 0, errors: 1, firstError: `${r.status} ${r.text}` };
+      const { id } = JSON.parse(r.text) as { id: string };
+      for (;;) {
+        await sleep(500);
+        const st = (await (await fetch(`${url}/v1/ingestions/${id}`)).json()) as {
+          state: string;
+          counts: { done: number; failed: number };
+        };
+        if (FINAL.has(st.state) || st.state === 'partially_failed') {
+          const ok = st.counts.done - st.counts.failed;
+          return {
+            images: ok,
+            errors: st.counts.failed,
+            firstError: st.state === 'completed' ? null : `ingestion ended ${st.state}`,
+          };
+        }
+      }
+    });
+
+    return {
+      model: { config: TINY_DINOV2, bytes: built.bytes },
+      image: {
+        name: imageName,
+        bytes: imageBytes.byteLength,
+        width: meta.width ?? 0,
+        height: meta.height ?? 0,
+      },
+      decode,
+      settings: env,
+      idleCpuMsPerSecond: idle,
+      phases,
+      targets: pipelineTargets(phases),
+      loadAverageAtStart,
+      notes: [
+        `Client-side status polls of /v1/jobs (every ${JOB_POLL_MS} ms) and of /v1/ingestions (every 500 ms) are ` +
+          'counted: they are part of what an async caller costs.',
+        `Per-image CPU has each process's idle background taken out (measured for 4 s before the phases: api ` +
+          `${idle.api}, worker ${idle.worker}, Redis ${idle.redis} CPU ms/s); grossCpuMsPerImage keeps it.`,
+        'Azurite CPU is shown apart (it stands in for Azure Storage) and is not in the total.',
+      ],
+    };
+  } finally {
+    await Promise.all(procs.map((p) => stopProc(p)));
+    await azurite?.dispose().catch(() => {});
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The pid listening on a loopback TCP port (Azurite runs under npx: the listener is a grandchild). */
+function findListener(port: number): number | null {
+  try {
+    const hex = port.toString(16).toUpperCase().padStart(4, '0');
+    const inodes = new Set<string>();
+    for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      for (const line of readFileSync(f, 'utf8').split('\n').slice(1)) {
+        const c = line.trim().split(/\s+/);
+        if (c[1]?.endsWith(`:${hex}`) && c[3] === '0A') inodes.add(c[9]!);
+      }
+    }
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+          const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+          const m = /^socket:\[(\d+)\]$/.exec(link);
+          if (m && inodes.has(m[1]!)) return Number(pid);
+        }
+      } catch {
+        // not ours to read
+      }
+    }
+  } catch {
+    // not Linux
+  }
+  return null;
+}
+
+interface TargetSpec {
+  id: string;
+  phase: (p: PipelinePhase) => boolean;
+  redisMs: number;
+  ratio: number;
+  label: string;
+}
+
+const SPECS: TargetSpec[] = [
+  { id: 'score', phase: (p) => p.name.startsWith('/score'), redisMs: 0.1, ratio: 1.6, label: '/score' },
+  { id: 'jobs', phase: (p) => p.name.startsWith('/v1/jobs'), redisMs: 0.05, ratio: 1.3, label: 'async jobs' },
+  { id: 'ingest', phase: (p) => p.name.startsWith('bulk'), redisMs: 0.02, ratio: 1.3, label: 'ingestion' },
+];
+
+export function pipelineTargets(phases: PipelinePhase[]): PipelineTarget[] {
+  const out: PipelineTarget[] = [];
+  for (const s of SPECS) {
+    for (const p of phases.filter(s.phase)) {
+      const r = p.cpuMsPerImage.redis;
+      out.push({
+        id: `pipeline-redis-${s.id}`,
+        description: `Redis CPU per image, ${p.name}`,
+        target: `<= ${s.redisMs} ms`,
+        measured: `${r} ms (one Redis core: ~${p.redisBoundImagesPerSec ?? '-'} img/s)`,
+        met: r <= s.redisMs,
+        missedBy: r <= s.redisMs ? null : `${round(r - s.redisMs, 3)} ms (${round(r / s.redisMs, 1)}x)`,
+      });
+      out.push({
+        id: `pipeline-total-${s.id}`,
+        description: `CPU per image (api + worker + Redis) / decode alone, ${p.name}`,
+        target: `<= ${s.ratio}x`,
+        measured: `${p.cpuMsPerImage.total} ms = ${p.ratioToDecode}x`,
+        met: p.ratioToDecode <= s.ratio,
+        missedBy: p.ratioToDecode <= s.ratio ? null : `${round(p.ratioToDecode - s.ratio, 2)}x`,
+      });
+    }
+  }
+  return out;
+}
+
+/** The table docs/performance.md shows, in markdown. */
+export function renderPipeline(r: PipelineReport): string {
+  const lines = [
+    `Near-zero-cost DINOv2 (hidden ${r.model.config.hidden_size}, ${r.model.config.num_hidden_layers} layer), ` +
+      `\`embedpool api\` + \`embedpool worker\` + private redis-server; image ${r.image.name} ` +
+      `(${r.image.width}x${r.image.height}, ${Math.round(r.image.bytes / 1024)} KB, sent base64). ` +
+      `Decode alone (sharp decode + resize + normalize): ${r.decode.cpuMsPerImage} ms CPU per image. ` +
+      `Idle background taken out (CPU ms/s): api ${r.idleCpuMsPerSecond.api}, worker ${r.idleCpuMsPerSecond.worker}, ` +
+      `Redis ${r.idleCpuMsPerSecond.redis}. ` +
+      `Load average at start ${r.loadAverageAtStart.join(' ')}.`,
+    '',
+    '| path | clients | img/s | p50 ms | CPU ms/img api / worker / Redis | total | vs decode | Redis cmds/img | one Redis core carries |',
+    '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+    ...r.phases.map(
+      (p) =>
+        `| ${p.name} | ${p.clients} | ${p.imagesPerSec} | ${p.latencyP50Ms ?? '-'} | ${p.cpuMsPerImage.api} / ${p.cpuMsPerImage.worker} / ` +
+        `**${p.cpuMsPerImage.redis}** | ${p.cpuMsPerImage.total} | ${p.ratioToDecode}x | ${p.redisCommandsPerImage} | ` +
+        `${p.redisBoundImagesPerSec ?? '-'} img/s |${p.errors ? ` (${p.errors} errors)` : ''}`,
+    ),
+    '',
+    '| target | measured | verdict |',
+    '| --- | --- | --- |',
+    ...r.targets.map(
+      (t) =>
+        `| ${t.description} ${t.target} | ${t.measured} | ${t.met ? 'met' : `missed by ${t.missedBy}`} |`,
+    ),
+  ];
+  return `${lines.join('\n')}\n`;
+}

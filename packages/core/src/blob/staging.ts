@@ -1,0 +1,38 @@
+import type { BlobServiceClient } from '@azure/storage-blob';
+import type { InlineBlobStore, InlineSource } from '../queue/inline-images';
+
+/**
+ * Async jobs' inline images staged as one blob per job (JOB_STAGING_CONTAINER) instead of a Redis key: the
+ * storage account carries the bytes, Redis only the job. Written once by the API, read by range by the
+ * worker, deleted when the job is final.
+ */
+export class BlobStaging implements InlineBlobStore {
+  private created: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly client: BlobServiceClient,
+    private readonly container: string,
+  ) {}
+
+  async stage(name: string, buffer: Buffer): Promise<InlineSource> {
+    const container = this.client.getContainerClient(this.container);
+    this.created ??= container.createIfNotExists().catch((err: unknown) => {
+      this.created = undefined;
+      throw err;
+    });
+    await this.created;
+    await container.getBlockBlobClient(name).uploadData(buffer);
+    return { via: 'blob', container: this.container, name };
+  }
+
+  async read(container: string, name: string, offset: number, length: number): Promise<Uint8Array> {
+    return this.client
+      .getContainerClient(container)
+      .getBlockBlobClient(name)
+      .downloadToBuffer(offset, length);
+  }
+
+  async delete(container: string, name: string): Promise<void> {
+    await this.client.getContainerClient(container).getBlockBlobClient(name).deleteIfExists();
+  }
+}
