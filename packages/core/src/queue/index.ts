@@ -1,5 +1,13 @@
-export { addBacklog, backlogImages, removeBacklog } from './backlog';
+export { addBacklog, BacklogReconciler, backlogImages, backlogOrphans, removeBacklog } from './backlog';
 export { createRedis, type RedisRole } from './connection';
+export {
+  type Generation,
+  GenerationWatch,
+  type GenerationWatchOptions,
+  missingIsLost,
+  readGeneration,
+  uuidV7Time,
+} from './generation';
 export { JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
 export { takeResult, writeResult } from './results';
 export {
