@@ -66,7 +66,10 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       return { state: record.state };
     }
     try {
-      await deps.store.markRunning(data.jobId);
+      if ((await deps.store.markRunning(data.jobId)) === 'missing') {
+        // The record vanished since the read above: Redis lost its data. Nothing may be written for it.
+        throw new UnrecoverableError(`STATE_LOST: job record ${data.jobId} is gone`);
+      }
       const limit = pLimit(deps.perJobConcurrency);
       const settled = await Promise.allSettled(
         data.images.map((img) => limit(() => deps.pipeline.embed(img.ref))),
@@ -86,7 +89,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       });
       const location = await writeOutput(deps, data, vectors, dim);
       const succeeded = vectors.length - failures.length;
-      await deps.store.finish(data.jobId, {
+      const moved = await deps.store.finish(data.jobId, {
         succeeded,
         failed: failures.length,
         failures,
@@ -94,6 +97,13 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         model: deps.modelId,
         dim,
       });
+      if (moved === 'missing') {
+        // Redis lost the record while the job ran: an inline result nobody can read goes; blob outputs stay
+        // for `embedpool recover` to list.
+        if (data.output.type !== 'blob') await deps.redis.del(jobKeys.result(deps.prefix, data.jobId));
+        log.error({ location }, 'job finished but its record is gone (redis lost its data)');
+        throw new UnrecoverableError(`STATE_LOST: job record ${data.jobId} is gone`);
+      }
       const finished = await deps.store.get(data.jobId);
       if (finished) await enqueueDelivery(deps, finished);
       log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');

@@ -7,11 +7,17 @@ import { DeliveryQueue } from '@embedpool/core/delivery';
 import { Engine } from '@embedpool/core/engine';
 import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { registerFleetMetrics, registerProcessMetrics } from '@embedpool/core/metrics';
+import {
+  registerFleetMetrics,
+  registerGenerationMetrics,
+  registerProcessMetrics,
+} from '@embedpool/core/metrics';
 import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
 import {
+  BacklogReconciler,
   createRedis,
+  GenerationWatch,
   heartbeat,
   JOBS,
   QUEUES,
@@ -40,7 +46,11 @@ export interface StartWorkerOptions {
   deliveries?: DeliveryEnqueuer;
   /** The machine plan this worker was sized with (logged at boot, exported as embedpool_worker_plan_info). */
   plan?: DetectedSku;
+  /** How often the backlog is swept for entries whose job is gone (default 10 s). */
+  backlogSweepMs?: number;
 }
+
+const BACKLOG_SWEEP_MS = 10_000;
 
 export interface WorkerHandle {
   id: string;
@@ -191,8 +201,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     prefix: config.QUEUE_PREFIX,
     concurrency: config.WORKER_CONCURRENCY,
     lockDuration: config.JOB_LOCK_MS,
-    stalledInterval: config.JOB_LOCK_MS,
-    maxStalledCount: 1,
+    stalledInterval: config.JOB_STALLED_CHECK_MS,
+    maxStalledCount: config.JOB_MAX_STALLED,
     autorun: false,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
@@ -200,6 +210,26 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     metrics.stage.observe({ stage: 'end_to_end' }, Math.max(0, Date.now() - job.timestamp) / 1000);
     void removeBacklog(redis, config.QUEUE_PREFIX, job.id!).catch(() => {});
   };
+  // Self-healing backlog: entries whose job finished or vanished without its HDEL (a worker killed right
+  // after finishing, a producer killed between its HSET and its add) leave within two sweeps.
+  const reconciler = new BacklogReconciler(redis, config.QUEUE_PREFIX, worker.toKey(''));
+  const sweepTimer = setInterval(() => {
+    reconciler
+      .sweep()
+      .then((removed) => {
+        if (removed.length > 0) {
+          metrics.backlogSwept.inc(removed.length);
+          logger.warn(
+            { removed: removed.length, jobIds: removed.slice(0, 10) },
+            'backlog entries without a job removed',
+          );
+        }
+      })
+      .catch((err: Error) => logger.debug({ err: err.message }, 'backlog sweep failed'));
+  }, opts.backlogSweepMs ?? BACKLOG_SWEEP_MS);
+  sweepTimer.unref();
+  const generation = new GenerationWatch({ redis, prefix: config.QUEUE_PREFIX, logger }).start();
+  registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
   worker.on('completed', (job) => {
     metrics.jobs.inc({ status: 'completed' });
     finished(job);
@@ -285,6 +315,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const close = () => {
     closing ??= (async () => {
       clearInterval(beatTimer);
+      clearInterval(sweepTimer);
+      generation.stop();
       // worker.close() waits for the active jobs, whose images are already in the batcher.
       await worker.close();
       // Chunks embed through the batcher and engine: they stop before those do.

@@ -40,7 +40,11 @@ return out
 `;
 
 /** Ids in the backlog whose job is no longer waiting or running (finished, failed for good, or gone). */
-export async function backlogOrphans(redis: Redis, prefix: string, queueKeyPrefix: string): Promise<string[]> {
+export async function backlogOrphans(
+  redis: Redis,
+  prefix: string,
+  queueKeyPrefix: string,
+): Promise<string[]> {
   return (await redis.eval(ORPHANS, 1, keys.backlog(prefix), queueKeyPrefix)) as string[];
 }
 

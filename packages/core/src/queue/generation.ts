@@ -129,18 +129,28 @@ export class GenerationWatch extends EventEmitter<{ lost: [Generation] }> {
       await redis.set(key, raw);
       current = proposal;
     }
-    if (before && current.id !== before.id && current.previous !== before.id && current.lostAt === undefined) {
+    if (
+      before &&
+      current.id !== before.id &&
+      current.previous !== before.id &&
+      current.lostAt === undefined
+    ) {
       // Another process re-created the marker without knowing the old one: record the loss for everyone.
       const marked: Generation = { ...current, lostAt: current.since, previous: before.id };
       current = parse((await redis.eval(MARK_LOST, 1, key, raw, JSON.stringify(marked))) as string) ?? marked;
     }
     this.known = current;
     const newlyLost =
-      (before && current.id !== before.id) || (!before && current.lostAt !== undefined && this.detected === 0);
+      (before && current.id !== before.id) ||
+      (!before && current.lostAt !== undefined && this.detected === 0);
     if (before && current.id !== before.id) {
       this.detected++;
       logger.error(
-        { previous: before.id, generation: current.id, lostAt: new Date(current.lostAt ?? now).toISOString() },
+        {
+          previous: before.id,
+          generation: current.id,
+          lostAt: new Date(current.lostAt ?? now).toISOString(),
+        },
         'REDIS LOST ITS DATA: jobs, results and ingestions recorded before this moment are gone; ' +
           'their ids answer 410 STATE_LOST. Run `embedpool recover` to list the outputs they left in storage.',
       );

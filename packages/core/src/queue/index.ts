@@ -1,5 +1,5 @@
 export { addBacklog, BacklogReconciler, backlogImages, backlogOrphans, removeBacklog } from './backlog';
-export { createRedis, type RedisRole } from './connection';
+export { createRedis, isRedisConnectionError, type RedisRole } from './connection';
 export {
   type Generation,
   GenerationWatch,
