@@ -205,7 +205,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     maxStalledCount: config.JOB_MAX_STALLED,
     autorun: false,
   });
-  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('error', (err) => {
+    // After a freeze (or a loop stall) longer than JOB_LOCK_MS another worker took the job over and may have
+    // finished it: this worker's late renewal or finish is refused, and that refusal is the system working.
+    if (/could not renew lock|Missing (lock|key) for job/.test(err.message)) {
+      logger.warn({ err: err.message }, 'job taken over by another worker; this stale attempt is dropped');
+      return;
+    }
+    logger.error({ err }, 'worker error');
+  });
   const finished = (job: Job) => {
     metrics.stage.observe({ stage: 'end_to_end' }, Math.max(0, Date.now() - job.timestamp) / 1000);
     void removeBacklog(redis, config.QUEUE_PREFIX, job.id!).catch(() => {});
