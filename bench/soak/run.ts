@@ -420,7 +420,8 @@ async function startIngestion(): Promise<void> {
 
 // ---------------------------------------------------------------- faults
 async function window(label: string, fn: () => Promise<void>): Promise<void> {
-  const w = { label, from: Date.now(), to: Date.now() };
+  // Open-ended while the fault lasts: answers arriving meanwhile belong to it.
+  const w = { label, from: Date.now(), to: Number.POSITIVE_INFINITY };
   windows.push(w);
   say(`fault: ${label}`);
   try {
@@ -430,6 +431,11 @@ async function window(label: string, fn: () => Promise<void>): Promise<void> {
   }
 }
 const randomWorker = () => workers[Math.floor(Math.random() * workers.length)]!;
+/** A burst of /score requests just before a worker fault, so that the worker surely holds some. */
+async function burst(): Promise<void> {
+  for (let i = 0; i < 18; i++) void scoreOnce();
+  await sleep(300);
+}
 async function measureTakeover(fault: string, at: number): Promise<void> {
   // The slowest /score answer among requests sent before the fault and answered after it.
   await sleep(35_000);
@@ -441,6 +447,7 @@ const faults: (() => Promise<void>)[] = [
   () =>
     window('worker SIGKILL', async () => {
       const w = randomWorker();
+      await burst();
       const at = Date.now();
       await w.kill();
       void measureTakeover('worker SIGKILL', at);
@@ -450,6 +457,7 @@ const faults: (() => Promise<void>)[] = [
   () =>
     window('worker SIGSTOP 2x lock', async () => {
       const w = randomWorker();
+      await burst();
       const at = Date.now();
       w.signal('SIGSTOP');
       void measureTakeover('worker SIGSTOP', at);
@@ -505,12 +513,16 @@ let jobTurn = 0;
 loop(1_500, () => jobOnce((['job-inline', 'job-blob', 'job-callback'] as const)[jobTurn++ % 3]!));
 const ingestionStarted = startIngestion();
 const faultLoop = (async () => {
-  await sleep(Math.min(10_000, LOAD_MS / 10));
-  // The whole schedule fits in the run: spaced out evenly, repeated for longer runs.
-  const gap = Math.max(6_000, Math.min(15_000, (LOAD_MS - 20_000) / faults.length));
-  for (let i = 0; Date.now() + gap < loadEnd && !stopping; i++) {
+  // Every fault once per ~2 minutes of load, in fixed slots (a fault that overruns its slot delays the next).
+  const rounds = Math.max(1, Math.floor(MINUTES / 2));
+  const slots = rounds * faults.length;
+  const slotMs = (LOAD_MS - 15_000) / slots;
+  const first = Date.now() + 5_000;
+  for (let i = 0; i < slots && !stopping; i++) {
+    const startAt = first + i * slotMs;
+    if (Date.now() < startAt) await sleep(startAt - Date.now());
+    if (Date.now() > loadEnd - 5_000) break;
     await faults[i % faults.length]!();
-    await sleep(gap);
   }
 })();
 await Promise.all([...loops, faultLoop, ingestionStarted]);
@@ -711,6 +723,13 @@ const latencies = syncCalls
 const pct = (p: number) =>
   latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
 const rows = [...tally.entries()].map(([kind, v]) => ({ kind, ...v }));
+// /score latency of requests sent while a worker was dead or frozen (and the 5 s after).
+const workerFaults = windows.filter((w) => w.label.startsWith('worker'));
+const duringFault = syncCalls
+  .filter((c) => c.ok && workerFaults.some((w) => c.sentAt >= w.from - 1_000 && c.sentAt <= w.to + 5_000))
+  .map((c) => c.doneAt - c.sentAt)
+  .sort((a, b) => a - b);
+const faultP99 = duringFault[Math.min(duringFault.length - 1, Math.floor(0.99 * duringFault.length))] ?? 0;
 const result = {
   command: `npm run soak -- --minutes ${MINUTES} --redis ${MODE}`,
   startedAt: new Date(t0).toISOString(),
@@ -721,6 +740,7 @@ const result = {
   faults: windows.map((w) => ({ label: w.label, at: (w.from - t0) / 1000, seconds: (w.to - w.from) / 1000 })),
   takeovers,
   scoreLatencyMs: { p50: pct(50), p99: pct(99), max: latencies.at(-1) ?? 0, n: latencies.length },
+  scoreLatencyDuringWorkerFaultsMs: { p99: faultP99, max: duringFault.at(-1) ?? 0, n: duringFault.length },
   backlog: {
     entries: drift.backlogEntries,
     orphans: drift.orphans.slice(0, 10),
