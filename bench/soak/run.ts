@@ -576,7 +576,8 @@ while (Date.now() < drainEnd) {
   let open = 0;
   for (const job of jobs) {
     if (job.final) continue;
-    const id = [...job.ids][0]!;
+    // The newest id: after Redis lost its data a retried submission legitimately makes a new job.
+    const id = [...job.ids].at(-1)!;
     const r = await state(`/v1/jobs/${id}`);
     if (r.status === 200 && FINAL.has(String(r.json.state))) job.final = String(r.json.state);
     else if (r.status === 410) job.final = 'STATE_LOST';
@@ -591,17 +592,23 @@ while (Date.now() < drainEnd) {
     else open++;
   }
   const callbacksOpen = jobs.filter(
-    (j) => j.kind === 'job-callback' && j.final === 'completed' && !deliveries.get([...j.ids][0]!),
+    (j) => j.kind === 'job-callback' && j.final === 'completed' && !deliveries.get([...j.ids].at(-1)!),
   ).length;
   if (open === 0 && callbacksOpen === 0) break;
   await sleep(1_000);
 }
 
 // Jobs: final exactly once, vectors right.
+const lostBlobIds: string[] = [];
 for (const job of jobs) {
   const k = t(job.kind);
-  const id = [...job.ids][0]!;
-  if (job.ids.size > 1) k.duplicated++;
+  const id = [...job.ids].at(-1)!;
+  // Two jobs for one Idempotency-Key are a duplicate, unless the earlier one was lost with Redis's data.
+  for (const earlier of [...job.ids].slice(0, -1)) {
+    if ((await state(`/v1/jobs/${earlier}`)).status !== 410) k.duplicated++;
+    else if (job.kind === 'job-blob') lostBlobIds.push(earlier);
+  }
+  if (job.final === 'STATE_LOST' && job.kind === 'job-blob') lostBlobIds.push(id);
   if (job.final === 'STATE_LOST') {
     k.stateLost++;
     continue;
@@ -720,7 +727,7 @@ do {
 
 const end = await sizes();
 // Volatile Redis: the recovery report must list the blob outputs of lost jobs.
-let recovery: { jobs: number; lostJobsWithBlobOutputs: number } | undefined;
+let recovery: { jobs: number; lostBlobJobsWithOutput: number; listed: number } | undefined;
 if (MODE === 'volatile') {
   const { recoveryReport } = await import('@embedpool/core/recovery');
   const report = await recoveryReport({
@@ -730,13 +737,17 @@ if (MODE === 'volatile') {
     containers: ['soak-jobs', 'soak-ing'],
     recordTtlSeconds: 7 * 24 * 3600,
   });
-  const lostBlobJobs = jobs
-    .filter((j) => j.kind === 'job-blob' && j.final === 'STATE_LOST')
-    .map((j) => [...j.ids][0]!);
+  // Every lost blob job whose output set was completed in storage must be in the report.
   const listed = new Set(report.jobs.map((j) => j.jobId));
+  const withOutput: string[] = [];
+  for (const id of lostBlobIds) {
+    if (await blob.getContainerClient('soak-jobs').getBlobClient(`out/${id}.manifest.json`).exists())
+      withOutput.push(id);
+  }
   recovery = {
     jobs: report.jobs.length,
-    lostJobsWithBlobOutputs: lostBlobJobs.filter((id) => listed.has(id)).length,
+    lostBlobJobsWithOutput: withOutput.length,
+    listed: withOutput.filter((id) => listed.has(id)).length,
   };
 }
 
@@ -817,6 +828,9 @@ lines.push(
   `\n/score latency (ok answers): p50 ${pct(50)} ms, p99 ${pct(99)} ms, max ${result.scoreLatencyMs.max} ms, n ${latencies.length}`,
 );
 lines.push(
+  `/score latency, sent during worker faults (and 5 s after): p99 ${faultP99} ms, max ${duringFault.at(-1) ?? 0} ms, n ${duringFault.length}`,
+);
+lines.push(
   `backlog: ${drift.backlogEntries} entries at the end; ${drift.orphans.length} without a job, ${drift.unbacked.length} jobs not counted`,
 );
 lines.push(
@@ -832,12 +846,16 @@ lines.push(
 );
 if (recovery)
   lines.push(
-    `recovery report: ${recovery.jobs} job outputs without a record; covers ${recovery.lostJobsWithBlobOutputs} of the lost blob jobs`,
+    `recovery report: ${recovery.jobs} job outputs without a record; lists ${recovery.listed} of the ${recovery.lostBlobJobsWithOutput} lost blob jobs whose output is in storage`,
   );
 
 // Verdict. AOF: nothing lost, duplicated, wrong or drifting, every takeover under 10 s. Volatile: work lost
 // with Redis's data must be reported as lost (410 STATE_LOST), never as unknown (404).
 const problems: string[] = [];
+if (recovery && recovery.listed < recovery.lostBlobJobsWithOutput)
+  problems.push(
+    `${recovery.lostBlobJobsWithOutput - recovery.listed} lost outputs missing from the recovery report`,
+  );
 if (duplicated) problems.push(`${duplicated} duplicated`);
 if (wrong) problems.push(`${wrong} wrong`);
 if (lost) problems.push(`${lost} lost (unknown or never final)`);
