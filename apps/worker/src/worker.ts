@@ -150,11 +150,12 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config.REDIS_URL, 'producer') : undefined;
   const deliveries =
     opts.deliveries ?? (deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined);
+  const jobStore = new JobStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S);
   const jobProcessor = createJobProcessor({
     pipeline,
     redis,
     prefix: config.QUEUE_PREFIX,
-    store: new JobStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S),
+    store: jobStore,
     resultTtlSeconds: config.JOB_RESULT_TTL_S,
     modelId: model.modelId,
     dim: () => engine.dim ?? 0,
@@ -245,8 +246,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   worker.on('failed', (job, err) => {
     metrics.jobs.inc({ status: 'failed' });
     // Only a job that will not run again leaves the backlog.
-    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1)))
+    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1))) {
       finished(job);
+      // A job failed by BullMQ itself (stalled too often: it killed or froze every worker it met) never
+      // reached the processor's own failure path: close its record, or it would stay 'running' for good.
+      if (job.name === JOBS.embedJob)
+        void jobStore
+          .fail(job.id!, { code: 'INTERNAL', message: `job failed: ${err.message}` })
+          .catch(() => {});
+    }
     logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
   });
 

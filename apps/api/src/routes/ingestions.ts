@@ -169,6 +169,7 @@ export function ingestionsOpenApi() {
   });
   const common = {
     '404': { $ref: '#/components/responses/NotFound' },
+    '410': { $ref: '#/components/responses/Gone' },
     '500': { $ref: '#/components/responses/Internal' },
     '503': { $ref: '#/components/responses/Unavailable' },
   };
