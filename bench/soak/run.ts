@@ -460,7 +460,9 @@ async function burst(): Promise<void> {
 async function measureTakeover(fault: string, at: number): Promise<void> {
   await sleep(35_000);
   // Takeover: from the fault until another worker started the last of the jobs BullMQ found stalled.
-  const taken = [...stalledAt.entries()].filter(([, when]) => when >= at && when < at + 30_000);
+  // Stalls up to the next fault (or 30 s) belong to this one: a SIGSTOP soon after a SIGKILL is its own.
+  const until = Math.min(at + 30_000, windows.find((w) => w.from > at)?.from ?? Number.POSITIVE_INFINITY);
+  const taken = [...stalledAt.entries()].filter(([, when]) => when >= at && when < until);
   const picked = taken.map(([id]) => pickedAt.get(id)).filter((x): x is number => x !== undefined);
   // What callers saw: the slowest /score answer among requests sent before the fault and answered after it.
   const affected = syncCalls.filter((c) => c.sentAt < at && c.doneAt > at && c.ok);
