@@ -142,7 +142,10 @@ const imageServer = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(b);
 });
 let receiverDown = false;
-const deliveries = new Map<string, { ok: number; bodies: unknown[] }>();
+// Deliveries are at least once with a stable Embedpool-Delivery-Id (docs/webhooks.md): the same id twice is
+// a redelivery (the receiver dedupes it), two different ids for one job would be a duplicate.
+const deliveries = new Map<string, { ok: number; ids: Set<string>; bodies: unknown[] }>();
+let redeliveries = 0;
 const receiver = createServer(async (req: IncomingMessage, res) => {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
@@ -151,7 +154,10 @@ const receiver = createServer(async (req: IncomingMessage, res) => {
   if (!verifySignature(SECRET, req.headers['embedpool-signature'] as string, raw))
     return void res.writeHead(401).end();
   const body = JSON.parse(raw.toString('utf8')) as { jobId: string };
-  const d = deliveries.get(body.jobId) ?? { ok: 0, bodies: [] };
+  const d = deliveries.get(body.jobId) ?? { ok: 0, ids: new Set<string>(), bodies: [] };
+  const deliveryId = String(req.headers['embedpool-delivery-id'] ?? '');
+  if (d.ids.has(deliveryId)) redeliveries++;
+  d.ids.add(deliveryId);
   d.ok++;
   d.bodies.push(body);
   deliveries.set(body.jobId, d);
@@ -647,7 +653,7 @@ for (const job of jobs) {
       k.lost++;
       continue;
     }
-    if (d.ok > 1) k.duplicated++;
+    if (d.ids.size > 1) k.duplicated++;
     vectors = ((d.bodies[0] as { items: { image_features?: number[] }[] }).items ?? []).map(
       (i) => i.image_features,
     );
@@ -798,6 +804,7 @@ const result = {
     workers.map((w) => [w.name, [...new Set(w.interesting.map((l) => l.msg))].slice(0, 8)]),
   ),
   recovery,
+  callbackRedeliveries: redeliveries,
 };
 
 const pad = (s: unknown, n: number) => String(s).padEnd(n);
@@ -831,6 +838,9 @@ lines.push(
 );
 lines.push(
   `/score latency, sent during worker faults (and 5 s after): p99 ${faultP99} ms, max ${duringFault.at(-1) ?? 0} ms, n ${duringFault.length}`,
+);
+lines.push(
+  `callbacks accepted twice under the same delivery id (at-least-once, deduped by id): ${redeliveries}`,
 );
 lines.push(
   `backlog: ${drift.backlogEntries} entries at the end; ${drift.orphans.length} without a job, ${drift.unbacked.length} jobs not counted`,
