@@ -4,6 +4,7 @@ import { registerEmbedCommand } from './commands/embed';
 import { registerIngestCommands } from './commands/ingest';
 import { registerKeyCommands } from './commands/key';
 import { registerModelCommands } from './commands/model';
+import { registerRecoverCommand } from './commands/recover';
 import { registerServeCommands } from './commands/serve';
 import { registerSkuCommands } from './commands/sku';
 import { registerSubmitCommands } from './commands/submit';
@@ -23,5 +24,6 @@ registerServeCommands(program);
 registerSkuCommands(program);
 registerSubmitCommands(program);
 registerKeyCommands(program);
+registerRecoverCommand(program);
 
 await program.parseAsync(process.argv);

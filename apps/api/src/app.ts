@@ -1,12 +1,13 @@
 import type { Config } from '@embedpool/core/config';
 import type { IngestionService } from '@embedpool/core/ingest';
 import { createLogger, type Logger } from '@embedpool/core/logger';
+import type { GenerationWatch } from '@embedpool/core/queue';
 import type { Queue } from 'bullmq';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { type AuthSetup, authenticate, metricsGuard, resolveAuth } from './auth';
-import { errorHandler, notFoundHandler } from './http-errors';
+import { errorHandler, notFoundHandler, requireRedis } from './http-errors';
 import type { InlineHandoff } from './inline-handoff';
 import { createApiMetrics, httpMetrics } from './metrics';
 import { BacklogGate, backlogGuard, rateLimit } from './overload';
@@ -39,6 +40,8 @@ export interface ApiDeps {
   ingestions?: IngestionService;
   /** Queues shown by the operators' dashboard (mounted only when DASHBOARD_TOKEN is set). */
   dashboardQueues?: Queue[];
+  /** Whether Redis lost its data (readyz, 410 for lost ids); absent: never reported. */
+  generation?: GenerationWatch;
   /** How callers authenticate (startApi resolves it before binding); resolved from config when absent. */
   auth?: AuthSetup;
   /** Where workers read the inline images of /score requests (its route needs no API credentials). */
@@ -57,7 +60,14 @@ export function createApiApp(deps: ApiDeps): Express {
 
   app.use(requestContext(logger));
   app.use(httpMetrics(metrics));
-  app.use(healthRouter({ config, redis: deps.redis, events: deps.events }));
+  app.use(
+    healthRouter({
+      config,
+      redis: deps.redis,
+      events: deps.events,
+      ...(deps.generation ? { generation: deps.generation } : {}),
+    }),
+  );
   app.use('/metrics', metricsGuard(auth));
   app.use(metricsRouter(metrics.registry));
   app.use(openapiRouter());
@@ -86,12 +96,28 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(modelsRouter({ config, redis: deps.redis }));
   app.use(scoreRouter({ config, scoreClient: deps.scoreClient, metrics }));
   if (deps.jobs) {
-    app.use(jobsRouter({ config, redis: deps.redis, ...deps.jobs }));
+    app.use('/v1/jobs', requireRedis(deps.redis));
+    app.use(
+      jobsRouter({
+        config,
+        redis: deps.redis,
+        ...deps.jobs,
+        ...(deps.generation ? { generation: deps.generation } : {}),
+      }),
+    );
     // Ahead of the OpenAI-shaped handling of the rest of /v1: job errors keep the service's own shape.
     app.use('/v1/jobs', errorHandler);
   }
   if (deps.ingestions) {
-    app.use(ingestionsRouter({ config, redis: deps.redis, service: deps.ingestions }));
+    app.use('/v1/ingestions', requireRedis(deps.redis));
+    app.use(
+      ingestionsRouter({
+        config,
+        redis: deps.redis,
+        service: deps.ingestions,
+        ...(deps.generation ? { generation: deps.generation } : {}),
+      }),
+    );
     app.use('/v1/ingestions', errorHandler);
   }
   app.use(embeddingsRouter({ config, scoreClient: deps.scoreClient, metrics }));

@@ -1,4 +1,5 @@
 import { EmbedpoolError, type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
+import { isRedisConnectionError } from '@embedpool/core/queue';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { requestLog } from './request-context';
 
@@ -79,6 +80,10 @@ export function toHttpError(err: unknown): HttpError {
     return { status: err.status, payload: { code: 'BAD_REQUEST', message: err.message } };
   }
   const e = toEmbedpoolError(err);
+  if (e.code === 'INTERNAL' && isRedisConnectionError(err)) {
+    // A read that met a Redis going away: the service is unavailable for a moment, nothing is broken.
+    return { status: 503, payload: { code: 'UNAVAILABLE', message: 'redis is unreachable; retry shortly' } };
+  }
   if (e.code === 'INTERNAL') {
     // Internal messages may name hosts, keys or stack details that are not the client's business.
     return { status: 500, payload: { code: 'INTERNAL', message: 'internal error' } };
@@ -93,7 +98,8 @@ export function sendError(res: Response, err: unknown): void {
   } else {
     requestLog(res).info({ status, code: payload.code, reason: payload.message }, 'request rejected');
   }
-  if (status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_S));
+  // 503: Redis or a dependency is away; 409: a concurrent request with the same Idempotency-Key is finishing.
+  if (status === 503 || status === 409) res.setHeader('Retry-After', String(RETRY_AFTER_S));
   res.status(status).json({ error: payload });
 }
 
@@ -110,3 +116,14 @@ export const errorHandler: ErrorRequestHandler = (err, _req, res, _next) => {
   }
   sendError(res, err);
 };
+
+/**
+ * For routes that read or write only Redis (job and ingestion status): while the producer connection is down,
+ * 503 with Retry-After at once, instead of whatever error the first command would meet.
+ */
+export function requireRedis(redis: { readonly status: string }): RequestHandler {
+  return (_req, _res, next) => {
+    if (redis.status === 'ready') return next();
+    next(new EmbedpoolError('UNAVAILABLE', `redis is unreachable (${redis.status}); retry shortly`));
+  };
+}

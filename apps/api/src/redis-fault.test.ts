@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { newJobId } from '@embedpool/core/jobs';
 import { createRedis } from '@embedpool/core/queue';
 import { PrivateRedis } from '@embedpool/core/testing';
 import type { Redis } from 'ioredis';
@@ -124,5 +125,84 @@ describe('API started while Redis is down', () => {
     await readyzUntil(api.url, 200);
     const res = await postJson(`${api.url}/score`, scoreBody([PNG_B64]));
     expect(res.status).toBe(200);
+  });
+});
+
+describe('status routes while Redis is down, and after it came back empty', () => {
+  const prefix = uniquePrefix('lost');
+  let redisServer: PrivateRedis;
+  let api: RunningApi;
+  let worker: FakeWorker;
+
+  beforeAll(async () => {
+    redisServer = await PrivateRedis.start();
+    api = await startApi({
+      config: testConfig({ QUEUE_PREFIX: prefix, REDIS_URL: redisServer.url, REQUEST_TIMEOUT_MS: 20_000 }),
+    });
+    worker = new FakeWorker(redisServer.url, prefix);
+    await worker.ready();
+  });
+  afterAll(async () => {
+    await api?.close();
+    await worker?.close();
+    if (redisServer) {
+      await cleanupPrefix(redisServer.url, prefix).catch(() => {});
+      await redisServer.kill();
+    }
+  });
+
+  it('answers 503 with Retry-After on every route, then 410 STATE_LOST for ids from before the loss', async () => {
+    await worker.heartbeat();
+    await readyzUntil(api.url, 200);
+    const job = { images: [{ id: 'a', base64: PNG_B64 }], output: { type: 'inline' } };
+    const made = await postJson<{ id: string }>(`${api.url}/v1/jobs`, job);
+    expect(made.status).toBe(202);
+    const before = made.json.id;
+    expect((await getJson(`${api.url}/v1/jobs/${before}`)).status).toBe(200);
+    const ingestion = `ing-${(Date.now() - 1000).toString(36).padStart(9, '0')}-0123abcd`;
+
+    await redisServer.kill();
+    await readyzUntil(api.url, 503);
+    for (const path of [
+      `/v1/jobs/${before}`,
+      `/v1/jobs/${before}/result`,
+      `/v1/ingestions/${ingestion}`,
+      '/v1/ingestions',
+    ]) {
+      const down = await getJson<ErrorJson>(`${api.url}${path}`);
+      expect({ path, status: down.status, code: down.json.error.code }).toEqual({
+        path,
+        status: 503,
+        code: 'UNAVAILABLE',
+      });
+      expect(down.headers.get('retry-after')).toMatch(/^\d+$/);
+    }
+    expect((await postJson<ErrorJson>(`${api.url}/v1/jobs`, job)).status).toBe(503);
+
+    // Back without its data (no persistence): the loss is detected, reported, and lost ids say so.
+    await redisServer.start();
+    await worker.resultsReady();
+    await worker.heartbeat();
+    let ready: { status: number; json: Ready & { dataLoss?: { lostAt: string }; warning?: string } };
+    for (let i = 0; ; i++) {
+      ready = await getJson(`${api.url}/readyz`);
+      if (ready.status === 200 && ready.json.dataLoss) break;
+      if (i > 200) throw new Error(`readyz never reported the loss: ${JSON.stringify(ready.json)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(ready.json.warning).toMatch(/REDIS LOST ITS DATA/);
+    const lost = await getJson<ErrorJson>(`${api.url}/v1/jobs/${before}`);
+    expect(lost.status).toBe(410);
+    expect(lost.json.error.code).toBe('STATE_LOST');
+    expect((await getJson<ErrorJson>(`${api.url}/v1/ingestions/${ingestion}`)).status).toBe(410);
+    // Ids minted after the loss, and ids that were never job ids, are plainly unknown.
+    expect((await getJson<ErrorJson>(`${api.url}/v1/jobs/${newJobId()}`)).status).toBe(404);
+    expect((await getJson<ErrorJson>(`${api.url}/v1/jobs/nope`)).status).toBe(404);
+    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    expect(metrics).toMatch(/^embedpool_redis_data_lost 1$/m);
+
+    const after = await postJson<{ id: string }>(`${api.url}/v1/jobs`, job);
+    expect(after.status).toBe(202);
+    expect((await getJson(`${api.url}/v1/jobs/${after.json.id}`)).status).toBe(200);
   });
 });

@@ -6,8 +6,8 @@ import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { IngestionService } from '@embedpool/core/ingest';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { registerFleetMetrics } from '@embedpool/core/metrics';
-import { createRedis, keys, prepareRedisAuth, ScoreQueue } from '@embedpool/core/queue';
+import { registerFleetMetrics, registerGenerationMetrics } from '@embedpool/core/metrics';
+import { createRedis, GenerationWatch, keys, prepareRedisAuth, ScoreQueue } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createApiApp } from './app';
@@ -99,6 +99,9 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const ingestions = new IngestionService({ redis, config });
   const registry = opts.registry ?? new Registry();
   const fleet = registerFleetMetrics(registry, { redis, config });
+  // Tells a Redis that came back empty from one that kept its data (logs, /readyz, metric, 410s).
+  const generation = new GenerationWatch({ redis, prefix, logger }).start();
+  registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
   const app = createApiApp({
     config,
     redis,
@@ -116,6 +119,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     jobs,
     auth,
     handoff,
+    generation,
   });
 
   const server = http.createServer(app);
@@ -127,6 +131,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     if (closing) res.setHeader('Connection', 'close');
   });
   const releaseRedis = async () => {
+    generation.stop();
     await waiter.close();
     await queue.close().catch(() => {});
     await jobQueue.close().catch(() => {});

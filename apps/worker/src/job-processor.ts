@@ -70,7 +70,10 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       return { state: record.state };
     }
     try {
-      await deps.store.markRunning(data.jobId);
+      if ((await deps.store.markRunning(data.jobId)) === 'missing') {
+        // The record vanished since the read above: Redis lost its data. Nothing may be written for it.
+        throw new UnrecoverableError(`STATE_LOST: job record ${data.jobId} is gone`);
+      }
       const limit = pLimit(deps.perJobConcurrency);
       const blobs = stagedBlobs(deps);
       const inline = new InlineReader(data.inline, deps.redis, {
@@ -97,7 +100,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         writeOutput(deps, data, vectors, dim),
       );
       const succeeded = vectors.length - failures.length;
-      await deps.store.finish(data.jobId, {
+      const moved = await deps.store.finish(data.jobId, {
         succeeded,
         failed: failures.length,
         failures,
@@ -105,6 +108,14 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         model: deps.modelId,
         dim,
       });
+      if (moved === 'missing') {
+        // Redis lost the record while the job ran: an inline result nobody can read goes; blob outputs stay
+        // for `embedpool recover` to list.
+        await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
+        if (data.output.type !== 'blob') await deps.redis.del(jobKeys.result(deps.prefix, data.jobId));
+        log.error({ location }, 'job finished but its record is gone (redis lost its data)');
+        throw new UnrecoverableError(`STATE_LOST: job record ${data.jobId} is gone`);
+      }
       // The output and the outcome are written: the images are no longer needed (a retry finds the job final).
       await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       const finished = await deps.store.get(data.jobId);

@@ -37,6 +37,11 @@ export function createWorkerMetrics(registry: Registry) {
       labelNames: ['status'] as const,
       registers,
     }),
+    backlogSwept: new Counter({
+      name: 'embedpool_backlog_swept_total',
+      help: 'Backlog entries removed because their job had finished or vanished without removing them.',
+      registers,
+    }),
     busyRatio: new Gauge({
       name: 'embedpool_worker_busy_ratio',
       help: 'Share of wall time the model spent running since the last scrape.',

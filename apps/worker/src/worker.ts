@@ -7,12 +7,18 @@ import { DeliveryQueue } from '@embedpool/core/delivery';
 import { Engine } from '@embedpool/core/engine';
 import { type EmbedJobData, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { registerFleetMetrics, registerProcessMetrics } from '@embedpool/core/metrics';
+import {
+  registerFleetMetrics,
+  registerGenerationMetrics,
+  registerProcessMetrics,
+} from '@embedpool/core/metrics';
 import { createUrlPolicy } from '@embedpool/core/net';
 import { type ModelPrecision, readModelPrecision } from '@embedpool/core/precision';
 import type { PreprocessOptions } from '@embedpool/core/preprocess';
 import {
+  BacklogReconciler,
   createRedis,
+  GenerationWatch,
   heartbeat,
   JOBS,
   prepareRedisAuth,
@@ -44,7 +50,11 @@ export interface StartWorkerOptions {
   deliveries?: DeliveryEnqueuer;
   /** The machine plan this worker was sized with (logged at boot, exported as embedpool_worker_plan_info). */
   plan?: DetectedSku;
+  /** How often the backlog is swept for entries whose job is gone (default 10 s). */
+  backlogSweepMs?: number;
 }
+
+const BACKLOG_SWEEP_MS = 10_000;
 
 export interface WorkerHandle {
   id: string;
@@ -195,11 +205,12 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config, 'producer') : undefined;
   const deliveries =
     opts.deliveries ?? (deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined);
+  const jobStore = new JobStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S);
   const jobProcessor = createJobProcessor({
     pipeline,
     redis,
     prefix: config.QUEUE_PREFIX,
-    store: new JobStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S),
+    store: jobStore,
     resultTtlSeconds: config.JOB_RESULT_TTL_S,
     modelId: model.modelId,
     dim: () => engine.dim ?? 0,
@@ -246,17 +257,45 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     prefix: config.QUEUE_PREFIX,
     concurrency: config.WORKER_CONCURRENCY,
     lockDuration: config.JOB_LOCK_MS,
-    stalledInterval: config.JOB_LOCK_MS,
-    maxStalledCount: 1,
+    stalledInterval: config.JOB_STALLED_CHECK_MS,
+    maxStalledCount: config.JOB_MAX_STALLED,
     autorun: false,
     // Traces: each job's processing span continues the trace its producer started (OTEL_* set only).
     ...bullmqTelemetry(),
   });
-  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('error', (err) => {
+    // After a freeze (or a loop stall) longer than JOB_LOCK_MS another worker took the job over and may have
+    // finished it: this worker's late renewal or finish is refused, and that refusal is the system working.
+    if (/could not renew lock|Missing (lock|key) for job/.test(err.message)) {
+      logger.warn({ err: err.message }, 'job taken over by another worker; this stale attempt is dropped');
+      return;
+    }
+    logger.error({ err }, 'worker error');
+  });
   const finished = (job: Job) => {
     metrics.stage.observe({ stage: 'end_to_end' }, Math.max(0, Date.now() - job.timestamp) / 1000);
     void removeBacklog(redis, config.QUEUE_PREFIX, job.id!).catch(() => {});
   };
+  // Self-healing backlog: entries whose job finished or vanished without its HDEL (a worker killed right
+  // after finishing, a producer killed between its HSET and its add) leave within two sweeps.
+  const reconciler = new BacklogReconciler(redis, config.QUEUE_PREFIX, worker.toKey(''));
+  const sweepTimer = setInterval(() => {
+    reconciler
+      .sweep()
+      .then((removed) => {
+        if (removed.length > 0) {
+          metrics.backlogSwept.inc(removed.length);
+          logger.warn(
+            { removed: removed.length, jobIds: removed.slice(0, 10) },
+            'backlog entries without a job removed',
+          );
+        }
+      })
+      .catch((err: Error) => logger.debug({ err: err.message }, 'backlog sweep failed'));
+  }, opts.backlogSweepMs ?? BACKLOG_SWEEP_MS);
+  sweepTimer.unref();
+  const generation = new GenerationWatch({ redis, prefix: config.QUEUE_PREFIX, logger }).start();
+  registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
   worker.on('completed', (job) => {
     metrics.jobs.inc({ status: 'completed' });
     finished(job);
@@ -264,8 +303,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   worker.on('failed', (job, err) => {
     metrics.jobs.inc({ status: 'failed' });
     // Only a job that will not run again leaves the backlog.
-    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1)))
+    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1))) {
       finished(job);
+      // A job failed by BullMQ itself (stalled too often: it killed or froze every worker it met) never
+      // reached the processor's own failure path: close its record, or it would stay 'running' for good.
+      if (job.name === JOBS.embedJob)
+        void jobStore
+          .fail(job.id!, { code: 'INTERNAL', message: `job failed: ${err.message}` })
+          .catch(() => {});
+    }
     logger.warn({ jobId: job?.id, err: err.message }, 'job failed');
   });
 
@@ -356,6 +402,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const close = () => {
     closing ??= (async () => {
       clearInterval(beatTimer);
+      clearInterval(sweepTimer);
+      generation.stop();
       // worker.close() waits for the active jobs, whose images are already in the batcher.
       await worker.close();
       // Chunks embed through the batcher and engine: they stop before those do.

@@ -152,6 +152,15 @@ function components(): Record<string, unknown> {
         'Retry-After': hdr('RetryAfter'),
       }),
       Timeout: serviceError('No answer within REQUEST_TIMEOUT_MS (TIMEOUT); the job was cancelled.'),
+      Conflict: serviceError(
+        'A concurrent request with the same Idempotency-Key is still creating its job (CONFLICT); send it ' +
+          'again after Retry-After and it answers with that job.',
+        { 'Retry-After': hdr('RetryAfter') },
+      ),
+      Gone: serviceError(
+        'The id was minted before Redis lost its data (STATE_LOST): its record is gone, not unknown. ' +
+          '`embedpool recover` lists the outputs such jobs left in storage.',
+      ),
       Internal: serviceError('An internal error, or the worker failed the whole request.'),
       OpenAIBadRequest: openAiError(
         'A bad field (`param` names it), malformed JSON, or bad images (`failures` lists each input).',
@@ -237,6 +246,7 @@ const requestId = param('XRequestId');
 function paths(): Record<string, Record<string, unknown>> {
   const jobResponses = {
     '404': resp('NotFound'),
+    '410': resp('Gone'),
     '500': resp('Internal'),
     '503': resp('Unavailable'),
   };
@@ -303,6 +313,7 @@ function paths(): Record<string, Record<string, unknown>> {
             },
           ),
           '400': resp('BadRequest'),
+          '409': resp('Conflict'),
           '413': resp('TooLarge'),
           '500': resp('Internal'),
           '503': resp('Unavailable'),

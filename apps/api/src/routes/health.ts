@@ -1,5 +1,5 @@
 import type { Config } from '@embedpool/core/config';
-import { liveWorkers, type WorkerInfo } from '@embedpool/core/queue';
+import { type Generation, liveWorkers, type WorkerInfo } from '@embedpool/core/queue';
 import { type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { RETRY_AFTER_S } from '../http-errors';
@@ -9,6 +9,8 @@ export interface HealthRouteDeps {
   redis: Redis;
   /** Whether job completions can reach this process (see ScoreWaiter). */
   events: { readonly listening: boolean };
+  /** The Redis data marker: a loss is reported in /readyz (the service still works for new requests). */
+  generation?: { readonly current: Generation | undefined };
 }
 
 // Bounds the readiness probe itself: a probe that hangs is as bad as no probe.
@@ -20,7 +22,7 @@ type WorkerSummary = Pick<
 >;
 
 /** /healthz: the process answers. /readyz: a /score request sent now can be answered. */
-export function healthRouter({ config, redis, events }: HealthRouteDeps): Router {
+export function healthRouter({ config, redis, events, generation }: HealthRouteDeps): Router {
   const router = Router();
 
   router.get('/healthz', (_req, res) => {
@@ -67,8 +69,9 @@ export function healthRouter({ config, redis, events }: HealthRouteDeps): Router
       );
       return;
     }
-    const warning = warningsFor(workers);
-    res.json({ status: 'ok', workers, ...(warning ? { warning } : {}) });
+    const lost = dataLoss(generation?.current, config.JOB_TTL_S);
+    const warning = [warningsFor(workers), lost?.message].filter(Boolean).join(' | ') || undefined;
+    res.json({ status: 'ok', workers, ...(lost ? { dataLoss: lost } : {}), ...(warning ? { warning } : {}) });
   });
   return router;
 }
@@ -78,6 +81,18 @@ function notReady(res: Response, reason: string, workers?: WorkerSummary[]): voi
     .status(503)
     .set('Retry-After', String(RETRY_AFTER_S))
     .json({ status: 'unavailable', reason, ...(workers ? { workers } : {}) });
+}
+
+/** A loss of Redis data within JOB_TTL_S: records from before it would still exist, and are gone. */
+function dataLoss(g: Generation | undefined, ttlS: number) {
+  if (g?.lostAt === undefined || Date.now() - g.lostAt >= ttlS * 1000) return undefined;
+  const at = new Date(g.lostAt).toISOString();
+  return {
+    lostAt: at,
+    message:
+      `REDIS LOST ITS DATA at ${at}: jobs and ingestions recorded before then are gone (their ids answer ` +
+      '410 STATE_LOST); `embedpool recover` lists the outputs they left in storage',
+  };
 }
 
 function warningsFor(workers: WorkerSummary[]): string | undefined {

@@ -1,7 +1,8 @@
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { INGESTION_ID, IngestionService } from '@embedpool/core/ingest';
-import express, { type Request, type Response, Router } from 'express';
+import { type Generation, missingIsLost } from '@embedpool/core/queue';
+import express, { type ErrorRequestHandler, type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { requestLog } from '../request-context';
 
@@ -11,6 +12,38 @@ export interface IngestionsRouteDeps {
   redis: Redis;
   /** Shared with the process (server.ts closes it); made here when absent. */
   service?: IngestionService;
+  /** The Redis data marker as this process knows it: tells a lost ingestion (410) from an unknown one. */
+  generation?: { readonly current: Generation | undefined };
+}
+
+/** When an ingestion id was minted: `ing-<ms base36>-<random>` (see core/ingest/names.ts). */
+function ingestionIdTime(id: string): number | undefined {
+  const m = /^ing-([0-9a-z]{9})-/.exec(id);
+  return m ? Number.parseInt(m[1]!, 36) : undefined;
+}
+
+/** A missing ingestion minted before Redis lost its data is lost (410 STATE_LOST), not unknown (404). */
+function lostIngestions(generation?: { readonly current: Generation | undefined }): ErrorRequestHandler {
+  return (err, req, _res, next) => {
+    const id = /^\/v1\/ingestions\/([^/]+)/.exec(req.path)?.[1];
+    const g = generation?.current;
+    const at = id ? ingestionIdTime(id) : undefined;
+    if (
+      at !== undefined &&
+      err instanceof EmbedpoolError &&
+      err.code === 'NOT_FOUND' &&
+      missingIsLost(g, at)
+    ) {
+      return next(
+        new EmbedpoolError(
+          'STATE_LOST',
+          `ingestion ${id} may have existed, but Redis lost its data at ${new Date(g!.lostAt!).toISOString()}; ` +
+            'its state is gone (shards it wrote are listed by `embedpool recover`)',
+        ),
+      );
+    }
+    next(err);
+  };
 }
 
 const MAX_PAGE = 1000;
@@ -110,6 +143,7 @@ export function ingestionsRouter(deps: IngestionsRouteDeps): Router {
     res.status(202).json({ ...(await service.view(record)), requeued: blobs });
   });
 
+  router.use(lostIngestions(deps.generation));
   return router;
 }
 
@@ -135,6 +169,7 @@ export function ingestionsOpenApi() {
   });
   const common = {
     '404': { $ref: '#/components/responses/NotFound' },
+    '410': { $ref: '#/components/responses/Gone' },
     '500': { $ref: '#/components/responses/Internal' },
     '503': { $ref: '#/components/responses/Unavailable' },
   };

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { BlobStaging } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
@@ -7,9 +6,11 @@ import {
   type JobQueue,
   type JobRecord,
   type JobStore,
+  jobIdTime,
   jobKeys,
+  newJobId,
 } from '@embedpool/core/jobs';
-import { deleteInline, packImages, storeInline } from '@embedpool/core/queue';
+import { deleteInline, type Generation, missingIsLost, packImages, storeInline } from '@embedpool/core/queue';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { ownerOf } from '../auth';
@@ -26,8 +27,14 @@ export interface JobsRouteDeps {
   staging?: BlobStaging;
   /** Re-queues a dead-lettered callback delivery (absent when callbacks are not configured). */
   redrive?: (jobId: string) => Promise<void>;
+  /** The Redis data marker as this process knows it: tells a lost job (410) from an unknown one (404). */
+  generation?: { readonly current: Generation | undefined };
 }
 
+/** How long a repeat of a request waits for the job the first one is creating, before answering 409. */
+const IDEMPOTENCY_WAIT_MS = 5_000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function statusUrl(req: Request, id: string): string {
@@ -62,8 +69,22 @@ function view(record: JobRecord) {
  * A job as its owner sees it. Another caller's job answers exactly like a missing one (404, same message),
  * so job ids cannot be probed for existence. Records from before owners existed belong to `anonymous`.
  */
-async function load(store: JobStore, id: string, owner: string): Promise<JobRecord> {
+async function load(
+  store: JobStore,
+  id: string,
+  owner: string,
+  generation?: { readonly current: Generation | undefined },
+): Promise<JobRecord> {
   const record = await store.get(id);
+  if (!record && UUID.test(id) && missingIsLost(generation?.current, jobIdTime(id))) {
+    // Nobody's job can be told apart here: the record (and its owner) went with Redis's data.
+    const lostAt = new Date(generation!.current!.lostAt!).toISOString();
+    throw new EmbedpoolError(
+      'STATE_LOST',
+      `job ${id} may have existed, but Redis lost its data at ${lostAt}; its state is gone ` +
+        '(outputs it wrote are listed by `embedpool recover`)',
+    );
+  }
   if (!record || (record.owner ?? 'anonymous') !== owner)
     throw new EmbedpoolError('NOT_FOUND', `no job ${id}`);
   return record;
@@ -81,7 +102,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.post('/v1/jobs', json, async (req: Request, res: Response) => {
     const log = requestLog(res);
     const owner = ownerOf(res);
-    const jobId = randomUUID();
+    const jobId = newJobId();
     const createdAt = Date.now();
     const { request, data } = parseJobRequest(req.body, config, jobId, createdAt);
     const out = request.output;
@@ -105,34 +126,52 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
 
     const key = req.get('idempotency-key');
+    const hash = requestHash(request);
     if (key !== undefined) {
       if (!IDEMPOTENCY_KEY.test(key))
         throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
-      const claim = await store.claimIdempotencyKey(owner, key, requestHash(request), jobId);
+      const claim = await store.resolveIdempotencyKey(owner, key, hash, jobId, {
+        waitMs: Math.min(IDEMPOTENCY_WAIT_MS, config.REQUEST_TIMEOUT_MS),
+      });
+      if ('pending' in claim) {
+        throw new EmbedpoolError(
+          'CONFLICT',
+          `a request with this Idempotency-Key is still creating job ${claim.jobId}; retry shortly`,
+        );
+      }
       if (!claim.created) {
-        const existing = await store.get(claim.jobId);
-        if (existing) {
-          res
-            .status(200)
-            .location(statusUrl(req, existing.id))
-            .json({
-              id: existing.id,
-              state: existing.state,
-              statusUrl: statusUrl(req, existing.id),
-              idempotent: true,
-            });
-          return;
+        const existing = claim.record;
+        if (existing.state === 'queued') {
+          // Its creator may have died between the record and the enqueue: add it again (the job id
+          // dedupes, and a worker finds a finished record and does nothing twice).
+          const again = parseJobRequest(req.body, config, existing.id, existing.createdAt).data;
+          await queue.add(again, request.priority);
         }
+        res
+          .status(200)
+          .location(statusUrl(req, existing.id))
+          .json({
+            id: existing.id,
+            state: existing.state,
+            statusUrl: statusUrl(req, existing.id),
+            idempotent: true,
+          });
+        return;
       }
     }
+    const release = () =>
+      key === undefined
+        ? Promise.resolve()
+        : store.releaseIdempotencyKey(owner, key, hash, jobId).catch(() => {});
     // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
     if (!(await admitImages(req, res, jobId, data.images.length))) {
-      if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
+      await release();
       return;
     }
     // Base64 images leave as raw bytes in one Redis key of the job's own (deleted when the job is done),
     // not inside the queue payload that BullMQ's scripts copy around.
     let staged: Awaited<ReturnType<typeof stageJobImages>> | undefined;
+    let created = false;
     try {
       staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S, deps.staging);
       await store.create({
@@ -143,12 +182,17 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         output: out,
         createdAt,
       });
+      created = true;
       await queue.add(staged, request.priority);
     } catch (err) {
       if (staged?.inline) await deleteInline(deps.redis, staged.inline, deps.staging).catch(() => {});
-      if (key !== undefined) await store.releaseIdempotencyKey(owner, key).catch(() => {});
+      // A record without a queued job would sit in 'queued' for good: close it, then free the key.
+      if (created)
+        await store.fail(jobId, { code: 'UNAVAILABLE', message: 'could not queue the job' }).catch(() => {});
+      await release();
       throw err;
     }
+    if (key !== undefined) await store.confirmIdempotencyKey(owner, key, hash, jobId).catch(() => {});
     log.info({ jobId, images: data.images.length, output: out.type }, 'job submitted');
     res
       .status(202)
@@ -157,11 +201,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   router.get('/v1/jobs/:id', async (req: Request, res: Response) => {
-    res.json(view(await load(store, String(req.params.id), ownerOf(res))));
+    res.json(view(await load(store, String(req.params.id), ownerOf(res), deps.generation)));
   });
 
   router.get('/v1/jobs/:id/result', async (req: Request, res: Response) => {
-    const record = await load(store, String(req.params.id), ownerOf(res));
+    const record = await load(store, String(req.params.id), ownerOf(res), deps.generation);
     if (record.output.type !== 'inline') {
       throw new EmbedpoolError('NOT_FOUND', `job ${record.id} writes to ${record.output.type}, not inline`);
     }
@@ -199,7 +243,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.delete('/v1/jobs/:id', async (req: Request, res: Response) => {
     const id = String(req.params.id);
     const owner = ownerOf(res);
-    const record = await load(store, id, owner);
+    const record = await load(store, id, owner, deps.generation);
     if (record.state === 'queued') {
       await queue.remove(id);
       const moved = await store.cancel(id);
@@ -215,7 +259,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.post('/v1/jobs/:id/callback/redrive', async (req: Request, res: Response) => {
     const id = String(req.params.id);
     const owner = ownerOf(res);
-    await load(store, id, owner);
+    await load(store, id, owner, deps.generation);
     if (!deps.redrive) throw new EmbedpoolError('BAD_REQUEST', 'callbacks are not configured');
     await deps.redrive(id);
     res.status(202).json(view(await load(store, id, owner)));

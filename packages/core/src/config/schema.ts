@@ -172,7 +172,11 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1).default(64),
   DECODE_CONCURRENCY: int(1).default(4),
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
-  JOB_LOCK_MS: int(1000).default(30_000),
+  // Short: a dead worker's /score jobs are taken over after about JOB_LOCK_MS + JOB_STALLED_CHECK_MS (the lock
+  // is renewed every JOB_LOCK_MS / 2 by a timer, and inference runs off the event loop).
+  JOB_LOCK_MS: int(1000).default(5_000),
+  JOB_STALLED_CHECK_MS: int(100).default(1_000),
+  JOB_MAX_STALLED: int(0).max(20).default(2),
   JOB_ATTEMPTS: int(1).max(20).default(3),
   WORKER_METRICS_PORT: int(0).max(65535).default(9464),
   WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),

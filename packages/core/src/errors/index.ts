@@ -28,6 +28,10 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, permanent: true },
   TOO_MANY_IMAGES: { status: 413, permanent: true },
   NOT_FOUND: { status: 404, permanent: true },
+  /** A concurrent request with the same Idempotency-Key is still creating its job: retry shortly. */
+  CONFLICT: { status: 409, permanent: false },
+  /** The record existed (or may have) but Redis lost its data: the id cannot be answered for any more. */
+  STATE_LOST: { status: 410, permanent: true },
   UNAUTHORIZED: { status: 401, permanent: true },
   FORBIDDEN: { status: 403, permanent: true },
   RATE_LIMITED: { status: 429, permanent: false },

@@ -1,3 +1,4 @@
+export { jobIdTime, newJobId } from './ids';
 export { DEFAULT_JOB_PRIORITY, JobQueue } from './job-queue';
 export { JobStore, jobKeys } from './job-store';
 export {

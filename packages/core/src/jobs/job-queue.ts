@@ -30,17 +30,20 @@ export class JobQueue {
   async add(data: EmbedJobData, priority = DEFAULT_JOB_PRIORITY): Promise<void> {
     const parsed = embedJobSchema.safeParse(data);
     if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid job: ${parsed.error.message}`);
+    const { jobId } = parsed.data;
     try {
+      // Counted before it is queued, as in ScoreQueue.add: a fast worker's HDEL must find the entry.
+      await addBacklog(this.connection, this.opts.prefix, jobId, parsed.data.images.length);
       await this.queue.add(JOBS.embedJob, parsed.data, {
-        jobId: parsed.data.jobId,
+        jobId,
         priority,
         attempts: this.opts.attempts,
         backoff: { type: 'exponential', delay: 1000 },
         removeOnComplete: true,
         removeOnFail: { age: 24 * 3600, count: 10_000 },
       });
-      await addBacklog(this.connection, this.opts.prefix, parsed.data.jobId, parsed.data.images.length);
     } catch (err) {
+      await removeBacklog(this.connection, this.opts.prefix, jobId).catch(() => {});
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
   }

@@ -10,6 +10,9 @@ import {
   jobRecordSchema,
 } from './schemas';
 
+/** How long a claim lasts before its job exists: far longer than creating a job takes. */
+const PENDING_CLAIM_TTL_S = 60;
+
 const JSON_FIELDS = ['itemIds', 'output', 'failures', 'location', 'delivery', 'error'] as const;
 const NUMBER_FIELDS = [
   'createdAt',
@@ -160,32 +163,81 @@ export class JobStore {
 
   /**
    * Claims an idempotency key for an owner: the first caller gets `{ created: true }`, later callers with
-   * the same body get the same job id back, and a different body under the same key is refused.
+   * the same body get the same job id back, and a different body under the same key is refused. The claim
+   * holds for `pendingTtlSeconds` only, until `confirmIdempotencyKey` makes it last as long as the job's
+   * record: a creator that dies between the claim and its record does not block the key for days.
    */
   async claimIdempotencyKey(
     owner: string,
     key: string,
     bodyHash: string,
     jobId: string,
+    pendingTtlSeconds = PENDING_CLAIM_TTL_S,
   ): Promise<{ created: true } | { created: false; jobId: string }> {
     const k = jobKeys.idempotency(this.prefix, owner, key);
     const value = `${bodyHash}:${jobId}`;
-    const set = await this.redis.set(k, value, 'EX', this.ttlSeconds, 'NX');
-    if (set === 'OK') return { created: true };
-    const existing = await this.redis.get(k);
-    if (!existing) return this.claimIdempotencyKey(owner, key, bodyHash, jobId);
-    const [hash, id] = existing.split(':') as [string, string];
-    if (hash !== bodyHash) {
-      throw new EmbedpoolError(
-        'BAD_REQUEST',
-        'Idempotency-Key was already used with a different request body',
-      );
+    for (;;) {
+      const set = await this.redis.set(k, value, 'EX', pendingTtlSeconds, 'NX');
+      if (set === 'OK') return { created: true };
+      const existing = await this.redis.get(k);
+      // Released (or expired) between the two commands: try to claim it again.
+      if (!existing) continue;
+      const [hash, id] = existing.split(':') as [string, string];
+      if (hash !== bodyHash) {
+        throw new EmbedpoolError(
+          'BAD_REQUEST',
+          'Idempotency-Key was already used with a different request body',
+        );
+      }
+      return { created: false, jobId: id };
     }
-    return { created: false, jobId: id };
   }
 
-  async releaseIdempotencyKey(owner: string, key: string): Promise<void> {
-    await this.redis.del(jobKeys.idempotency(this.prefix, owner, key));
+  /**
+   * Claims the key, or waits (up to `waitMs`) for the job of the request that claimed it first: concurrent
+   * repeats of one request must all answer with one job. `pending` when that request is still creating its
+   * job after the wait (the caller answers 409 with Retry-After); when it gave up, the key is free and this
+   * call claims it.
+   */
+  async resolveIdempotencyKey(
+    owner: string,
+    key: string,
+    bodyHash: string,
+    jobId: string,
+    opts: { waitMs: number; pollMs?: number },
+  ): Promise<{ created: true } | { created: false; record: JobRecord } | { pending: true; jobId: string }> {
+    const deadline = Date.now() + opts.waitMs;
+    let pollMs = opts.pollMs ?? 20;
+    for (;;) {
+      const claim = await this.claimIdempotencyKey(owner, key, bodyHash, jobId);
+      if (claim.created) return claim;
+      const record = await this.get(claim.jobId);
+      if (record) return { created: false, record };
+      if (Date.now() >= deadline) return { pending: true, jobId: claim.jobId };
+      await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
+      pollMs = Math.min(pollMs * 2, 200);
+    }
+  }
+
+  /** The job exists: the claim now lasts as long as its record. */
+  async confirmIdempotencyKey(owner: string, key: string, bodyHash: string, jobId: string): Promise<void> {
+    await this.redis.eval(
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 1",
+      1,
+      jobKeys.idempotency(this.prefix, owner, key),
+      `${bodyHash}:${jobId}`,
+      this.ttlSeconds,
+    );
+  }
+
+  /** Gives the key up, only while it is still this job's claim (a later claimer's stays). */
+  async releaseIdempotencyKey(owner: string, key: string, bodyHash: string, jobId: string): Promise<void> {
+    await this.redis.eval(
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1",
+      1,
+      jobKeys.idempotency(this.prefix, owner, key),
+      `${bodyHash}:${jobId}`,
+    );
   }
 
   static isFinal(state: JobState): boolean {

@@ -1,3 +1,4 @@
 export { desiredWorkers } from './desired-workers';
 export { registerFleetMetrics } from './fleet-metrics';
+export { registerGenerationMetrics } from './generation-metrics';
 export { registerProcessMetrics } from './process-metrics';

@@ -3,9 +3,11 @@ import { keys } from './names';
 
 /**
  * The backlog in images, not jobs: one /score request may carry 64 images and one ingestion chunk 256,
- * so job counts say little about how much work is waiting. Each job registers its image count when it is
- * queued and removes it when it is finished for good (or cancelled); HDEL is idempotent, so a retried or
- * stalled job cannot make the number drift.
+ * so job counts say little about how much work is waiting. Each job registers its image count BEFORE it is
+ * queued (a fast worker may finish a job before its producer hears back from the add) and removes it when it
+ * is finished for good (or cancelled); HDEL is idempotent, so a retried or stalled job cannot make the number
+ * drift. Whatever still slips through (a worker killed between finishing a job and its HDEL, a producer
+ * killed between the HSET and the add) is swept by `BacklogReconciler`.
  */
 export async function addBacklog(redis: Redis, prefix: string, jobId: string, images: number): Promise<void> {
   await redis.hset(keys.backlog(prefix), jobId, images);
@@ -20,4 +22,53 @@ export async function backlogImages(redis: Redis, prefix: string): Promise<{ job
   let images = 0;
   for (const v of values) images += Number(v) || 0;
   return { jobs: values.length, images };
+}
+
+// For each backlog entry, whether its job still waits or runs: its hash exists and it is not in the failed
+// set (failed jobs are kept for inspection). KEYS[1] backlog hash; ARGV[1] the queue's key prefix
+// (`<prefix>:<queue>:`). Returns the ids whose job is finished or gone.
+const ORPHANS = `
+local out = {}
+local ids = redis.call('HKEYS', KEYS[1])
+for _, id in ipairs(ids) do
+  local jobKey = ARGV[1] .. id
+  if redis.call('EXISTS', jobKey) == 0 or redis.call('ZSCORE', ARGV[1] .. 'failed', id) then
+    table.insert(out, id)
+  end
+end
+return out
+`;
+
+/** Ids in the backlog whose job is no longer waiting or running (finished, failed for good, or gone). */
+export async function backlogOrphans(
+  redis: Redis,
+  prefix: string,
+  queueKeyPrefix: string,
+): Promise<string[]> {
+  return (await redis.eval(ORPHANS, 1, keys.backlog(prefix), queueKeyPrefix)) as string[];
+}
+
+/**
+ * Makes the backlog self-healing: an entry whose job is finished or gone is removed once it has been seen
+ * orphaned on two sweeps in a row. Two sweeps, because an entry is written just before its job is added:
+ * a single look could catch that instant and drop live work from the count.
+ */
+export class BacklogReconciler {
+  private suspects = new Set<string>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    /** BullMQ's key prefix of the queue whose jobs the backlog counts, e.g. `embedpool:embed:`. */
+    private readonly queueKeyPrefix: string,
+  ) {}
+
+  /** One sweep; returns the entries removed. */
+  async sweep(): Promise<string[]> {
+    const orphans = await backlogOrphans(this.redis, this.prefix, this.queueKeyPrefix);
+    const confirmed = orphans.filter((id) => this.suspects.has(id));
+    this.suspects = new Set(orphans.filter((id) => !this.suspects.has(id)));
+    if (confirmed.length > 0) await this.redis.hdel(keys.backlog(this.prefix), ...confirmed);
+    return confirmed;
+  }
 }

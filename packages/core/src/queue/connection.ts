@@ -122,3 +122,28 @@ export function createRedis(
   auth?.track(redis);
   return redis;
 }
+
+// What ioredis (and BullMQ through it) throws when a command cannot reach Redis: the offline queue is off,
+// the connection closed or timed out, or the retries ran out. None of these is the caller's doing.
+const CONNECTION_MESSAGES = [
+  "Stream isn't writeable",
+  'Connection is closed',
+  'Command timed out',
+  'Reached the max retries per request limit',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'connect ETIMEDOUT',
+  'LOADING',
+];
+
+/** Whether an error means Redis is unreachable (answer 503 and retry), not that a command was wrong. */
+export function isRedisConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code))
+    return true;
+  return CONNECTION_MESSAGES.some((m) => err.message.includes(m));
+}

@@ -1,11 +1,20 @@
-export { addBacklog, backlogImages, removeBacklog } from './backlog';
+export { addBacklog, BacklogReconciler, backlogImages, backlogOrphans, removeBacklog } from './backlog';
 export {
   clusterSeeds,
   createRedis,
+  isRedisConnectionError,
   type RedisRole,
   type RedisSettings,
   useEntraRedisAuth,
 } from './connection';
+export {
+  type Generation,
+  GenerationWatch,
+  type GenerationWatchOptions,
+  missingIsLost,
+  readGeneration,
+  uuidV7Time,
+} from './generation';
 export type { InlineBlobStore } from './inline-images';
 export {
   deleteInline,

@@ -26,6 +26,8 @@ export const keys = {
   cancelled: (prefix: string, jobId: string) => `${prefix}:cancelled:${jobId}`,
   /** Hash jobId -> images still to embed: the backlog in images, whatever the job kind. */
   backlog: (prefix: string) => `${prefix}:backlog`,
+  /** The data marker (see generation.ts): tells a Redis that lost its data from one that kept it. */
+  generation: (prefix: string) => `${prefix}:generation`,
 };
 
 /**

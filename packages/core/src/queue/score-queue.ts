@@ -43,6 +43,13 @@ export class ScoreQueue {
       throw new EmbedpoolError('BAD_REQUEST', `invalid score job: ${parsed.error.message}`);
     const data = parsed.data;
     try {
+      // Counted before it is queued: a worker may finish the job before this add returns, and its HDEL
+      // must find the entry (the other order leaked one entry per such race, for good).
+      await addBacklog(this.connection, this.prefix, data.requestId, data.images.length);
+    } catch (err) {
+      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
+    }
+    try {
       const job = await this.queue.add(JOBS.score, data, {
         jobId: data.requestId,
         attempts: this.attempts,
@@ -51,9 +58,9 @@ export class ScoreQueue {
         removeOnComplete: true,
         removeOnFail: { age: 3600, count: 1000 },
       });
-      await addBacklog(this.connection, this.prefix, job.id!, data.images.length);
       return job.id!;
     } catch (err) {
+      await removeBacklog(this.connection, this.prefix, data.requestId).catch(() => {});
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
   }

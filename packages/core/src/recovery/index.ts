@@ -1,0 +1,7 @@
+export {
+  type Orphan,
+  type OrphanIngestionOutput,
+  type OrphanJobOutput,
+  type RecoveryReport,
+  recoveryReport,
+} from './report';
