@@ -46,7 +46,8 @@ const MODE = args.redis as RedisMode;
 const LOAD_MS = MINUTES * 60_000;
 const DRAIN_MS = 120_000;
 const SECRET = 'soak-callback-secret-0123456789';
-const PREFIX = `soak-${randomUUID().slice(0, 6)}`;
+// Braced: QUEUE_PREFIX is a cluster hash tag, and the audit reads the keys under it directly.
+const PREFIX = `{soak-${randomUUID().slice(0, 6)}}`;
 const JOB_LOCK_MS = 5_000;
 
 function fail(message: string): never {

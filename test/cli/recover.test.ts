@@ -14,7 +14,7 @@ import { REDIS_URL } from '../support/stack';
 import { runCli } from './run-cli';
 
 describe('embedpool recover', () => {
-  const prefix = `t-recover-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-recover-${randomUUID().slice(0, 8)}}`;
   let azurite: Azurite;
   let redis: Redis;
 

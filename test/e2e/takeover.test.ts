@@ -25,7 +25,7 @@ const REQUEST_TIMEOUT_MS = 25_000;
 const TAKEOVER_BOUND_MS = 15_000;
 
 describe('a /score request whose worker dies or freezes is taken over in seconds', () => {
-  const prefix = `t-takeover-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-takeover-${randomUUID().slice(0, 8)}}`;
   const procs: CliProcess[] = [];
   const held = new EventEmitter();
   const stuck: ServerResponse[] = [];

@@ -13,7 +13,7 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const image = { kind: 'url' as const, url: 'http://127.0.0.1:9/x.png' };
 
 describe('the backlog in images', () => {
-  const prefix = `t-backlog-${randomUUID().slice(0, 8)}`;
+  const prefix = `{t-backlog-${randomUUID().slice(0, 8)}}`;
   let redis: Redis;
   let scores: ScoreQueue;
   let jobs: JobQueue;
