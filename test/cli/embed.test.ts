@@ -74,7 +74,7 @@ describe('embedpool embed', { timeout: 120_000 }, () => {
       if (img.reference) expect(cosine(v!, img.reference), img.name).toBeGreaterThanOrEqual(0.999);
     }
     // The temp file was renamed into place, not left beside it.
-    expect(readdirSync(dir).sort()).toEqual(['built.onnx', 'out.jsonl']);
+    expect(readdirSync(dir).sort()).toEqual(['built.onnx', 'built.onnx.identity.json', 'out.jsonl']);
   });
 
   it('reports bad files per line, in input order, embeds the rest and exits 2', async () => {

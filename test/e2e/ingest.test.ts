@@ -327,9 +327,7 @@ describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture mod
     const child = spawn(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        join(REPO_ROOT, 'bin/commands/ingest.ts'),
+        join(REPO_ROOT, 'bin/embedpool.js'),
         'ingest',
         '--container',
         SOURCE,
@@ -362,6 +360,7 @@ describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture mod
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code, stderr).toBe(0);
     const lines = stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^(ing-[0-9a-z-]+):/);
     const id = /^(ing-[0-9a-z-]+):/.exec(lines[0]!)![1]!;
     const progress = lines.filter((l) => l.startsWith(`${id} `));
     expect(progress.length).toBeGreaterThanOrEqual(2);

@@ -29,8 +29,9 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** Stands in for the model: a vector from the bytes' hash; `bad` bytes fail to decode. */
 const pipeline = {
-  async embed(ref: { kind: string; data?: string }) {
-    const bytes = Buffer.from(ref.data ?? '', 'base64');
+  async embed(ref: { kind: string; data?: string; bytes?: Uint8Array }) {
+    // Chunks hand downloaded bytes over as they are (`bytes`); base64 is the older form.
+    const bytes = ref.bytes ? Buffer.from(ref.bytes) : Buffer.from(ref.data ?? '', 'base64');
     if (bytes.toString() === 'bad') {
       throw Object.assign(new Error('image could not be decoded'), { code: 'IMAGE_DECODE_FAILED' });
     }

@@ -59,7 +59,7 @@ describe('Engine', () => {
   });
 
   it('keeps the event loop free while a long batch runs', async () => {
-    const batch = 48;
+    const batch = 96;
     const input = new Float32Array(batch * SIZE);
     const px = parityPixelValues('china.jpg');
     for (let i = 0; i < batch; i++) input.set(px, i * SIZE);
@@ -77,10 +77,12 @@ describe('Engine', () => {
     const elapsed = performance.now() - t0;
     clearInterval(timer);
     expect(r.embeddings.length).toBe(batch * ref.dim);
-    // Meaningful only if the run was long enough to starve a blocked loop of several ticks.
-    expect(elapsed).toBeGreaterThan(100);
+    // Meaningful only if the run was long enough to starve a blocked loop of many ticks.
+    expect(elapsed).toBeGreaterThan(200);
     expect(ticks).toBeGreaterThanOrEqual(Math.floor(elapsed / 10 / 3));
-    expect(maxGap).toBeLessThan(60);
+    // A blocked loop would show one gap as long as the whole run; a free one only scheduling noise, which
+    // on a loaded 2-core machine reaches tens of milliseconds: hence a bound relative to the run.
+    expect(maxGap).toBeLessThan(Math.min(elapsed / 2, Math.max(100, elapsed / 4)));
   });
 });
 
