@@ -7,25 +7,56 @@
  *   dist/serve.mjs                   serve / api / worker only (the API image: no onnxruntime, no sharp)
  *   dist/inference-thread-entry.mjs  the engine's worker-thread body, found beside the chunk that loads it
  *
- * Our workspaces (@embedpool/*) are bundled; every npm package stays an import resolved from node_modules.
+ * Our workspaces (@embedpool/*) are bundled; npm packages stay imports resolved from node_modules, except a
+ * version a workspace keeps nested for itself (see externalPackages).
  * A checkout keeps running the TypeScript directly (bin/embedpool.js, tsx), so `npm start` needs no build.
  *
  *   node scripts/build.mjs [--outdir dist] [--no-typecheck]
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Bare imports of npm packages stay imports; relative paths and our workspaces are bundled. */
+/** The package name of a bare import (`@scope/name/sub` -> `@scope/name`). */
+const packageName = (spec) =>
+  spec
+    .split('/')
+    .slice(0, spec.startsWith('@') ? 2 : 1)
+    .join('/');
+
+/** Where a package's package.json resolves from a folder (undefined when it does not). */
+function packageDir(name, from) {
+  try {
+    return dirname(createRequire(join(from, 'noop.js')).resolve(`${name}/package.json`));
+  } catch {
+    // Packages whose exports map hides package.json: find the folder by walking up node_modules.
+    for (let dir = from; ; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules', name);
+      if (existsSync(join(candidate, 'package.json'))) return candidate;
+      if (dirname(dir) === dir) return undefined;
+    }
+  }
+}
+
+/**
+ * Bare imports of npm packages stay imports, resolved at run time from the image's node_modules, except
+ * where a workspace uses a version of its own (npm nests it under that workspace, e.g. a newer
+ * @opentelemetry/resources than one a dev tool hoists): code moved into dist/ would no longer see that
+ * nested copy, so it is bundled. Relative paths and our workspaces are bundled.
+ */
 const externalPackages = {
   name: 'external-packages',
   setup(b) {
     b.onResolve({ filter: /^[^./]/ }, (args) => {
       if (args.path.startsWith('@embedpool/') || args.path.startsWith('node:')) return undefined;
+      const name = packageName(args.path);
+      const own = args.resolveDir ? packageDir(name, args.resolveDir) : undefined;
+      if (own && own !== packageDir(name, ROOT)) return undefined;
       return { path: args.path, external: true };
     });
   },
