@@ -83,6 +83,10 @@ export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true 
     platform: 'node',
     target: 'node20',
     outExtension: { '.js': '.mjs' },
+    // A bundled CommonJS package (see externalPackages) requires its own dependencies: give ESM a require.
+    banner: {
+      js: "import { createRequire as __embedpoolRequire } from 'node:module'; const require = __embedpoolRequire(import.meta.url);",
+    },
     // Flat: code that finds files beside itself (the thread entry) works from any chunk.
     chunkNames: 'chunk-[hash]',
     sourcemap: true,
