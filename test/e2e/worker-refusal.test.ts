@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
-import { parityImages } from '@embedpool/core/testing';
+import { parityImages } from '@embedpool/testkit';
 import { Queue, QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobEvents, postJson, REDIS_URL, startStack, testConfig, waitJobFinal } from '../support/stack';

@@ -1,9 +1,6 @@
 import { once } from 'node:events';
 import { createRedis } from '@embedpool/core/queue';
-import { PrivateRedis } from '@embedpool/core/testing';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningApi, startApi } from './index';
+import { PrivateRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   type ErrorJson,
@@ -12,8 +9,11 @@ import {
   scoreBody,
   testConfig,
   uniquePrefix,
-} from './testing/api-test-kit';
-import { FakeWorker } from './testing/fake-worker';
+} from '@embedpool/testkit/api-test-kit';
+import { FakeWorker } from '@embedpool/testkit/fake-worker';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningApi, startApi } from './index';
 
 type Ready = { status: string; reason?: string };
 const PNG_B64 = Buffer.from('fake image').toString('base64');
