@@ -32,13 +32,13 @@ import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger } from '@embedpool/core/logger';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
-import { PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { PARITY_MODEL, parityImages } from '@embedpool/testkit';
+import { AZURITE_ACCOUNT, AZURITE_KEY } from '@embedpool/testkit/azurite-kit';
 import { startWorker } from '@embedpool/worker';
 import { QueueEvents, Worker } from 'bullmq';
 import sharp from 'sharp';
 import type { EmbedPipeline } from '../apps/worker/src/embed-pipeline';
 import { createIngestProcessors, startIngestWorker } from '../apps/worker/src/ingest';
-import { AZURITE_ACCOUNT, AZURITE_KEY } from '../packages/core/src/blob/azurite-kit';
 import { freePort, PrivateRedis, RedisMonitor, RedisProbe, redisDelta, sumCounts } from './lib/redis';
 
 const { values: args } = parseArgs({

@@ -21,7 +21,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parityImages } from '@embedpool/core/testing';
+import { parityImages } from '@embedpool/testkit';
 import { killAllChildren, runInChild } from './lib/children';
 import { type ColdStartReport, type ColdStartRun, summarize as summarizeColdStart } from './lib/cold-start';
 import { cpuShare, cpuSnapshot } from './lib/cpu';

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Engine } from '@embedpool/core/engine';
 import { preprocess } from '@embedpool/core/preprocess';
-import { cosine, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import sharp from 'sharp';
 
 const engine = await Engine.load({ modelPath: PARITY_MODEL, runtime: { intraOpThreads: 1 } });

@@ -6,6 +6,7 @@
  *   dist/cli.mjs                     every command (`node dist/cli.mjs ...`, the worker images)
  *   dist/serve.mjs                   serve / api / worker only (the API image: no onnxruntime, no sharp)
  *   dist/inference-thread-entry.mjs  the engine's worker-thread body, found beside the chunk that loads it
+ *   dist/lua/*.lua                   the Redis Lua scripts, read at module load (packages/core/src/lua)
  *
  * Our workspaces (@embedpool/*) are bundled; npm packages stay imports resolved from node_modules, except a
  * version a workspace keeps nested for itself (see externalPackages).
@@ -14,7 +15,7 @@
  *   node scripts/build.mjs [--outdir dist] [--no-typecheck]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +70,7 @@ export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true 
       stdio: 'inherit',
     });
   rmSync(outdir, { recursive: true, force: true });
+  copyLuaScripts(join(outdir, 'lua'));
   return build({
     absWorkingDir: ROOT,
     entryPoints: [
@@ -94,6 +96,27 @@ export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true 
     logLevel: 'warning',
     plugins: [externalPackages],
   });
+}
+
+/**
+ * Every `lua/*.lua` under a workspace's src/ goes to one flat folder: the bundle's chunks all sit in dist/,
+ * so a module's `new URL('./lua/<name>.lua', import.meta.url)` finds it there. Names must be unique.
+ */
+function copyLuaScripts(to) {
+  mkdirSync(to, { recursive: true });
+  const seen = new Map();
+  for (const root of ['packages', 'apps']) {
+    for (const e of readdirSync(join(ROOT, root), { withFileTypes: true, recursive: true })) {
+      const from = join(e.parentPath, e.name);
+      if (!e.isFile() || !e.name.endsWith('.lua') || !from.includes('/src/') || from.includes('node_modules'))
+        continue;
+      if (!from.endsWith(join('lua', e.name))) throw new Error(`${from}: Lua scripts live in a lua/ folder`);
+      if (seen.has(e.name))
+        throw new Error(`two Lua scripts named ${e.name}: ${seen.get(e.name)} and ${from}`);
+      seen.set(e.name, from);
+      copyFileSync(from, join(to, e.name));
+    }
+  }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

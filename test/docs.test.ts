@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envSchema } from '@embedpool/core/config';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
 
 const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');

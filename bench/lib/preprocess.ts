@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Engine } from '@embedpool/core/engine';
 import { preprocess } from '@embedpool/core/preprocess';
-import { loadParityReference, PARITY_MODEL, parityImages, parityPixelValues } from '@embedpool/core/testing';
+import { loadParityReference, PARITY_MODEL, parityImages, parityPixelValues } from '@embedpool/testkit';
 import sharp from 'sharp';
 import { type CpuShare, cpuShare, cpuSnapshot } from './cpu';
 import { progress } from './log';

@@ -16,6 +16,7 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip \
 # npm workspaces: `npm ci` needs the root manifest, the lockfile and every workspace's package.json.
 COPY package.json package-lock.json .npmrc ./
 COPY packages/core/package.json packages/core/
+COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/
@@ -37,6 +38,7 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json .npmrc ./
 COPY packages/core/package.json packages/core/
+COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/

@@ -17,6 +17,7 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json .npmrc ./
 COPY packages/core/package.json packages/core/
+COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/
@@ -41,6 +42,7 @@ ENV ONNXRUNTIME_NODE_INSTALL=cuda12 \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json .npmrc ./
 COPY packages/core/package.json packages/core/
+COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY test/package.json test/

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hashKey, newKey } from '@embedpool/api';
-import { parityImages } from '@embedpool/core/testing';
+import { parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobService, makeBlobs, upload } from '../e2e/ingest-support';
 import { type Azurite, startAzurite } from '../support/azurite';

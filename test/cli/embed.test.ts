@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
-import { cosine, PARITY_CONFIG, PARITY_MODEL, PARITY_WEIGHTS, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_CONFIG, PARITY_MODEL, PARITY_WEIGHTS, parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, runCli } from './run-cli';
 

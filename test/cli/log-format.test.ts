@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createRedis } from '@embedpool/core/queue';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ENTRY = join(REPO_ROOT, 'bin/embedpool.js');

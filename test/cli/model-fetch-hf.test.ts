@@ -7,9 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDinov2Config, randomDinov2Weights, type WeightMap } from '@embedpool/core/model';
+import { type FixtureServer, startFixtureServer } from '@embedpool/testkit/fixture-server';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FixtureServer, startFixtureServer } from '../../packages/core/src/model-fetch/fixture-server';
 import { runCli } from './run-cli';
 
 const REPO = 'facebook/dinov2-with-registers-small';

@@ -11,13 +11,9 @@ import {
   FACEBOOK_MODEL_REVISION,
 } from '@embedpool/core/model-fetch';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
-import { PARITY_CONFIG, PARITY_MODEL, PARITY_WEIGHTS } from '@embedpool/core/testing';
+import { PARITY_CONFIG, PARITY_MODEL, PARITY_WEIGHTS } from '@embedpool/testkit';
+import { type FixtureFile, type FixtureServer, startFixtureServer } from '@embedpool/testkit/fixture-server';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type FixtureFile,
-  type FixtureServer,
-  startFixtureServer,
-} from '../../packages/core/src/model-fetch/fixture-server';
 import { runCli } from './run-cli';
 
 const X = `/${DEFAULT_MODEL_REPO}/resolve/${DEFAULT_MODEL_REVISION}`;

@@ -3,7 +3,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeModelIdentity } from '@embedpool/core/model-identity';
-import { buildOutlierDinov2, DEFAULT_CALIBRATION_DIR, readModelPrecision } from '@embedpool/core/quantize';
+import { DEFAULT_CALIBRATION_DIR, readModelPrecision } from '@embedpool/core/quantize';
+import { buildOutlierDinov2 } from '@embedpool/testkit/stress-model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './run-cli';
 

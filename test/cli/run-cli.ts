@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 
 export interface CliResult {
   code: number | null;

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRedis } from '@embedpool/core/queue';
-import { freePort, PARITY_MODEL, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { freePort, PARITY_MODEL, parityImages, REPO_ROOT } from '@embedpool/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jsonLines, runCli } from './run-cli';
 

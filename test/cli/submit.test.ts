@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cosine, parityImages } from '@embedpool/core/testing';
+import { cosine, parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, testConfig } from '../support/stack';
 import { jsonLines, runCli } from './run-cli';

@@ -11,7 +11,7 @@ import {
   encodePnm,
   encodeTga,
   FORMATS_DIR,
-} from '@embedpool/core/testing';
+} from '@embedpool/testkit';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Azurite, startAzurite } from '../support/azurite';

@@ -12,7 +12,7 @@ import {
   FORMATS_DIR,
   type Pixels,
   posterize,
-} from '@embedpool/core/testing';
+} from '@embedpool/testkit';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobEvents, postJson, startStack, testConfig, waitJobFinal } from '../support/stack';

@@ -25,7 +25,7 @@ import {
 } from '@embedpool/core/ingest';
 import { DINOV2_PREPROCESSOR_CONFIG, preprocess } from '@embedpool/core/preprocess';
 import { createRedis, type RedisSettings } from '@embedpool/core/queue';
-import { PARITY_MODEL, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { PARITY_MODEL, parityImages, REPO_ROOT } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { QueueEvents } from 'bullmq';
 import express from 'express';

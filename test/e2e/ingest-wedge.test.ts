@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { Config } from '@embedpool/core/config';
 import { type IngestionView, type IngestSettings, ingestJobIds } from '@embedpool/core/ingest';
-import { freePort } from '@embedpool/core/testing';
+import { freePort } from '@embedpool/testkit';
 import { startWorker, type WorkerHandle } from '@embedpool/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type IngestWorkerHandle, startIngestWorker } from '../../apps/worker/src/ingest';

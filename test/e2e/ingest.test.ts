@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { IngestionView } from '@embedpool/core/ingest';
 import { ingestSettingsFrom, parquetShardMetadata } from '@embedpool/core/ingest';
-import { cosine, REPO_ROOT } from '@embedpool/core/testing';
+import { cosine, REPO_ROOT } from '@embedpool/testkit';
 import { parquetMetadata } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Azurite, startAzurite } from '../support/azurite';

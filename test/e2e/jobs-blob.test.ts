@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { startApi } from '@embedpool/api';
 import type { Config } from '@embedpool/core/config';
-import { cosine, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Azurite, startAzurite } from '../support/azurite';
 import { CliProcess } from '../support/cli-process';

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cosine, parityImages } from '@embedpool/core/testing';
+import { cosine, parityImages } from '@embedpool/testkit';
 import { startDeliveryWorker } from '@embedpool/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobEvents, postJson, startStack, testConfig, waitJobFinal } from '../support/stack';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { createRedis } from '@embedpool/core/queue';
-import { cosine, parityImages } from '@embedpool/core/testing';
+import { cosine, parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Azurite, startAzurite } from '../support/azurite';
 import { JobEvents, postJson, REDIS_URL, startStack, testConfig, waitJobFinal } from '../support/stack';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { cosine, loadParityReference, parityImages } from '@embedpool/core/testing';
+import { cosine, loadParityReference, parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobEvents, postJson, startStack, testConfig, waitJobFinal } from '../support/stack';
 

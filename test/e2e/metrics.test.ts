@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parityImages } from '@embedpool/core/testing';
+import { parityImages } from '@embedpool/testkit';
 import { startMetricsServer, startWorker } from '@embedpool/worker';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApi } from '@embedpool/api';
 import { writeModelIdentity } from '@embedpool/core/model-identity';
-import { PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { startMetricsServer, startWorker } from '@embedpool/worker';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

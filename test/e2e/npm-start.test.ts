@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
-import { freePort, PARITY_MODEL, PrivateRedis, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { freePort, PARITY_MODEL, PrivateRedis, parityImages, REPO_ROOT } from '@embedpool/testkit';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobEvents, postJson, waitJobFinal } from '../support/stack';

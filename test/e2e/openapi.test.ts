@@ -14,7 +14,7 @@ import {
 } from '@embedpool/core/delivery';
 import { JobStore } from '@embedpool/core/jobs';
 import { createRedis } from '@embedpool/core/queue';
-import { parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { parityImages, REPO_ROOT } from '@embedpool/testkit';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { startApi } from '@embedpool/api';
 import type { Config } from '@embedpool/core/config';
 import { createRedis, keys, QUEUES, ScoreQueue } from '@embedpool/core/queue';
-import { PrivateRedisCluster, parityImages } from '@embedpool/core/testing';
+import { PrivateRedisCluster, parityImages } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

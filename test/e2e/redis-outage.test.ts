@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { startApi } from '@embedpool/api';
 import { loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
-import { cosine, PARITY_MODEL, PrivateRedis, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, PrivateRedis, parityImages } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
-import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';

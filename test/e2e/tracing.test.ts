@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startTelemetry, type Telemetry } from '@embedpool/core/telemetry';
-import { parityImages } from '@embedpool/core/testing';
+import { parityImages } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, testConfig } from '../support/stack';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { hashKey, isLoopbackHost, newKey, resolveAuth, startApi } from '@embedpool/api';
 import { loadConfig } from '@embedpool/core/config';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, testConfig } from '../support/stack';
 import { call, goodImage, guardNetwork, pollJob, scoreBody } from './support';

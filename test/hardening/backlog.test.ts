@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { BacklogGate } from '@embedpool/api';
 import { addBacklog, backlogImages, createRedis, keys, removeBacklog } from '@embedpool/core/queue';
-import { PrivateRedis } from '@embedpool/core/testing';
+import { PrivateRedis } from '@embedpool/testkit';
 import { startWorker, type WorkerHandle } from '@embedpool/worker';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { startApi } from '@embedpool/api';
 import { loadConfig } from '@embedpool/core/config';
-import { cosine, freePort, parityImages } from '@embedpool/core/testing';
+import { cosine, freePort, parityImages } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';

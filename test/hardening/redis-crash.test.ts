@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startApi } from '@embedpool/api';
 import type { Config } from '@embedpool/core/config';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
-import { PrivateRedis } from '@embedpool/core/testing';
+import { PrivateRedis } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

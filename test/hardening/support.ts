@@ -5,14 +5,14 @@
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { isIP } from 'node:net';
-import { parityImages } from '@embedpool/core/testing';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { parityImages } from '@embedpool/testkit';
 import {
   installConnectTripwire,
   installDnsTripwire,
   type LoopbackServer,
   startLoopbackServer,
-} from '../../packages/core/src/net/loopback-test-kit';
+} from '@embedpool/testkit/loopback-test-kit';
+import { afterAll, beforeAll, expect } from 'vitest';
 
 export { type LoopbackServer, startLoopbackServer };
 

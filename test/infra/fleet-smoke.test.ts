@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { cosine, parityImages, REPO_ROOT } from '@embedpool/core/testing';
+import { cosine, parityImages, REPO_ROOT } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli';
 import { AZURITE_ACCOUNT, AZURITE_KEY } from '../support/azurite';

@@ -22,7 +22,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PARITY_MODEL, REPO_ROOT } from '@embedpool/core/testing';
+import { PARITY_MODEL, REPO_ROOT } from '@embedpool/testkit';
 import { parse as parseYaml } from 'yaml';
 
 type Obj = Record<string, unknown>;

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseHcl } from '@cdktn/hcl2json';
 import { findVmSize, planForSize } from '@embedpool/core/sku';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
 
 const read = (rel: string) => readFileSync(join(REPO_ROOT, rel), 'utf8');

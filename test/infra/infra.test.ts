@@ -20,7 +20,7 @@ import { parse as parseHcl } from '@cdktn/hcl2json';
 import { envSchema } from '@embedpool/core/config';
 import { INGEST_QUEUES } from '@embedpool/core/ingest';
 import { QUEUES } from '@embedpool/core/queue';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { startMetricsServer } from '@embedpool/worker';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { Deployment } from 'kubernetes-models/apps/v1';

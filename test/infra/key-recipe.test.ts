@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { hashKey } from '@embedpool/api';
 import { envSchema } from '@embedpool/core/config';
-import { REPO_ROOT } from '@embedpool/core/testing';
+import { REPO_ROOT } from '@embedpool/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli';
 

@@ -1,6 +1,6 @@
 /**
  * A private Azurite blob emulator for tests (loopback only, telemetry off). The implementation lives in
- * packages/core/src/blob/azurite-kit.ts so core's own tests can use it inside core's TypeScript project.
+ * packages/testkit/src/azurite-kit.ts, beside the other test kits.
  */
 export {
   AZURITE_ACCOUNT,
@@ -8,4 +8,4 @@ export {
   type Azurite,
   type StartAzuriteOptions,
   startAzurite,
-} from '../../packages/core/src/blob/azurite-kit';
+} from '@embedpool/testkit/azurite-kit';

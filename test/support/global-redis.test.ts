@@ -1,4 +1,4 @@
-import { freePort } from '@embedpool/core/testing';
+import { freePort } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
 import { ensureTestRedis, pongs, RedisMissingError, stopRedis } from './global-redis';
 

@@ -3,7 +3,7 @@ import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { createRedis, QUEUES, type RedisSettings } from '@embedpool/core/queue';
-import { PARITY_MODEL } from '@embedpool/core/testing';
+import { PARITY_MODEL } from '@embedpool/testkit';
 import { startWorker } from '@embedpool/worker';
 import { QueueEvents } from 'bullmq';
 import { Registry } from 'prom-client';

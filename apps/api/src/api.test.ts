@@ -1,9 +1,5 @@
 import { once } from 'node:events';
 import { createRedis, keys, QUEUES } from '@embedpool/core/queue';
-import { Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningApi, startApi } from './index';
 import {
   cleanupPrefix,
   type ErrorJson,
@@ -13,8 +9,12 @@ import {
   TEST_REDIS_URL,
   testConfig,
   uniquePrefix,
-} from './testing/api-test-kit';
-import { FAKE_DIM, FakeWorker, fakeVector } from './testing/fake-worker';
+} from '@embedpool/testkit/api-test-kit';
+import { FAKE_DIM, FakeWorker, fakeVector } from '@embedpool/testkit/fake-worker';
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningApi, startApi } from './index';
 
 type Features = { image_features: number[] }[];
 

@@ -1,10 +1,5 @@
 import { createHash } from 'node:crypto';
 import { QUEUES } from '@embedpool/core/queue';
-import { Queue } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningApi, startApi } from './index';
-import { looksLikeText } from './openai-schema';
-import { listModels } from './routes/models';
 import {
   cleanupPrefix,
   getJson,
@@ -12,8 +7,13 @@ import {
   TEST_REDIS_URL,
   testConfig,
   uniquePrefix,
-} from './testing/api-test-kit';
-import { FAKE_DIM, FAKE_MODEL, FakeWorker } from './testing/fake-worker';
+} from '@embedpool/testkit/api-test-kit';
+import { FAKE_DIM, FAKE_MODEL, FakeWorker } from '@embedpool/testkit/fake-worker';
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningApi, startApi } from './index';
+import { looksLikeText } from './openai-schema';
+import { listModels } from './routes/models';
 
 interface ModelList {
   object: string;

@@ -1,12 +1,6 @@
 import { once } from 'node:events';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { createRedis, keys, QUEUES } from '@embedpool/core/queue';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type RunningApi, startApi } from './index';
-import { type OpenAiErrorBody, toOpenAiError } from './openai-schema';
 import {
   cleanupPrefix,
   getJson,
@@ -14,8 +8,14 @@ import {
   TEST_REDIS_URL,
   testConfig,
   uniquePrefix,
-} from './testing/api-test-kit';
-import { FAKE_DIM, FAKE_MODEL, FakeWorker, fakeVector } from './testing/fake-worker';
+} from '@embedpool/testkit/api-test-kit';
+import { FAKE_DIM, FAKE_MODEL, FakeWorker, fakeVector } from '@embedpool/testkit/fake-worker';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type RunningApi, startApi } from './index';
+import { type OpenAiErrorBody, toOpenAiError } from './openai-schema';
 
 const PNG_B64 = Buffer.from('\x89PNG\r\n\x1a\nnot really a png', 'latin1').toString('base64');
 const IMAGES = ['https://images.example.com/a.png', PNG_B64, `data:image/png;base64,${PNG_B64}AAAA`];

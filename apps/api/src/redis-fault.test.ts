@@ -1,10 +1,7 @@
 import { once } from 'node:events';
 import { newJobId } from '@embedpool/core/jobs';
 import { createRedis } from '@embedpool/core/queue';
-import { PrivateRedis } from '@embedpool/core/testing';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningApi, startApi } from './index';
+import { PrivateRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   type ErrorJson,
@@ -13,8 +10,11 @@ import {
   scoreBody,
   testConfig,
   uniquePrefix,
-} from './testing/api-test-kit';
-import { FakeWorker } from './testing/fake-worker';
+} from '@embedpool/testkit/api-test-kit';
+import { FakeWorker } from '@embedpool/testkit/fake-worker';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningApi, startApi } from './index';
 
 type Ready = { status: string; reason?: string };
 const PNG_B64 = Buffer.from('fake image').toString('base64');

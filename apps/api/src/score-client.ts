@@ -1,4 +1,4 @@
-import { EmbedpoolError } from '@embedpool/core/errors';
+import { decodeJobFailure, EmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
   type ImageRef,
@@ -116,6 +116,10 @@ export class ScoreClient {
     }
     const done = await outcome;
     if (done.status === 'failed') {
+      // A worker's refusal with a code (a payload it cannot read, a deadline passed) keeps that code and its
+      // HTTP status; a failure without one (a crash, a thrown library error) is the model run's.
+      const refused = decodeJobFailure(done.reason);
+      if (refused) throw new EmbedpoolError(refused.code, `the worker refused the job: ${refused.message}`);
       throw new EmbedpoolError('INFERENCE_FAILED', `scoring failed in the worker: ${done.reason}`);
     }
     return this.collect(jobId, images.length, done.returnvalue, log);

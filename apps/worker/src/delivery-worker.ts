@@ -13,7 +13,7 @@ import {
   deliveryJobSchema,
   goneReason,
 } from '@embedpool/core/delivery';
-import { type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
+import { type ErrorCode, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
 import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
@@ -130,7 +130,7 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     const parsed = deliveryJobSchema.safeParse(job.data);
     if (!parsed.success) {
       metrics.deliveries.inc({ outcome: 'dead' });
-      throw new UnrecoverableError(`BAD_REQUEST: invalid delivery job: ${parsed.error.message}`);
+      throw permanentJobFailure('BAD_REQUEST', `invalid delivery job: ${parsed.error.message}`);
     }
     const data = parsed.data;
     const attempt = job.attemptsMade + 1;

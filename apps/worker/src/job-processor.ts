@@ -1,6 +1,6 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { BlobStaging, writeJobVectors } from '@embedpool/core/blob';
-import { toEmbedpoolError } from '@embedpool/core/errors';
+import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type EmbedJobData,
   embedJobSchema,
@@ -54,12 +54,21 @@ function l2normalize(v: Float32Array): void {
 export function createJobProcessor(deps: JobProcessorDeps) {
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
     const parsed = embedJobSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw new UnrecoverableError(`BAD_REQUEST: invalid job payload: ${parsed.error.message}`);
+    if (!parsed.success) {
+      const refusal = permanentJobFailure('BAD_REQUEST', `invalid job payload: ${parsed.error.message}`);
+      // The record must not stay queued for ever: its id is the queue job's id (see JobQueue.add).
+      const raw: unknown = job.data;
+      const id =
+        raw && typeof raw === 'object' && 'jobId' in raw && typeof raw.jobId === 'string'
+          ? raw.jobId
+          : job.id;
+      if (id) await deps.store.fail(id, toEmbedpoolError(refusal).toJSON());
+      throw refusal;
+    }
     const data = parsed.data;
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);
-    if (!record) throw new UnrecoverableError(`NOT_FOUND: job record ${data.jobId} is gone`);
+    if (!record) throw permanentJobFailure('NOT_FOUND', `job record ${data.jobId} is gone`);
     if (record.state === 'cancelled') {
       await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       return { state: 'cancelled' };
@@ -148,7 +157,7 @@ async function writeOutput(
   const output = data.output;
   if (output.type === 'blob') {
     if (!deps.blob)
-      throw new UnrecoverableError('CONFIG_INVALID: blob output requested but no storage is configured');
+      throw permanentJobFailure('CONFIG_INVALID', 'blob output requested but no storage is configured');
     const written = await writeJobVectors({
       client: deps.blob,
       container: output.container,
@@ -187,7 +196,7 @@ async function enqueueDelivery(deps: JobProcessorDeps, record: JobRecord): Promi
   // Already handed over (pending, delivered or dead-lettered): the delivery queue owns it from there.
   if (!url || record.state === 'cancelled' || record.delivery) return;
   if (!deps.deliveries)
-    throw new UnrecoverableError('CONFIG_INVALID: callback requested but deliveries are off');
+    throw permanentJobFailure('CONFIG_INVALID', 'callback requested but deliveries are off');
   await deps.deliveries.enqueue({
     jobId: record.id,
     url,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { loadConfig } from '@embedpool/core/config';
 import { createLogger } from '@embedpool/core/logger';
 import { writeModelIdentity } from '@embedpool/core/model-identity';
-import { PARITY_MODEL, PARITY_WEIGHTS } from '@embedpool/core/testing';
+import { PARITY_MODEL, PARITY_WEIGHTS } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveModel } from './model-source';
 import { startWorker } from './worker';

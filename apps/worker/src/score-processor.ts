@@ -1,4 +1,4 @@
-import { toEmbedpoolError } from '@embedpool/core/errors';
+import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
   InlineReader,
@@ -10,7 +10,7 @@ import {
   writeResult,
 } from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
-import { type Job, UnrecoverableError } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EmbedPipeline } from './embed-pipeline';
 import type { WorkerMetrics } from './metrics';
@@ -45,7 +45,7 @@ export function createScoreProcessor(deps: ScoreProcessorDeps) {
   return async (job: Job<ScoreJobData>): Promise<ScoreResult> => {
     const parsed = scoreJobSchema.safeParse(job.data);
     if (!parsed.success)
-      throw new UnrecoverableError(`BAD_REQUEST: invalid job payload: ${parsed.error.message}`);
+      throw permanentJobFailure('BAD_REQUEST', `invalid job payload: ${parsed.error.message}`);
     const data = parsed.data;
     const log = deps.logger.child({ jobId: job.id, requestId: data.requestId });
     await assertWanted(deps, job.id!, data.deadline);
@@ -77,9 +77,9 @@ export function createScoreProcessor(deps: ScoreProcessorDeps) {
 
 async function assertWanted(deps: ScoreProcessorDeps, jobId: string, deadline: number): Promise<void> {
   if (Date.now() > deadline) {
-    throw new UnrecoverableError(`TIMEOUT: the caller stopped waiting ${Date.now() - deadline} ms ago`);
+    throw permanentJobFailure('TIMEOUT', `the caller stopped waiting ${Date.now() - deadline} ms ago`);
   }
   if ((await deps.redis.exists(keys.cancelled(deps.prefix, jobId))) === 1) {
-    throw new UnrecoverableError('TIMEOUT: the caller cancelled the request');
+    throw permanentJobFailure('TIMEOUT', 'the caller cancelled the request');
   }
 }

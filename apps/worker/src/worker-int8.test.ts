@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { loadConfig } from '@embedpool/core/config';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import {
-  buildOutlierDinov2,
   DEFAULT_HOLDOUT_DIR,
   embedAll,
   loadImageDir,
@@ -21,7 +20,8 @@ import {
   type ScoreResult,
   takeResult,
 } from '@embedpool/core/queue';
-import { cosine } from '@embedpool/core/testing';
+import { cosine } from '@embedpool/testkit';
+import { buildOutlierDinov2 } from '@embedpool/testkit/stress-model';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -13,7 +13,7 @@ import {
   type ScoreResult,
   takeResult,
 } from '@embedpool/core/queue';
-import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,18 +1,12 @@
 import { createHash } from 'node:crypto';
+import { loadLua } from '@embedpool/core/lua';
 import type { RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import { principalOf } from '../auth/middleware';
 import { refuse } from '../auth/respond';
 
-// One fixed window per caller: the first request of a window sets its expiry; every request counts.
-// KEYS[1] counter; ARGV[1] window in ms. Returns {count, ms left in the window}.
-const HIT = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {n, ttl}
-`;
+// lua/rate-limit-hit.lua: One fixed window per caller: the first request of a window sets its expiry; every request counts.
+const HIT = loadLua('rate-limit-hit', import.meta.url);
 
 export interface RateLimitOptions {
   /** Requests per window per caller; 0 turns the limiter off. */

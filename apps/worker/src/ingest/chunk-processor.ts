@@ -1,5 +1,5 @@
 import { toStorageError } from '@embedpool/core/blob';
-import { EmbedpoolError, ERROR_CODES, toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, ERROR_CODES, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type BlobFailure,
   type ChunkContext,
@@ -89,7 +89,7 @@ export function createChunkProcessor(deps: IngestDeps) {
   return async (job: Job<ChunkJobData>): Promise<string> => {
     const parsed = chunkJobSchema.safeParse(job.data);
     if (!parsed.success)
-      throw new UnrecoverableError(`BAD_REQUEST: invalid chunk job: ${parsed.error.message}`);
+      throw permanentJobFailure('BAD_REQUEST', `invalid chunk job: ${parsed.error.message}`);
     const data = parsed.data;
     const chunk = chunkId(data.ingestionId, data.round, data.seq);
     const ctx = await deps.store.chunkContext(data.ingestionId);

@@ -15,10 +15,10 @@ import {
 } from '@embedpool/core/ingest';
 import { createLogger } from '@embedpool/core/logger';
 import { createRedis } from '@embedpool/core/queue';
+import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../../../../packages/core/src/blob/azurite-kit';
 import type { EmbedPipeline } from '../embed-pipeline';
 import { createChunkProcessor } from './chunk-processor';
 import type { IngestDeps } from './deps';

@@ -1,6 +1,7 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
+import { permanentJobFailure } from '@embedpool/core/errors';
 import {
   type ChunkJobData,
   INGEST_JOBS,
@@ -15,7 +16,7 @@ import { createLogger, type Logger } from '@embedpool/core/logger';
 import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessorConfig } from '@embedpool/core/preprocess';
 import { createRedis, prepareRedisAuth } from '@embedpool/core/queue';
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import { Counter, type Registry } from 'prom-client';
 import { createCallbackPolicy } from '../delivery-worker';
 import { EmbedPipeline } from '../embed-pipeline';
@@ -35,7 +36,7 @@ export function createIngestProcessors(deps: IngestDeps) {
   const plan = async (job: Job, token?: string): Promise<string> => {
     const parsed = planJobSchema.safeParse(job.data);
     if (!parsed.success)
-      throw new UnrecoverableError(`BAD_REQUEST: invalid ${job.name} job: ${parsed.error.message}`);
+      throw permanentJobFailure('BAD_REQUEST', `invalid ${job.name} job: ${parsed.error.message}`);
     const { ingestionId, round } = parsed.data;
     switch (job.name) {
       case INGEST_JOBS.plan:
@@ -45,7 +46,7 @@ export function createIngestProcessors(deps: IngestDeps) {
       case INGEST_JOBS.callback:
         return runCallback(deps, job, ingestionId, round);
       default:
-        throw new UnrecoverableError(`BAD_REQUEST: unknown job ${job.name} on ${INGEST_QUEUES.plan}`);
+        throw permanentJobFailure('BAD_REQUEST', `unknown job ${job.name} on ${INGEST_QUEUES.plan}`);
     }
   };
   return { plan, chunk };

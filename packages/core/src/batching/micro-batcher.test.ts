@@ -1,7 +1,13 @@
+import {
+  cosine,
+  loadParityReference,
+  PARITY_MODEL,
+  parityImages,
+  parityPixelValues,
+} from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../engine';
 import { EmbedpoolError } from '../errors';
-import { cosine, loadParityReference, PARITY_MODEL, parityImages, parityPixelValues } from '../testing';
 import { type BatchEvent, type BatchItem, MicroBatcher } from './micro-batcher';
 
 const ref = loadParityReference();

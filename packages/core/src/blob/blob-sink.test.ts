@@ -8,10 +8,10 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EmbedpoolError } from '../errors';
 import type { Logger } from '../logger';
-import { type Azurite, startAzurite } from './azurite-kit';
 import { createBlobServiceClient, resolveBlobTarget } from './blob-client';
 import { type JobVectorItem, type WriteJobVectorsOptions, writeJobVectors } from './blob-sink';
 import { readNpy } from './npy-read';

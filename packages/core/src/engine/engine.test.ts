@@ -1,6 +1,12 @@
+import {
+  cosine,
+  loadParityReference,
+  PARITY_MODEL,
+  parityImages,
+  parityPixelValues,
+} from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EmbedpoolError } from '../errors';
-import { cosine, loadParityReference, PARITY_MODEL, parityImages, parityPixelValues } from '../testing';
 import { Engine } from './engine';
 
 const SIZE = 3 * 224 * 224;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { HSET_IF_EXISTS, loadLua } from '../lua';
 import { ingestionKeys, ingestKeys } from './names';
 import {
   type BlobFailure,
@@ -46,243 +47,19 @@ function decode(hash: Record<string, string>): IngestionRecord {
   return ingestionRecordSchema.parse(raw);
 }
 
-// Creates the record and takes the output's lock in one step (a lock whose holder's record is gone is
-// stale and taken over). KEYS: record, all, lock, holder's record (when the lock is held).
-// ARGV: id, lock ttl (s), record key prefix, then field/value pairs. Returns {'ok'} or {'locked', holder}.
-const CREATE = `
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[1] then
-  if (not KEYS[4]) or KEYS[4] ~= ARGV[3] .. holder or redis.call('EXISTS', KEYS[4]) == 1 then
-    return {'locked', holder}
-  end
-end
-redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[2]))
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return {'ok'}
-`;
-
-// Keeps the output's lock while the ingestion works (it is taken for JOB_TTL_S at a time).
-const REFRESH_LOCK = `
-local function refresh_lock(lock, id, ttl)
-  if redis.call('GET', lock) == id then redis.call('EXPIRE', lock, tonumber(ttl)) end
-end
-`;
-
-// The planner starts (or resumes) a round-0 listing: plan fields are set once. KEYS: record.
-// ARGV: now, then field/value pairs. Returns the state.
-const START = `
-local s = redis.call('HGET', KEYS[1], 'state')
-if not s then return 'missing' end
-if redis.call('HEXISTS', KEYS[1], 'run') == 0 then
-  for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-if s == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'startedAt', ARGV[1], 'updatedAt', ARGV[1])
-  return 'running'
-end
-return s
-`;
-
-// Shared by CHECKPOINT and COMMIT: the round is complete when listing is done and every chunk committed.
-// Answers 1 again while the state is 'finalizing', so a caller that died before queueing the finalize job
-// (or whose add failed) queues it on its retry; the job id dedupes. 'queued' counts too: planning that
-// fails before the ingestion started (a model mismatch, storage refusing) must still reach a final state.
-const COMPLETE_CHECK = `
-local function complete_check(rec)
-  local v = redis.call('HMGET', rec, 'state', 'listingDone', 'planned', 'committed')
-  if v[1] == 'finalizing' then return 1 end
-  if v[2] == '1' and tonumber(v[4] or '0') >= tonumber(v[3] or '0') and (v[1] == 'running' or v[1] == 'cancelling' or v[1] == 'queued') then
-    redis.call('HSET', rec, 'state', 'finalizing')
-    return 1
-  end
-  return 0
-end
-`;
-
-// One planner page, atomically: checkpoint, counters, carried failures, completion.
-// KEYS: record, failures, failinfo, retry snapshot, retry snapshot info, lock.
-// ARGV: round, page, checkpoint JSON, planned, d.discovered, d.skipped, d.queued, d.missing, listingDone,
-//       now, carried JSON [[name, info], ...], error JSON or '', id, lock ttl, restore-from ('' or a
-//       ZRANGEBYLEX min: a retry round that stops early puts the failures it did not queue back).
-// Returns {status, complete}; status 'conflict' when the page was already committed (a replay or a
-// second planner), 'stale' for another round, 'done' when listing had already finished.
-const CHECKPOINT = `${COMPLETE_CHECK}${REFRESH_LOCK}
-local rec = KEYS[1]
-local st = redis.call('HMGET', rec, 'state', 'round', 'ckptPage', 'listingDone')
-if not st[1] then return {'missing', 0} end
-if tonumber(st[2] or '0') ~= tonumber(ARGV[1]) then return {'stale', 0} end
-if st[4] == '1' then return {'done', complete_check(rec)} end
-if tonumber(ARGV[2]) ~= tonumber(st[3] or '0') + 1 then return {'conflict', 0} end
-redis.call('HSET', rec, 'ckptPage', ARGV[2], 'checkpoint', ARGV[3], 'planned', ARGV[4], 'updatedAt', ARGV[10])
-redis.call('HDEL', rec, 'retrying')
-redis.call('HINCRBY', rec, 'discovered', tonumber(ARGV[5]))
-redis.call('HINCRBY', rec, 'skipped', tonumber(ARGV[6]))
-redis.call('HINCRBY', rec, 'queued', tonumber(ARGV[7]))
-redis.call('HINCRBY', rec, 'missing', tonumber(ARGV[8]))
-local carried = cjson.decode(ARGV[11])
-local added = 0
-local carriedAdded = 0
-for _, f in ipairs(carried) do
-  local n = redis.call('ZADD', KEYS[2], 0, f[1])
-  added = added + n
-  -- A third element 0: a failure of this run found while planning (a bad manifest line), not carried.
-  if f[3] ~= 0 then carriedAdded = carriedAdded + n end
-  redis.call('HSET', KEYS[3], f[1], f[2])
-end
-if added > 0 then redis.call('HINCRBY', rec, 'failed', added) end
-if carriedAdded > 0 then redis.call('HINCRBY', rec, 'carried', carriedAdded) end
-if ARGV[12] ~= '' then redis.call('HSET', rec, 'error', ARGV[12]) end
-refresh_lock(KEYS[6], ARGV[13], ARGV[14])
-if ARGV[15] ~= '' then
-  local back = redis.call('ZRANGEBYLEX', KEYS[4], ARGV[15], '+')
-  local n = 0
-  for _, name in ipairs(back) do
-    n = n + redis.call('ZADD', KEYS[2], 0, name)
-    local info = redis.call('HGET', KEYS[5], name)
-    if info then redis.call('HSET', KEYS[3], name, info) end
-  end
-  redis.call('HINCRBY', rec, 'failed', n)
-  redis.call('HINCRBY', rec, 'queued', -n)
-end
-if ARGV[9] == '1' then
-  redis.call('HSET', rec, 'listingDone', '1')
-  redis.call('DEL', KEYS[4], KEYS[5])
-end
-return {'ok', complete_check(rec)}
-`;
-
-// Parks the planner when too many chunks wait. KEYS: record. ARGV: max queued chunks. Returns 1 if parked.
-const PARK = `
-local v = redis.call('HMGET', KEYS[1], 'planned', 'committed')
-if tonumber(v[1] or '0') - tonumber(v[2] or '0') > tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'plannerParked', '1')
-  return 1
-end
-return 0
-`;
-
-// A chunk's outcome, counted once (the committed bitmap), with its failures and a throughput sample.
-// KEYS: record, committed bitmap, written bitmap, failures, failinfo, throughput, lock.
-// ARGV: round, seq, blobs, done, bytes, written (0/1), cancelled (0/1), now, wake threshold,
-//       failures JSON [[name, info], ...], throughput member, id, lock ttl.
-// Returns {status ('ok'|'dup'|'stale'|'missing'), complete, wake}.
-const COMMIT = `${COMPLETE_CHECK}${REFRESH_LOCK}
-local rec = KEYS[1]
-local st = redis.call('HMGET', rec, 'state', 'round')
-if not st[1] then return {'missing', 0, 0} end
-if tonumber(st[2] or '0') ~= tonumber(ARGV[1]) then return {'stale', 0, 0} end
-local status = 'dup'
-if redis.call('SETBIT', KEYS[2], tonumber(ARGV[2]), 1) == 0 then
-  status = 'ok'
-  redis.call('HINCRBY', rec, 'committed', 1)
-  local n = tonumber(ARGV[3])
-  redis.call('HINCRBY', rec, 'queued', -n)
-  if ARGV[7] == '1' then
-    redis.call('HINCRBY', rec, 'cancelledBlobs', n)
-  else
-    local done = tonumber(ARGV[4])
-    redis.call('HINCRBY', rec, 'done', done)
-    redis.call('HINCRBY', rec, 'bytes', tonumber(ARGV[5]))
-    local added = 0
-    for _, f in ipairs(cjson.decode(ARGV[10])) do
-      added = added + redis.call('ZADD', KEYS[4], 0, f[1])
-      redis.call('HSET', KEYS[5], f[1], f[2])
-    end
-    if added > 0 then redis.call('HINCRBY', rec, 'failed', added) end
-    if ARGV[6] == '1' then redis.call('SETBIT', KEYS[3], tonumber(ARGV[2]), 1) end
-    if done > 0 then
-      local now = tonumber(ARGV[8])
-      redis.call('ZADD', KEYS[6], now, ARGV[11])
-      redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 120000)
-    end
-  end
-  redis.call('HSET', rec, 'updatedAt', ARGV[8])
-  redis.call('HDEL', rec, 'retrying')
-  refresh_lock(KEYS[7], ARGV[12], ARGV[13])
-end
-local complete = complete_check(rec)
-local wake = 0
-local v = redis.call('HMGET', rec, 'plannerParked', 'planned', 'committed')
-if v[1] == '1' and tonumber(v[2] or '0') - tonumber(v[3] or '0') <= tonumber(ARGV[9]) then
-  redis.call('HSET', rec, 'plannerParked', '0')
-  wake = 1
-end
-return {status, complete, wake}
-`;
-
-// Cancel works in every state that is not final. queued/running -> cancelling (the planner stops, chunks
-// not started are dropped); cancelling and finalizing keep their state and only note the request: FINISH
-// then ends the ingestion 'cancelled'. KEYS: record. ARGV: now. Returns {'ok'} or {state}.
-const CANCEL = `
-local s = redis.call('HGET', KEYS[1], 'state')
-if not s then return {'missing'} end
-if s == 'queued' or s == 'running' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelling', 'cancelRequested', '1', 'updatedAt', ARGV[1])
-  return {'ok'}
-end
-if s == 'cancelling' or s == 'finalizing' then
-  redis.call('HSET', KEYS[1], 'cancelRequested', '1', 'updatedAt', ARGV[1])
-  return {'ok'}
-end
-return {s}
-`;
-
-// A permanent failure found while the ingestion runs (the output container is gone): it stops as a
-// cancel does, and ends 'failed' with the error. KEYS: record. ARGV: now, error JSON. Returns the state.
-const ABORT = `
-local s = redis.call('HGET', KEYS[1], 'state')
-if not s then return 'missing' end
-if s == 'queued' or s == 'running' or s == 'cancelling' or s == 'finalizing' then
-  if redis.call('HEXISTS', KEYS[1], 'error') == 0 then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
-  if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'state', 'cancelling') end
-  redis.call('HSET', KEYS[1], 'updatedAt', ARGV[1])
-end
-return s
-`;
-
-// finalizing -> a final state, releasing the output's lock and starting the expiry of every key.
-// KEYS: record, lock, then keys to expire. ARGV: state, round, now, ttl, id, then field/value pairs.
-const FINISH = `
-local st = redis.call('HMGET', KEYS[1], 'state', 'round')
-if not st[1] then return 'missing' end
-if st[1] ~= 'finalizing' then return st[1] end
-if tonumber(st[2] or '0') ~= tonumber(ARGV[2]) then return 'stale' end
--- A cancel that arrived while finalizing wins: what was done is recorded, and the ingestion says cancelled.
-local state = ARGV[1]
-if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then state = 'cancelled' end
-redis.call('HSET', KEYS[1], 'state', state, 'finishedAt', ARGV[3], 'updatedAt', ARGV[3], 'finalizedRound', ARGV[2])
-redis.call('HDEL', KEYS[1], 'retrying')
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
-for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4])) end
-return 'ok'
-`;
-
-// Starts a retry round over the current failures. KEYS: record, failures, failinfo, snapshot, snapshot
-// info, lock, then keys to persist. ARGV: id, now, lock ttl, new round.
-// Returns {'ok', n} | {'state', s} | {'none'} | {'locked', holder}.
-const RETRY = `
-local st = redis.call('HMGET', KEYS[1], 'state', 'round')
-if not st[1] then return {'missing'} end
-if st[1] ~= 'completed' and st[1] ~= 'partially_failed' and st[1] ~= 'failed' then return {'state', st[1]} end
-if tonumber(st[2] or '0') + 1 ~= tonumber(ARGV[4]) then return {'state', 'stale'} end
-local n = redis.call('ZCARD', KEYS[2])
-if n == 0 then return {'none'} end
-local holder = redis.call('GET', KEYS[6])
-if holder and holder ~= ARGV[1] then return {'locked', holder} end
-redis.call('SET', KEYS[6], ARGV[1], 'EX', tonumber(ARGV[3]))
-redis.call('RENAME', KEYS[2], KEYS[4])
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]) end
-redis.call('HSET', KEYS[1], 'state', 'running', 'round', ARGV[4], 'listingDone', '0', 'planned', '0',
-  'committed', '0', 'plannerParked', '0', 'ckptPage', '0', 'carried', '0', 'updatedAt', ARGV[2])
-redis.call('HDEL', KEYS[1], 'finishedAt', 'checkpoint', 'error')
-redis.call('HINCRBY', KEYS[1], 'failed', -n)
-redis.call('HINCRBY', KEYS[1], 'queued', n)
-for i = 7, #KEYS do redis.call('PERSIST', KEYS[i]) end
-redis.call('PERSIST', KEYS[1])
-return {'ok', n}
-`;
+// The scripts live in lua/ beside this file (what each takes and returns is said at its top);
+// CHECKPOINT and COMMIT start with the shared functions complete_check and refresh_lock.
+const CREATE = loadLua('ingest-create', import.meta.url);
+const REFRESH_LOCK = loadLua('ingest-refresh-lock', import.meta.url);
+const START = loadLua('ingest-start', import.meta.url);
+const COMPLETE_CHECK = loadLua('ingest-complete-check', import.meta.url);
+const CHECKPOINT = `${COMPLETE_CHECK}${REFRESH_LOCK}${loadLua('ingest-checkpoint', import.meta.url)}`;
+const PARK = loadLua('ingest-park', import.meta.url);
+const COMMIT = `${COMPLETE_CHECK}${REFRESH_LOCK}${loadLua('ingest-commit', import.meta.url)}`;
+const CANCEL = loadLua('ingest-cancel', import.meta.url);
+const ABORT = loadLua('ingest-abort', import.meta.url);
+const FINISH = loadLua('ingest-finish', import.meta.url);
+const RETRY = loadLua('ingest-retry', import.meta.url);
 
 export interface ChunkContext {
   id: string;
@@ -585,12 +362,7 @@ export class IngestionStore {
    * progress clears it), so a slow run says why it is slow.
    */
   async noteRetry(id: string, retry: RetryNote): Promise<void> {
-    await this.redis.eval(
-      "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'retrying', ARGV[1]) end return 1",
-      1,
-      this.key(id),
-      JSON.stringify(retry),
-    );
+    await this.redis.eval(HSET_IF_EXISTS, 1, this.key(id), 'retrying', JSON.stringify(retry));
   }
 
   async finish(
@@ -710,12 +482,7 @@ export class IngestionStore {
   }
 
   async setCallback(id: string, state: IngestionRecord['callback']): Promise<void> {
-    await this.redis.eval(
-      "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'callback', ARGV[1]) end return 1",
-      1,
-      this.key(id),
-      JSON.stringify(state),
-    );
+    await this.redis.eval(HSET_IF_EXISTS, 1, this.key(id), 'callback', JSON.stringify(state));
   }
 
   /** Deletes everything of an ingestion (tests and tooling; a finished one also expires by itself). */

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
+import { HSET_IF_EXISTS, loadLua } from '../lua';
 import {
   type DeliveryState,
   FINAL_STATES,
@@ -24,18 +25,8 @@ const NUMBER_FIELDS = [
   'dim',
 ] as const;
 
-// Moves a job between states only from an allowed one, atomically with the fields that go with the move.
-// KEYS[1] record; ARGV[1] allowed states (comma-separated); ARGV[2] new state; ARGV[3..] field/value pairs.
-const TRANSITION = `
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return 'missing' end
-local ok = false
-for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
-if not ok then return cur end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 'ok'
-`;
+// lua/job-transition.lua: Moves a job between states only from an allowed one, atomically with the fields that go with the move.
+const TRANSITION = loadLua('job-transition', import.meta.url);
 
 export const jobKeys = {
   record: (prefix: string, id: string) => `${prefix}:job:${id}`,
@@ -153,12 +144,7 @@ export class JobStore {
   async setDelivery(id: string, delivery: DeliveryState): Promise<void> {
     const key = jobKeys.record(this.prefix, id);
     // Only while the record exists: a delivery must not resurrect an expired job as a half-record.
-    await this.redis.eval(
-      "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'delivery', ARGV[1]) end return 1",
-      1,
-      key,
-      JSON.stringify(delivery),
-    );
+    await this.redis.eval(HSET_IF_EXISTS, 1, key, 'delivery', JSON.stringify(delivery));
   }
 
   /**

@@ -3,15 +3,15 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EmbedpoolError } from '../errors';
-import { downloadFile } from './download-file';
 import {
   type FixtureServer,
   type FixtureServerOptions,
   sha256Hex,
   startFixtureServer,
-} from './fixture-server';
+} from '@embedpool/testkit/fixture-server';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EmbedpoolError } from '../errors';
+import { downloadFile } from './download-file';
 
 const PATH = '/org/model/resolve/0123456789abcdef0123456789abcdef01234567/onnx/model.onnx';
 const BODY = randomBytes(3 * 1024 * 1024 + 123);

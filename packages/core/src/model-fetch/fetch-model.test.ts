@@ -3,11 +3,16 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  type FixtureFile,
+  type FixtureServer,
+  sha256Hex,
+  startFixtureServer,
+} from '@embedpool/testkit/fixture-server';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EmbedpoolError } from '../errors';
 import { fetchModel } from './fetch-model';
 import { findCachedModel, requireCachedModel } from './find-cached-model';
-import { type FixtureFile, type FixtureServer, sha256Hex, startFixtureServer } from './fixture-server';
 import {
   DEFAULT_MODEL_REPO,
   DEFAULT_MODEL_REVISION,

@@ -3,11 +3,11 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type FixtureServer, sha256Hex, startFixtureServer } from '@embedpool/testkit/fixture-server';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EmbedpoolError } from '../errors';
 import { fetchModel } from './fetch-model';
 import { findCachedModel } from './find-cached-model';
-import { type FixtureServer, sha256Hex, startFixtureServer } from './fixture-server';
 import { hubCacheDir, hubOffline } from './hub-cache';
 
 const REPO = 'onnx-community/dinov2-small';

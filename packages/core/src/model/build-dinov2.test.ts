@@ -1,9 +1,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EmbedpoolError } from '../errors';
 import {
   assertSharedFixtures,
   cosine,
@@ -13,13 +10,16 @@ import {
   PARITY_WEIGHTS,
   parityImages,
   parityPixelValues,
-} from '../testing';
+} from '@embedpool/testkit';
+import { naiveDinov2Forward } from '@embedpool/testkit/naive-forward';
+import { maxAbsDiff, perturbWeights, runModel, syntheticPixels } from '@embedpool/testkit/test-helpers';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EmbedpoolError } from '../errors';
 import { buildDinov2, buildDinov2Onnx, writeDinov2Onnx } from './build-dinov2';
 import { DINOV2_GIANT_CONFIG, type Dinov2Config, loadDinov2Config, parseDinov2Config } from './dinov2-config';
-import { naiveDinov2Forward } from './naive-forward';
 import { randomDinov2Weights } from './random-weights';
 import { readSafetensors } from './safetensors';
-import { maxAbsDiff, perturbWeights, runModel, syntheticPixels } from './test-helpers';
 
 const PX = 3 * 224 * 224;
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { PARITY_MODEL, PARITY_WEIGHTS } from '@embedpool/testkit';
 import onnxProto from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
-import { PARITY_MODEL, PARITY_WEIGHTS } from '../testing';
 import { bicubicResizeHwc, interpolatePosEmbed } from './pos-embed';
 import { readSafetensors } from './safetensors';
 

@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PARITY_WEIGHTS } from '@embedpool/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EmbedpoolError } from '../errors';
-import { PARITY_WEIGHTS } from '../testing';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToFloat16 } from './half';
 import { parseSafetensors, readSafetensors } from './safetensors';
 

@@ -5,15 +5,15 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EmbedpoolError } from '../errors';
 import {
   fakeResolver,
   installConnectTripwire,
   installDnsTripwire,
   type LoopbackServer,
   startLoopbackServer,
-} from './loopback-test-kit';
+} from '@embedpool/testkit/loopback-test-kit';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EmbedpoolError } from '../errors';
 import { safeFetch, safeFetchStream } from './safe-fetch';
 import { createUrlPolicy, type UrlPolicyOptions } from './url-policy';
 

@@ -1,7 +1,8 @@
 // Resolve-then-decide with an injected resolver: no DNS, no sockets.
+
+import { fakeResolver } from '@embedpool/testkit/loopback-test-kit';
 import { describe, expect, it } from 'vitest';
 import { EmbedpoolError } from '../errors';
-import { fakeResolver } from './loopback-test-kit';
 import { checkUrl, createUrlPolicy, decideAddress, type UrlPolicyOptions } from './url-policy';
 
 const LIMITS = { connectTimeoutMs: 500, headersTimeoutMs: 500, totalTimeoutMs: 1000, maxBytes: 1024 };

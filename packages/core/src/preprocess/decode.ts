@@ -1,6 +1,6 @@
 import sharp, { type KernelEnum, type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import { EmbedpoolError } from '../errors';
-import { decodeExtraRegion, isExtraSource, probeExtra, sniffExtraFormat } from './formats';
+import { decodeExtraRegion, isExtraSource, probeExtra, type SharpPath, sniffExtraFormat } from './formats';
 import { type Geometry, type Region, regionInside, type Size } from './geometry';
 import type { ResolvedPreprocessOptions } from './limits';
 import type { Resample } from './preprocessor-config';
@@ -72,7 +72,7 @@ export async function probeImage(bytes: Uint8Array, opts: ResolvedPreprocessOpti
   if (sniffed && !opts.allowedFormats.has(sniffed)) throw unsupportedFormat(sniffed);
   // BMP, ICO/CUR, PNM, TGA, JPEG 2000 and HEIC: decoders of their own (formats/), sniffed from the bytes.
   const extra = sniffExtraFormat(bytes);
-  if (extra) return probeExtra(bytes, extra, opts);
+  if (extra) return probeExtra(bytes, extra, opts, SHARP_PATH);
 
   let meta: Metadata;
   try {
@@ -123,7 +123,7 @@ export async function decodeRegion(
   geometry: Geometry,
   opts: ResolvedPreprocessOptions,
 ): Promise<DecodedRegion> {
-  if (isExtraSource(source)) return decodeExtraRegion(bytes, source, geometry, opts);
+  if (isExtraSource(source)) return decodeExtraRegion(bytes, source, geometry, opts, SHARP_PATH);
   const { resized } = geometry;
   const upscale = resized.width > source.width || resized.height > source.height;
   const flatten = source.hasAlpha || source.depth === 'ushort' || source.space === 'cmyk';
@@ -380,3 +380,6 @@ export function toImageError(err: unknown): EmbedpoolError {
   }
   return new EmbedpoolError('IMAGE_DECODE_FAILED', `image could not be decoded: ${first}`, { cause: err });
 }
+
+/** What the other formats' decoders (formats/) call back into: declarations are hoisted, so this is complete. */
+const SHARP_PATH: SharpPath = { probeImage, decodeRegion, resizeDecoded };

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { parityImages } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
-import { parityImages } from '../testing';
 import { decodeForModel } from './deferred';
 import { preprocess } from './preprocess';
 

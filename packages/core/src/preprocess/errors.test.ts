@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { crc32, deflateSync } from 'node:zlib';
+import { parityImages } from '@embedpool/testkit';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { EmbedpoolError, type ErrorCode } from '../errors';
-import { parityImages } from '../testing';
 import { type PreprocessOptions, preprocess, toImageError } from '.';
 
 const fixture = (name: string) => readFileSync(parityImages().find((i) => i.name === name)!.path);

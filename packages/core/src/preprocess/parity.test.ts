@@ -1,6 +1,4 @@
 import { readFileSync } from 'node:fs';
-import * as ort from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertSharedFixtures,
   cosine,
@@ -8,7 +6,9 @@ import {
   PARITY_MODEL,
   parityImages,
   parityPixelValues,
-} from '../testing';
+} from '@embedpool/testkit';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preprocess, preprocessInto } from '.';
 
 /**

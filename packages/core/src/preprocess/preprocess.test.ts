@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { parityImages } from '@embedpool/testkit';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { parityImages } from '../testing';
 import {
   DINOV2_PREPROCESSOR_CONFIG,
   hwcToChwInto,

@@ -17,10 +17,3 @@ export {
   quantizeModel,
 } from './quantize-model';
 export { quantizeColumns, smoothingScales } from './rewrite';
-export {
-  buildOutlierDinov2,
-  type OutlierOptions,
-  outlierChannels,
-  outlierDinov2Weights,
-  STRESS_TEST_CONFIG,
-} from './stress-model';

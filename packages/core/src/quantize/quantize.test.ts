@@ -1,16 +1,16 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PARITY_MODEL } from '@embedpool/testkit';
+import { buildOutlierDinov2, STRESS_TEST_CONFIG } from '@embedpool/testkit/stress-model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDinov2Onnx } from '../model';
-import { PARITY_MODEL } from '../testing';
 import { compareSessions } from './compare';
 import { openSession } from './embed-session';
 import { DEFAULT_HOLDOUT_DIR, loadImageDir } from './images';
 import { readModelPrecision } from './model-precision';
 import { decodeModel, encodeModel, getMetadata, type NodeProto } from './onnx-io';
 import { quantizeModel } from './quantize-model';
-import { buildOutlierDinov2, STRESS_TEST_CONFIG } from './stress-model';
 
 let dir: string;
 let stress: string;

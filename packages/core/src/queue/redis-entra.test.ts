@@ -1,8 +1,7 @@
 import type { AccessToken, TokenCredential } from '@azure/identity';
+import { PrivateRedis, PrivateRedisCluster } from '@embedpool/testkit';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PrivateRedis } from '../testing/private-redis';
-import { PrivateRedisCluster } from '../testing/redis-cluster';
 import { createRedis, useEntraRedisAuth } from './connection';
 import { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
 

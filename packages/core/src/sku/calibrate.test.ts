@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PARITY_MODEL } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
-import { PARITY_MODEL } from '../testing';
 import { type CalibrateEvent, calibrate, ensureRandomModel, randomModelPath } from './calibrate';
 import { planToEnv } from './plan';
 

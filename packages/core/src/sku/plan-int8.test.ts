@@ -1,8 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildOutlierDinov2 } from '@embedpool/testkit/stress-model';
 import { describe, expect, it } from 'vitest';
-import { buildOutlierDinov2, quantizeModel } from '../quantize';
+import { quantizeModel } from '../quantize';
 import { calibrate } from './calibrate';
 import { DEFAULT_MODEL_BYTES, planForResources, planForSize } from './plan';
 

@@ -1,9 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EmbedpoolError, type ErrorCode } from '../../errors';
 import {
   cosine,
   encodeBmp,
@@ -14,7 +11,10 @@ import {
   FORMATS_DIR,
   type Pixels,
   posterize,
-} from '../../testing';
+} from '@embedpool/testkit';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EmbedpoolError, type ErrorCode } from '../../errors';
 import { type PreprocessOptions, preprocess } from '..';
 import { decodeBmp } from './bmp';
 import { decodeIcoDib, parseIco } from './ico';

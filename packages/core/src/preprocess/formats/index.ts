@@ -1,5 +1,5 @@
 import { EmbedpoolError } from '../../errors';
-import { type DecodedRegion, decodeRegion, probeImage, resizeDecoded, type SourceInfo } from '../decode';
+import type { DecodedRegion, decodeRegion, probeImage, resizeDecoded, SourceInfo } from '../decode';
 import type { Geometry } from '../geometry';
 import type { ResolvedPreprocessOptions } from '../limits';
 import { isBmp, parseBmpFile } from './bmp';
@@ -54,6 +54,16 @@ export interface ExtraSourceInfo extends SourceInfo {
   extra: { format: ExtraFormat; png?: { offset: number; source: SourceInfo } };
 }
 
+/**
+ * The sharp path of decode.ts, handed in by its caller: a PNG inside an icon takes that path, and every
+ * raster ends in its resize. Passed rather than imported, so decode.ts and this module form no import cycle.
+ */
+export interface SharpPath {
+  probeImage: typeof probeImage;
+  decodeRegion: typeof decodeRegion;
+  resizeDecoded: typeof resizeDecoded;
+}
+
 export function isExtraSource(source: SourceInfo): source is ExtraSourceInfo {
   return (source as Partial<ExtraSourceInfo>).extra !== undefined;
 }
@@ -63,6 +73,7 @@ export async function probeExtra(
   bytes: Uint8Array,
   format: ExtraFormat,
   opts: ResolvedPreprocessOptions,
+  sharpPath: SharpPath,
 ): Promise<ExtraSourceInfo> {
   if (!opts.allowedFormats.has(format)) {
     throw new EmbedpoolError('IMAGE_UNSUPPORTED_FORMAT', `unsupported image format: ${format}`, {
@@ -94,7 +105,7 @@ export async function probeExtra(
       const entry = parseIco(bytes);
       if (entry.kind === 'png') {
         // A PNG inside an icon takes the PNG path as it is: same decoder, same limits.
-        const inner = await probeImage(bytes.subarray(entry.offset), {
+        const inner = await sharpPath.probeImage(bytes.subarray(entry.offset), {
           ...opts,
           allowedFormats: new Set(['png']),
         });
@@ -141,9 +152,10 @@ export async function decodeExtraRegion(
   source: ExtraSourceInfo,
   geometry: Geometry,
   opts: ResolvedPreprocessOptions,
+  sharpPath: SharpPath,
 ): Promise<DecodedRegion> {
   const { png } = source.extra;
-  if (png) return decodeRegion(bytes.subarray(png.offset), png.source, geometry, opts);
+  if (png) return sharpPath.decodeRegion(bytes.subarray(png.offset), png.source, geometry, opts);
   const { raster } = await decodeThreads().run({
     op: 'decode',
     format: source.extra.format,
@@ -158,5 +170,5 @@ export async function decodeExtraRegion(
       { details: { format: source.format } },
     );
   }
-  return resizeDecoded({ ...raster, path: 'exact' }, geometry, opts);
+  return sharpPath.resizeDecoded({ ...raster, path: 'exact' }, geometry, opts);
 }

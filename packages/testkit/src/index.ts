@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root, found from this file so tests work from any working directory. */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** The DINOv2 parity fixture, kept in the repository so a clone from anywhere can run the tests. */
 export const PARITY_DIR = join(REPO_ROOT, 'test/fixtures/dinov2-parity');

@@ -5,7 +5,7 @@
 import dns from 'node:dns';
 import http from 'node:http';
 import net, { type AddressInfo, isIP, type LookupFunction, type Socket } from 'node:net';
-import type { ResolvedAddress, Resolver } from './resolve';
+import type { ResolvedAddress, Resolver } from '@embedpool/core/net';
 
 export interface LoopbackServer {
   readonly host: string;

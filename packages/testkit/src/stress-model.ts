@@ -1,7 +1,11 @@
-import { buildDinov2 } from '../model/build-dinov2';
-import { type Dinov2Config, type Dinov2ConfigInput, parseDinov2Config } from '../model/dinov2-config';
-import { randomDinov2Weights } from '../model/random-weights';
-import type { WeightMap } from '../model/weights';
+import {
+  buildDinov2,
+  type Dinov2Config,
+  type Dinov2ConfigInput,
+  parseDinov2Config,
+  randomDinov2Weights,
+  type WeightMap,
+} from '@embedpool/core/model';
 
 export interface OutlierOptions {
   /** How many channels of the residual stream are outliers. Default 4. */

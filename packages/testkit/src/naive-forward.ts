@@ -1,7 +1,11 @@
-import { EmbedpoolError } from '../errors';
-import { type Dinov2Config, mlpHiddenSize, usesRegisterInterpolation } from './dinov2-config';
-import { interpolatePosEmbed } from './pos-embed';
-import type { WeightMap } from './weights';
+import { EmbedpoolError } from '@embedpool/core/errors';
+import {
+  type Dinov2Config,
+  interpolatePosEmbed,
+  mlpHiddenSize,
+  usesRegisterInterpolation,
+  type WeightMap,
+} from '@embedpool/core/model';
 
 // A deliberately plain float64 forward pass of HF's Dinov2Model, used by tests as an oracle for graph
 // features the parity fixture does not exercise (SwiGLU, qkv_bias=false, other image sizes). O(n³) loops:

@@ -1,7 +1,6 @@
 /**
- * Test kit: a private Azurite blob emulator on a free loopback port. It lives in the blob module (like
- * net/loopback-test-kit.ts) so core's own tests can import it inside core's TypeScript project;
- * `test/support/azurite.ts` re-exports it for tests elsewhere. Not exported from `@embedpool/core/blob`.
+ * Test kit: a private Azurite blob emulator on a free loopback port (`@embedpool/testkit/azurite-kit`);
+ * `test/support/azurite.ts` re-exports it for the integration tests.
  * Only loopback traffic: it binds 127.0.0.1 and runs with `--disableTelemetry`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -13,7 +12,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { REPO_ROOT } from '../testing';
+import { REPO_ROOT } from './index';
 
 /** The emulator's well-known account; public, documented, and accepted by nothing but an emulator. */
 export const AZURITE_ACCOUNT = 'devstoreaccount1';

@@ -1,5 +1,5 @@
+import type { WeightMap } from '@embedpool/core/model';
 import * as ort from 'onnxruntime-node';
-import type { WeightMap } from './weights';
 
 // Shared by this folder's tests only.
 
