@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '@embedpool/core/testing';
+import { freePort } from '@embedpool/testkit';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO_ROOT, 'bin', 'embedpool.js');

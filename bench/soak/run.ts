@@ -18,10 +18,10 @@ import { parseArgs } from 'node:util';
 import { createBlobServiceClient } from '@embedpool/core/blob';
 import { verifySignature } from '@embedpool/core/delivery';
 import { backlogOrphans, createRedis, keys, QUEUES } from '@embedpool/core/queue';
-import { cosine, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, parityImages } from '@embedpool/testkit';
+import { startAzurite } from '@embedpool/testkit/azurite-kit';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { startAzurite } from '../../packages/core/src/blob/azurite-kit';
 import { FleetProcess, freePort, type RedisMode, rssOf, SoakRedis } from './fleet';
 
 // ---------------------------------------------------------------- arguments

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { type RunningApi, startApi } from '@embedpool/api';
 import { loadConfig } from '@embedpool/core/config';
 import { createRedis, keys, QUEUES } from '@embedpool/core/queue';
-import { cosine, PARITY_MODEL, parityImages } from '@embedpool/core/testing';
+import { cosine, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliProcess } from '../support/cli-process';

@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createRedis } from '@embedpool/core/queue';
+import {
+  cleanupPrefix,
+  postJson,
+  TEST_REDIS_URL,
+  testConfig,
+  uniquePrefix,
+} from '@embedpool/testkit/api-test-kit';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningApi, startApi } from './index';
-import { cleanupPrefix, postJson, TEST_REDIS_URL, testConfig, uniquePrefix } from './testing/api-test-kit';
 
 const PNG_B64 = Buffer.from('not decoded by the API').toString('base64');
 
