@@ -27,6 +27,8 @@ const NUMBER_FIELDS = [
 
 // lua/job-transition.lua: Moves a job between states only from an allowed one, atomically with the fields that go with the move.
 const TRANSITION = loadLua('job-transition', import.meta.url);
+const IDEMPOTENCY_CONFIRM = loadLua('idempotency-confirm', import.meta.url);
+const IDEMPOTENCY_RELEASE = loadLua('idempotency-release', import.meta.url);
 
 export const jobKeys = {
   record: (prefix: string, id: string) => `${prefix}:job:${id}`,
@@ -208,7 +210,7 @@ export class JobStore {
   /** The job exists: the claim now lasts as long as its record. */
   async confirmIdempotencyKey(owner: string, key: string, bodyHash: string, jobId: string): Promise<void> {
     await this.redis.eval(
-      "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 1",
+      IDEMPOTENCY_CONFIRM,
       1,
       jobKeys.idempotency(this.prefix, owner, key),
       `${bodyHash}:${jobId}`,
@@ -219,7 +221,7 @@ export class JobStore {
   /** Gives the key up, only while it is still this job's claim (a later claimer's stays). */
   async releaseIdempotencyKey(owner: string, key: string, bodyHash: string, jobId: string): Promise<void> {
     await this.redis.eval(
-      "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1",
+      IDEMPOTENCY_RELEASE,
       1,
       jobKeys.idempotency(this.prefix, owner, key),
       `${bodyHash}:${jobId}`,

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { loadLua } from '../lua';
 import { keys } from './names';
 
 /**
@@ -24,20 +25,8 @@ export async function backlogImages(redis: Redis, prefix: string): Promise<{ job
   return { jobs: values.length, images };
 }
 
-// For each backlog entry, whether its job still waits or runs: its hash exists and it is not in the failed
-// set (failed jobs are kept for inspection). KEYS[1] backlog hash; ARGV[1] the queue's key prefix
-// (`<prefix>:<queue>:`). Returns the ids whose job is finished or gone.
-const ORPHANS = `
-local out = {}
-local ids = redis.call('HKEYS', KEYS[1])
-for _, id in ipairs(ids) do
-  local jobKey = ARGV[1] .. id
-  if redis.call('EXISTS', jobKey) == 0 or redis.call('ZSCORE', ARGV[1] .. 'failed', id) then
-    table.insert(out, id)
-  end
-end
-return out
-`;
+/** lua/backlog-orphans.lua: the ids whose job is no longer waiting or running. */
+const ORPHANS = loadLua('backlog-orphans', import.meta.url);
 
 /** Ids in the backlog whose job is no longer waiting or running (finished, failed for good, or gone). */
 export async function backlogOrphans(

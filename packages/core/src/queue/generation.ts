@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger';
+import { loadLua } from '../lua';
 import { keys } from './names';
 
 /**
@@ -20,19 +21,10 @@ export interface Generation {
   previous?: string;
 }
 
-// Creates the marker when missing; returns the marker in force. KEYS[1] marker; ARGV[1] proposal.
-const ENSURE = `
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-`;
-
-// Adds the loss to the marker, only if it is still the one the caller read. ARGV[1] as read; ARGV[2] new.
-const MARK_LOST = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
-return redis.call('GET', KEYS[1])
-`;
+/** lua/generation-ensure.lua: creates the marker when missing; returns the marker in force. */
+const ENSURE = loadLua('generation-ensure', import.meta.url);
+/** lua/generation-mark-lost.lua: adds the loss to the marker, only if it is still the one read. */
+const MARK_LOST = loadLua('generation-mark-lost', import.meta.url);
 
 function parse(raw: string): Generation | undefined {
   try {
