@@ -829,9 +829,10 @@ for (const r of rows)
     `${pad(r.kind, 14)}${[r.sent, r.accepted, r.completed, r.failed, r.lost, r.duplicated, r.wrong, r.stateLost].map((x) => pad(x, 11)).join('')}`,
   );
 lines.push('\nanswers by fault window (window = fault start .. its end + 5 s):');
+const windowWidth = Math.max(26, ...Object.keys(result.codesByWindow).map((w) => w.length + 2));
 for (const [w, m] of Object.entries(result.codesByWindow))
   lines.push(
-    `  ${pad(w, 26)}${Object.entries(m)
+    `  ${pad(w, windowWidth)}${Object.entries(m)
       .map(([c, n]) => `${c}: ${n}`)
       .join(', ')}`,
   );
