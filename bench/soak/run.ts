@@ -1,10 +1,9 @@
 /**
  * The chaos soak: a fleet of 2 `embedpool api` + 3 `embedpool worker` processes on a private Redis (append-only,
  * volatile, or a 3-master append-only Redis Cluster) with Azurite and a callback receiver, driven with /score,
- * /v1/embeddings, async jobs (inline,
- * blob, callback outputs) and an ingestion while workers, an API, Redis, Azurite and the receiver fail on a
- * schedule; then an audit of every piece of accepted work. Exits 1 on anything lost, duplicated, wrong or
- * drifting (docs/hardening.md, "The chaos soak").
+ * /v1/embeddings, async jobs (inline, blob, callback outputs) and an ingestion while workers, an API, Redis,
+ * Azurite and the receiver fail on a schedule; then an audit of every piece of accepted work. Exits 1 on
+ * anything lost, duplicated, wrong or drifting (docs/hardening.md, "The chaos soak").
  *
  *   npm run soak -- --minutes 2 [--redis aof|volatile|cluster] [--out results.json]
  */
