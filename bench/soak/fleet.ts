@@ -2,15 +2,31 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '@embedpool/testkit';
+import type { RedisSettings } from '@embedpool/core/queue';
+import { freePort, type PrivateRedis, PrivateRedisCluster } from '@embedpool/testkit';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO_ROOT, 'bin', 'embedpool.js');
 
-export type RedisMode = 'aof' | 'volatile';
+export type RedisMode = 'aof' | 'volatile' | 'cluster';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the soak needs of its Redis, one server or a cluster: the fleet's settings, an admin URL, a crash. */
+export interface SoakStore {
+  /** REDIS_URL (and REDIS_CLUSTER) for the fleet and the soak's own BullMQ clients. */
+  readonly settings: RedisSettings;
+  /** A plain client's URL to the node holding every key under the soak's (hash-tagged) prefix. */
+  readonly adminUrl: string;
+  readonly description: string;
+  readonly crashLabel: string;
+  /** kill -9 the server holding the prefix's keys, and restart it from its files. */
+  crash(): Promise<void>;
+  kill(): Promise<void>;
+}
 
 /** A private redis-server for the soak: append-only (fsync always, so an acknowledged write survives SIGKILL) or volatile. */
-export class SoakRedis {
+export class SoakRedis implements SoakStore {
   private child: ChildProcess | undefined;
   constructor(
     readonly port: number,
@@ -24,6 +40,26 @@ export class SoakRedis {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  get settings(): RedisSettings {
+    return { REDIS_URL: this.url };
+  }
+
+  get adminUrl(): string {
+    return this.url;
+  }
+
+  get description(): string {
+    return `redis ${this.mode} on ${this.port}`;
+  }
+
+  readonly crashLabel = 'redis SIGKILL + restart';
+
+  async crash(): Promise<void> {
+    await this.kill();
+    await sleep(2_000);
+    await this.start();
   }
 
   async start(): Promise<void> {
@@ -59,6 +95,53 @@ export class SoakRedis {
     child.kill('SIGKILL');
     await exited;
     this.child = undefined;
+  }
+}
+
+/**
+ * The soak's Redis Cluster: 3 masters on loopback (PrivateRedisCluster: AOF with fsync always on each node,
+ * no replicas). Every key of the service sits in the one slot of the QUEUE_PREFIX hash tag, so the node
+ * owning that slot is the one to crash, and the one the audit reads with a plain client.
+ */
+export class SoakRedisCluster implements SoakStore {
+  private constructor(
+    private readonly cluster: PrivateRedisCluster,
+    private readonly owner: PrivateRedis,
+  ) {}
+
+  static async start(prefix: string): Promise<SoakRedisCluster> {
+    const cluster = await PrivateRedisCluster.start(3);
+    try {
+      return new SoakRedisCluster(cluster, await cluster.nodeFor(`${prefix}:backlog`));
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  get settings(): RedisSettings {
+    return { REDIS_URL: this.cluster.url, REDIS_CLUSTER: true };
+  }
+
+  get adminUrl(): string {
+    return this.owner.url;
+  }
+
+  get description(): string {
+    return `redis cluster of 3 masters on ${this.cluster.nodes.map((n) => n.port).join(',')} (AOF; prefix slot on ${this.owner.port})`;
+  }
+
+  readonly crashLabel = 'redis slot owner SIGKILL + restart';
+
+  async crash(): Promise<void> {
+    await this.owner.kill();
+    await sleep(2_000);
+    await this.owner.start();
+    await this.cluster.waitHealthy(30_000);
+  }
+
+  async kill(): Promise<void> {
+    await this.cluster.stop();
   }
 }
 

@@ -1,9 +1,9 @@
 /**
- * The chaos soak: a fleet of 2 `embedpool api` + 3 `embedpool worker` processes on a private Redis (append-only
- * or volatile) with Azurite and a callback receiver, driven with /score, /v1/embeddings, async jobs (inline,
- * blob, callback outputs) and an ingestion while workers, an API, Redis, Azurite and the receiver fail on a
- * schedule; then an audit of every piece of accepted work. Exits 1 on anything lost, duplicated, wrong or
- * drifting (docs/hardening.md, "The chaos soak").
+ * The chaos soak: a fleet of 2 `embedpool api` + 3 `embedpool worker` processes on a private Redis (append-only,
+ * volatile, or a 3-master append-only Redis Cluster) with Azurite and a callback receiver, driven with /score,
+ * /v1/embeddings, async jobs (inline, blob, callback outputs) and an ingestion while workers, an API, Redis,
+ * Azurite and the receiver fail on a schedule; then an audit of every piece of accepted work. Exits 1 on
+ * anything lost, duplicated, wrong or drifting (docs/hardening.md, "The chaos soak").
  *
  *   npm run soak -- --minutes 2 [--redis aof|volatile|cluster] [--out results.json]
  */
@@ -22,7 +22,15 @@ import { cosine, PARITY_MODEL, parityImages } from '@embedpool/testkit';
 import { startAzurite } from '@embedpool/testkit/azurite-kit';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { FleetProcess, freePort, type RedisMode, rssOf, SoakRedis } from './fleet';
+import {
+  FleetProcess,
+  freePort,
+  type RedisMode,
+  rssOf,
+  SoakRedis,
+  SoakRedisCluster,
+  type SoakStore,
+} from './fleet';
 
 // ---------------------------------------------------------------- arguments
 const { values: args } = parseArgs({
@@ -35,13 +43,8 @@ const { values: args } = parseArgs({
 });
 const MINUTES = Number(args.minutes);
 if (!(MINUTES > 0)) fail('--minutes must be a positive number');
-if (args.redis === 'cluster') {
-  fail(
-    '--redis cluster: this build has no Redis Cluster client (REDIS_URL is one node); the Cluster support of ' +
-      'issue 13b is needed first. Use --redis aof or --redis volatile.',
-  );
-}
-if (args.redis !== 'aof' && args.redis !== 'volatile') fail('--redis must be aof, volatile or cluster');
+if (args.redis !== 'aof' && args.redis !== 'volatile' && args.redis !== 'cluster')
+  fail('--redis must be aof, volatile or cluster');
 const MODE = args.redis as RedisMode;
 const LOAD_MS = MINUTES * 60_000;
 const DRAIN_MS = 120_000;
@@ -127,8 +130,16 @@ const work = mkdtempSync(join(tmpdir(), 'embedpool-soak-'));
 const logDir = join(work, 'logs');
 rmSync(logDir, { recursive: true, force: true });
 await import('node:fs').then((fs) => fs.mkdirSync(logDir, { recursive: true }));
-const redisServer = new SoakRedis(await freePort(), MODE, work);
-await redisServer.start();
+let redisServer: SoakStore;
+if (MODE === 'cluster') redisServer = await SoakRedisCluster.start(PREFIX);
+else {
+  const single = new SoakRedis(await freePort(), MODE, work);
+  await single.start();
+  redisServer = single;
+}
+// The fleet and the soak's BullMQ clients connect as the service does (a Cluster client with REDIS_CLUSTER);
+// the audit reads the node holding the prefix's one slot with a plain client (SCAN, INFO, DBSIZE, EVAL).
+const redisSettings = redisServer.settings;
 const azurite = await startAzurite();
 const blob = createBlobServiceClient({
   kind: 'connection-string',
@@ -175,7 +186,8 @@ const imageUrl = (name: string) => `http://127.0.0.1:${imagePort}/${encodeURICom
 
 // ---------------------------------------------------------------- the fleet
 const common = {
-  REDIS_URL: redisServer.url,
+  REDIS_URL: redisSettings.REDIS_URL,
+  ...(redisSettings.REDIS_CLUSTER ? { REDIS_CLUSTER: 'true' } : {}),
   REDIS_AUTOSTART: 'false',
   QUEUE_PREFIX: PREFIX,
   LOG_LEVEL: 'info',
@@ -235,11 +247,11 @@ process.on('SIGINT', () => {
   void cleanup().then(() => process.exit(130));
 });
 
-say(`fleet: redis ${MODE} on ${redisServer.port}, azurite ${azurite.port}, logs in ${logDir}`);
+say(`fleet: ${redisServer.description}, azurite ${azurite.port}, logs in ${logDir}`);
 await Promise.all(everyone().map((p) => p.start()));
 const apiUrl = (i: number) => `http://127.0.0.1:${apis[i]!.env.PORT}`;
 const anyApi = () => apiUrl(Math.floor(Math.random() * apis.length));
-const admin: Redis = createRedis(redisServer.url, 'consumer');
+const admin: Redis = createRedis(redisServer.adminUrl, 'consumer');
 await once(admin, 'ready').catch(() => {});
 for (;;) {
   const r = await fetch(`${apiUrl(0)}/readyz`).catch(() => undefined);
@@ -251,7 +263,7 @@ say('fleet ready');
 const stalledAt = new Map<string, number>();
 const pickedAt = new Map<string, number>();
 const events = new QueueEvents(QUEUES.embed, {
-  connection: createRedis(redisServer.url, 'consumer'),
+  connection: createRedis(redisSettings, 'consumer'),
   prefix: PREFIX,
 });
 events.on('error', () => {});
@@ -512,10 +524,8 @@ const faults: (() => Promise<void>)[] = [
       await a.start();
     }),
   () =>
-    window('redis SIGKILL + restart', async () => {
-      await redisServer.kill();
-      await sleep(2_000);
-      await redisServer.start();
+    window(redisServer.crashLabel, async () => {
+      await redisServer.crash();
     }),
   () =>
     window('azurite outage', async () => {
@@ -697,7 +707,7 @@ if (ingestion.id) {
 // Redis: the backlog equals the queue's real content (after the sweeper had its two sweeps), and nothing
 // per-request is left without an expiry.
 const queue = new Queue(QUEUES.embed, {
-  connection: createRedis(redisServer.url, 'consumer'),
+  connection: createRedis(redisSettings, 'consumer'),
   prefix: PREFIX,
 });
 let drift = { backlogEntries: 0, orphans: [] as string[], unbacked: [] as string[] };
@@ -819,9 +829,10 @@ for (const r of rows)
     `${pad(r.kind, 14)}${[r.sent, r.accepted, r.completed, r.failed, r.lost, r.duplicated, r.wrong, r.stateLost].map((x) => pad(x, 11)).join('')}`,
   );
 lines.push('\nanswers by fault window (window = fault start .. its end + 5 s):');
+const windowWidth = Math.max(26, ...Object.keys(result.codesByWindow).map((w) => w.length + 2));
 for (const [w, m] of Object.entries(result.codesByWindow))
   lines.push(
-    `  ${pad(w, 26)}${Object.entries(m)
+    `  ${pad(w, windowWidth)}${Object.entries(m)
       .map(([c, n]) => `${c}: ${n}`)
       .join(', ')}`,
   );
@@ -874,7 +885,7 @@ if (wrong) problems.push(`${wrong} wrong`);
 if (lost) problems.push(`${lost} lost (unknown or never final)`);
 if (driftCount) problems.push(`backlog drift ${driftCount}`);
 if (stale.length) problems.push(`${stale.length} keys without expiry`);
-if (MODE === 'aof') {
+if (MODE === 'aof' || MODE === 'cluster') {
   if (sum('stateLost')) problems.push(`${sum('stateLost')} STATE_LOST on a persistent Redis`);
   if (slowTakeover.length) problems.push(`${slowTakeover.length} takeovers over 10 s (or never)`);
 }
