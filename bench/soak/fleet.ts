@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { RedisSettings } from '@embedpool/core/queue';
-import { freePort, type PrivateRedis, PrivateRedisCluster } from '@embedpool/testkit';
+import { freePort, PrivateRedis, PrivateRedisCluster } from '@embedpool/testkit';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO_ROOT, 'bin', 'embedpool.js');
@@ -27,19 +27,19 @@ export interface SoakStore {
 
 /** A private redis-server for the soak: append-only (fsync always, so an acknowledged write survives SIGKILL) or volatile. */
 export class SoakRedis implements SoakStore {
-  private child: ChildProcess | undefined;
+  private readonly server: PrivateRedis;
   constructor(
     readonly port: number,
     readonly mode: RedisMode,
-    private readonly dir: string,
-  ) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    dir: string,
+  ) {
+    // The testkit's server, with the soak's data directory and persistence (later arguments win).
+    const persistence = mode === 'aof' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [];
+    this.server = new PrivateRedis(port, ['--dir', dir, ...persistence]);
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
+  get url(): string {
+    return this.server.url;
   }
 
   get settings(): RedisSettings {
@@ -62,39 +62,12 @@ export class SoakRedis implements SoakStore {
     await this.start();
   }
 
-  async start(): Promise<void> {
-    const persistence =
-      this.mode === 'aof'
-        ? ['--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
-        : ['--appendonly', 'no', '--save', ''];
-    const child = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, ...persistence],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    this.child = child;
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        log += chunk.toString();
-        if (log.includes('Ready to accept connections')) {
-          child.stdout?.off('data', onData);
-          child.stdout?.resume();
-          resolve();
-        }
-      };
-      child.stdout?.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before ready:\n${log}`)));
-    });
+  start(): Promise<void> {
+    return this.server.start();
   }
 
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-    this.child = undefined;
+  kill(): Promise<void> {
+    return this.server.kill();
   }
 }
 
