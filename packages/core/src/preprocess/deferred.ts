@@ -1,8 +1,6 @@
-import { EmbedpoolError } from '../errors';
-import { decodeRegion, probeImage } from './decode';
-import { planGeometry } from './geometry';
 import { type PreprocessOptions, resolvePreprocessOptions } from './limits';
 import { hwcToChwInto, normalizeTable } from './normalize';
+import { decodePlanned, planImage } from './preprocess';
 
 /** An image decoded to the model's pixels (uint8, HWC), not yet normalized into its float slot. */
 export interface DecodedForModel {
@@ -25,24 +23,9 @@ export async function decodeForModel(
   options: PreprocessOptions = {},
 ): Promise<DecodedForModel> {
   const opts = resolvePreprocessOptions(options);
-  const source = await probeImage(bytes, opts);
-  const geometry = planGeometry(opts.config, source);
-  const { region } = geometry;
-  const pixelCount = region.width * region.height;
-  if (pixelCount > opts.maxInputPixels) {
-    throw new EmbedpoolError(
-      'IMAGE_TOO_MANY_PIXELS',
-      `preprocessed image would be ${region.width}x${region.height}; the limit is ${opts.maxInputPixels} pixels`,
-      { details: { width: region.width, height: region.height, maxInputPixels: opts.maxInputPixels } },
-    );
-  }
-  const decoded = await decodeRegion(bytes, source, geometry, opts);
-  if (decoded.width !== region.width || decoded.height !== region.height || decoded.channels === 2) {
-    throw new EmbedpoolError(
-      'INTERNAL',
-      `decoder returned ${decoded.width}x${decoded.height}x${decoded.channels}, expected ${region.width}x${region.height}`,
-    );
-  }
+  const plan = await planImage(bytes, opts);
+  const { region, pixelCount } = plan;
+  const decoded = await decodePlanned(bytes, plan, opts);
   const table = normalizeTable(opts.config);
   return {
     floats: 3 * pixelCount,

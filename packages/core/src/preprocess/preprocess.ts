@@ -71,11 +71,8 @@ export function outputFloats(options: PreprocessOptions = {}): number | undefine
   return fixed ? 3 * fixed.width * fixed.height : undefined;
 }
 
-async function run(
-  bytes: Uint8Array,
-  opts: ResolvedPreprocessOptions,
-  target: (floats: number) => [Float32Array, number],
-): Promise<PreprocessInfo> {
+/** The probed image, its planned geometry and the pixels it will decode to, within the pixel cap. */
+export async function planImage(bytes: Uint8Array, opts: ResolvedPreprocessOptions) {
   const source = await probeImage(bytes, opts);
   const geometry = planGeometry(opts.config, source);
   const { region } = geometry;
@@ -87,14 +84,35 @@ async function run(
       { details: { width: region.width, height: region.height, maxInputPixels: opts.maxInputPixels } },
     );
   }
-  const [out, offset] = target(3 * pixelCount);
-  const decoded = await decodeRegion(bytes, source, geometry, opts);
+  return { source, geometry, region, pixelCount };
+}
+
+/** Decodes the planned region, checking the decoder returned what was planned. */
+export async function decodePlanned(
+  bytes: Uint8Array,
+  plan: Awaited<ReturnType<typeof planImage>>,
+  opts: ResolvedPreprocessOptions,
+) {
+  const { region } = plan;
+  const decoded = await decodeRegion(bytes, plan.source, plan.geometry, opts);
   if (decoded.width !== region.width || decoded.height !== region.height || decoded.channels === 2) {
     throw new EmbedpoolError(
       'INTERNAL',
       `decoder returned ${decoded.width}x${decoded.height}x${decoded.channels}, expected ${region.width}x${region.height}`,
     );
   }
+  return decoded;
+}
+
+async function run(
+  bytes: Uint8Array,
+  opts: ResolvedPreprocessOptions,
+  target: (floats: number) => [Float32Array, number],
+): Promise<PreprocessInfo> {
+  const plan = await planImage(bytes, opts);
+  const { source, geometry, region, pixelCount } = plan;
+  const [out, offset] = target(3 * pixelCount);
+  const decoded = await decodePlanned(bytes, plan, opts);
   hwcToChwInto(decoded.data, decoded.channels, pixelCount, normalizeTable(opts.config), out, offset);
   return {
     channels: 3,
