@@ -19,10 +19,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PARITY_MODEL, REPO_ROOT } from '@embedpool/testkit';
+import { freePort, PARITY_MODEL, REPO_ROOT } from '@embedpool/testkit';
 import { parse as parseYaml } from 'yaml';
 
 type Obj = Record<string, unknown>;
@@ -82,14 +81,6 @@ export function readComposeServices(
     };
   }
   return out;
-}
-
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /**

@@ -12,7 +12,6 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,7 +19,7 @@ import { parse as parseHcl } from '@cdktn/hcl2json';
 import { envSchema } from '@embedpool/core/config';
 import { INGEST_QUEUES } from '@embedpool/core/ingest';
 import { QUEUES } from '@embedpool/core/queue';
-import { REPO_ROOT } from '@embedpool/testkit';
+import { freePort, REPO_ROOT } from '@embedpool/testkit';
 import { startMetricsServer } from '@embedpool/worker';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -92,14 +91,6 @@ function durationMs(value: unknown): number {
 /** The routes each listener serves (proved below against the real processes). */
 const ROUTES = { api: ['/healthz', '/readyz', '/metrics'], worker: ['/healthz', '/metrics'] } as const;
 type Kind = keyof typeof ROUTES;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 const HEALTHCHECK = join(REPO_ROOT, 'infra/docker/healthcheck.mjs');
 
