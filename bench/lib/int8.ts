@@ -5,6 +5,7 @@ import { Engine } from '@embedpool/core/engine';
 import { buildDinov2, DINOV2_BASE_CONFIG, parseDinov2Config } from '@embedpool/core/model';
 import { defaultCacheDir } from '@embedpool/core/model-fetch';
 import { type Agreement, quantizeModel } from '@embedpool/core/quantize';
+import { fillInput } from '@embedpool/core/sku';
 import { outlierDinov2Weights } from '@embedpool/testkit/stress-model';
 import { cpuShare, cpuSnapshot } from './cpu';
 import { type BenchImage, newPrefix, ServerUnderTest, scoreBody, scoreLoad } from './e2e';
@@ -150,17 +151,6 @@ async function outlierModel(cacheDir: string): Promise<string> {
   return path;
 }
 
-function fill(buf: Float32Array): Float32Array {
-  let x = 0x9e3779b9;
-  for (let i = 0; i < buf.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    buf[i] = ((x >>> 0) / 0x1_0000_0000) * 4 - 2;
-  }
-  return buf;
-}
-
 const median = (v: number[]) => {
   const s = [...v].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -187,7 +177,7 @@ async function rawComparison(
     for (const batch of batchSizes) {
       const rounds = input.quick ? 3 : 5;
       const perRound = batch === 1 ? 3 : 1;
-      let buf = fill(new Float32Array(batch * 3 * 224 * 224));
+      let buf = fillInput(new Float32Array(batch * 3 * 224 * 224));
       const times: Record<'fp32' | 'int8', number[]> = { fp32: [], int8: [] };
       const cpuTimes: Record<'fp32' | 'int8', number[]> = { fp32: [], int8: [] };
       for (const which of ['fp32', 'int8'] as const)

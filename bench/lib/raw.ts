@@ -1,4 +1,5 @@
 import { Engine, type ExecutionProvider } from '@embedpool/core/engine';
+import { fillInput } from '@embedpool/core/sku';
 import { type CpuShare, cpuShare, cpuSnapshot } from './cpu';
 import { progress } from './log';
 import { round, roundSummary, type Summary, summarize } from './stats';
@@ -70,18 +71,6 @@ export interface RawResult {
   cells: RawCell[];
 }
 
-/** A deterministic, image-like input (values in the normalised pixel range). */
-function fill(buf: Float32Array, seed: number): Float32Array {
-  let x = 0x9e3779b9 ^ seed;
-  for (let i = 0; i < buf.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    buf[i] = ((x >>> 0) / 0x1_0000_0000) * 4 - 2;
-  }
-  return buf;
-}
-
 /** Model throughput straight on onnxruntime-node through the Engine: the ceiling for the pipeline. */
 export async function runRaw(input: RawInput): Promise<RawResult> {
   const result: RawResult = { splits: [], cells: [] };
@@ -123,7 +112,7 @@ export async function runRaw(input: RawInput): Promise<RawResult> {
       const width = engine.info.width ?? 224;
       const per = 3 * height * width;
       const buffers = Array.from({ length: split.sessions }, (_, i) =>
-        fill(new Float32Array(maxBatch * per), i),
+        fillInput(new Float32Array(maxBatch * per), i),
       );
       // Every session runs once before timing: weights paged in, arenas allocated, threads spun up.
       await Promise.all(

@@ -120,9 +120,12 @@ function positiveList(values: readonly number[], name: string): number[] {
   return [...new Set(values)].sort((a, b) => a - b);
 }
 
-/** A deterministic, image-like input (values in roughly the normalised pixel range). */
-function fillInput(buf: Float32Array): Float32Array {
-  let x = 0x9e3779b9;
+/**
+ * A deterministic, image-like input (values in roughly the normalised pixel range); `seed` varies it, so
+ * buffers meant to differ (one per session) do. Also what the bench feeds the model.
+ */
+export function fillInput(buf: Float32Array, seed = 0): Float32Array {
+  let x = 0x9e3779b9 ^ seed;
   for (let i = 0; i < buf.length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;

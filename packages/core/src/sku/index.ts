@@ -7,6 +7,7 @@ export {
   DEFAULT_CALIBRATE_BATCH_SIZES,
   DEFAULT_CALIBRATE_SECONDS,
   ensureRandomModel,
+  fillInput,
   randomModelPath,
 } from './calibrate';
 export {
