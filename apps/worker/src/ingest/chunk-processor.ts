@@ -17,6 +17,7 @@ import pLimit from 'p-limit';
 import { downloadBlob } from './blob-download';
 import type { IngestDeps } from './deps';
 import { permanentStorageFailure } from './planner';
+import { ingestionErrorCode, noteRetry } from './retry-note';
 
 /** What `_index/chunks/<chunk>.json` holds: the chunk's rows and permanent failures, and its shard's ETag. */
 export interface ChunkIndexFile {
@@ -128,22 +129,11 @@ export function createChunkProcessor(deps: IngestDeps) {
       // The output container gone, or credentials refused: no attempt of any chunk can succeed.
       const permanent = WORKER_CODES.has(e.code) ? undefined : permanentStorageFailure(err, 'chunk');
       const last = err instanceof UnrecoverableError || lastAttempt || permanent !== undefined;
-      const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;
-      const code = storageCode ? `STORAGE_${storageCode}` : e.code;
+      const code = ingestionErrorCode(e);
       if (!last || WORKER_CODES.has(e.code)) {
         log.warn({ err: e.message, attempt: job.attemptsMade + 1 }, 'chunk attempt failed');
-        if (!WORKER_CODES.has(e.code)) {
-          await deps.store
-            .noteRetry(data.ingestionId, {
-              step: 'chunk',
-              code,
-              message: e.message,
-              attempt: job.attemptsMade + 1,
-              attempts: job.opts.attempts ?? 1,
-              at: Date.now(),
-            })
-            .catch(() => {});
-        }
+        if (!WORKER_CODES.has(e.code))
+          await noteRetry(deps.store, data.ingestionId, 'chunk', code, e.message, job);
         throw err;
       }
       if (permanent) {

@@ -26,6 +26,7 @@ import { normalizeEtag } from './blob-download';
 import type { ChunkIndexFile } from './chunk-processor';
 import type { IngestDeps } from './deps';
 import { permanentStorageFailure, readManifest } from './planner';
+import { ingestionErrorCode, noteRetry } from './retry-note';
 
 /** The chunk entries of a round were not in name order (a listing order this code does not expect). */
 class OrderError extends Error {}
@@ -434,20 +435,10 @@ export async function finalizeOrGiveUp(
     const permanent = permanentStorageFailure(err, 'finalize');
     const last = permanent !== undefined || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const e = toEmbedpoolError(err);
-    const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;
-    const code = permanent?.code ?? (storageCode ? `STORAGE_${storageCode}` : e.code);
+    const code = permanent?.code ?? ingestionErrorCode(e);
     deps.logger.warn({ ingestionId, round, err: e.message, code, last }, 'finalize attempt failed');
     if (!last) {
-      await deps.store
-        .noteRetry(ingestionId, {
-          step: 'finalizing',
-          code,
-          message: e.message,
-          attempt: job.attemptsMade + 1,
-          attempts: job.opts.attempts ?? 1,
-          at: Date.now(),
-        })
-        .catch(() => {});
+      await noteRetry(deps.store, ingestionId, 'finalizing', code, e.message, job);
       throw err;
     }
     const record = await deps.store.get(ingestionId);

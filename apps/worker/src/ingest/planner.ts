@@ -24,6 +24,7 @@ import {
 import { DelayedError, type Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
 import type { IngestDeps } from './deps';
+import { ingestionErrorCode, noteRetry } from './retry-note';
 
 /** Thrown inside planning for a problem that retrying cannot fix: the ingestion fails with it. */
 export class PlanningError extends Error {
@@ -204,21 +205,12 @@ export async function runPlanner(
     if (!permanent && !last) {
       log.warn({ err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'planner attempt failed');
       const e = asError(err);
-      await deps.store
-        .noteRetry(ingestionId, {
-          step: 'planning',
-          code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
-          message: e.message,
-          attempt: job.attemptsMade + 1,
-          attempts: job.opts.attempts ?? 1,
-          at: Date.now(),
-        })
-        .catch(() => {});
+      await noteRetry(deps.store, ingestionId, 'planning', ingestionErrorCode(e), e.message, job);
       throw err;
     }
     const e = asError(err);
     const error = permanent ?? {
-      code: typeof e.details?.storageCode === 'string' ? `STORAGE_${e.details.storageCode}` : e.code,
+      code: ingestionErrorCode(e),
       message: e.message,
     };
     log.error({ error }, 'planning failed');
