@@ -210,27 +210,29 @@ export class IngestionService {
    * Fails fast on a source container that does not exist. A credential that may list but not read
    * container properties (some SAS) answers 403 here: that is left for the planner to find out.
    */
-  private async checkSource(container: string): Promise<void> {
-    const client = this.target!.client.getContainerClient(container);
-    try {
-      const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
-      if (!found) throw bad(`source container ${container} does not exist`);
-    } catch (err) {
-      if (err instanceof EmbedpoolError) throw err;
-      const status = storageStatus(err);
-      if (status !== undefined && status < 500 && status !== 408 && status !== 429) return;
-      throw new EmbedpoolError('UNAVAILABLE', `blob storage unreachable: ${storageErrorCode(err) ?? err}`, {
-        cause: err,
-      });
-    }
+  private checkSource(container: string): Promise<void> {
+    return this.checkExists(
+      this.target!.client.getContainerClient(container),
+      `source container ${container} does not exist`,
+    );
   }
 
   /** A manifest that is not there is a 400 now rather than a failed planner later. */
-  private async checkManifest(container: string, name: string): Promise<void> {
-    const client = this.target!.client.getContainerClient(container).getBlobClient(name);
+  private checkManifest(container: string, name: string): Promise<void> {
+    return this.checkExists(
+      this.target!.client.getContainerClient(container).getBlobClient(name),
+      `source.manifest: ${container}/${name} does not exist`,
+    );
+  }
+
+  /** 400 with `missing` when storage says it is not there; 503 when storage cannot be reached. */
+  private async checkExists(
+    client: { exists(o: { abortSignal: AbortSignal }): Promise<boolean> },
+    missing: string,
+  ): Promise<void> {
     try {
       const found = await client.exists({ abortSignal: AbortSignal.timeout(15_000) });
-      if (!found) throw bad(`source.manifest: ${container}/${name} does not exist`);
+      if (!found) throw bad(missing);
     } catch (err) {
       if (err instanceof EmbedpoolError) throw err;
       const status = storageStatus(err);
