@@ -59,7 +59,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8', 'coldstart', 'pipeline'] as const;
 export type Section = (typeof SECTIONS)[number];
 
-/** What the CLI hands over (bin/commands/bench.ts); everything optional has a per-mode default. */
+/** What the CLI hands over (apps/cli/src/commands/bench.ts); everything optional has a per-mode default. */
 export interface BenchArgs {
   quick: boolean;
   /** Output directory; default bench/results. */

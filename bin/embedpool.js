@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The CLI is TypeScript; tsx compiles it on load so there is no build step between a checkout and `npm start`.
+// The CLI (apps/cli) is TypeScript; tsx compiles it on load so there is no build step between a checkout
+// and `npm start`.
 import { register } from 'tsx/esm/api';
 
 // onnxruntime's telemetry would try HTTPS uploads; set before any session is created, in the real environ.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 register();
-await import('./cli.ts');
+await import('../apps/cli/src/cli.ts');

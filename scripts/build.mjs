@@ -74,8 +74,8 @@ export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true 
   return build({
     absWorkingDir: ROOT,
     entryPoints: [
-      { in: 'bin/cli.ts', out: 'cli' },
-      { in: 'bin/serve-main.ts', out: 'serve' },
+      { in: 'apps/cli/src/cli.ts', out: 'cli' },
+      { in: 'apps/cli/src/serve-main.ts', out: 'serve' },
       { in: 'packages/core/src/engine/inference-thread.ts', out: 'inference-thread-entry' },
     ],
     outdir,

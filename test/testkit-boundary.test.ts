@@ -4,7 +4,7 @@ import { REPO_ROOT } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
 
 /** Production source: what the images compile. Tests (`*.test.ts`) beside it may use the testkit. */
-const PRODUCTION_ROOTS = ['packages/core/src', 'apps/api/src', 'apps/worker/src', 'bin'];
+const PRODUCTION_ROOTS = ['packages/core/src', 'apps/api/src', 'apps/worker/src', 'apps/cli/src', 'bin'];
 
 function sources(dir: string): string[] {
   return readdirSync(join(REPO_ROOT, dir), { withFileTypes: true, recursive: true })
@@ -50,7 +50,7 @@ describe('test kits live in packages/testkit, out of production code and images'
   });
 
   it("production TypeScript projects neither include tests nor reference the testkit; images' context leaves it out", () => {
-    for (const dir of ['packages/core', 'apps/api', 'apps/worker']) {
+    for (const dir of ['packages/core', 'apps/api', 'apps/worker', 'apps/cli']) {
       const ts = readJson(`${dir}/tsconfig.json`);
       expect(ts.exclude, dir).toContain('src/**/*.test.ts');
       expect(JSON.stringify(ts.references), dir).not.toContain('testkit');

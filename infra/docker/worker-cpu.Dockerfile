@@ -15,15 +15,15 @@ COPY packages/core/package.json packages/core/
 COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
+COPY apps/cli/package.json apps/cli/
 COPY test/package.json test/
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.base.json ./
 COPY scripts ./scripts
-COPY bin ./bin
 COPY packages ./packages
 COPY apps ./apps
-RUN node_modules/.bin/tsc -b bin \
+RUN node_modules/.bin/tsc -b apps/cli \
  && node scripts/build.mjs --no-typecheck \
  && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
 
@@ -38,6 +38,7 @@ COPY packages/core/package.json packages/core/
 COPY packages/testkit/package.json packages/testkit/
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
+COPY apps/cli/package.json apps/cli/
 COPY test/package.json test/
 COPY scripts/deps-closure.mjs scripts/
 RUN --mount=type=cache,target=/root/.npm \

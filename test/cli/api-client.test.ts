@@ -1,5 +1,5 @@
 /**
- * Every CLI command that talks to the API goes through one client (bin/commands/api-client.ts): run here
+ * Every CLI command that talks to the API goes through one client (apps/cli/src/commands/api-client.ts): run here
  * against a real API with API keys on (and a worker with ingestion over Azurite), with the key from
  * $EMBEDPOOL_API_KEY or --api-key, the URL from $EMBEDPOOL_URL or --url; refusals are one line with the
  * service's code.

@@ -27,7 +27,7 @@ interface BenchModule {
 
 // Loaded on use, by URL: the bench is its own TypeScript project (bench/tsconfig.json) and pulls in the API,
 // the worker and BullMQ, which the other commands should not pay for.
-const BENCH_ENTRY = new URL('../../bench/run.ts', import.meta.url).href;
+const BENCH_ENTRY = new URL('../../../../bench/run.ts', import.meta.url).href;
 
 interface BenchFlags {
   quick?: boolean;
