@@ -21,6 +21,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BenchArgs } from '@embedpool/cli/bench-args';
 import { parityImages } from '@embedpool/testkit';
 import { killAllChildren, runInChild } from './lib/children';
 import { type ColdStartReport, type ColdStartRun, summarize as summarizeColdStart } from './lib/cold-start';
@@ -45,7 +46,7 @@ import { type Int8Report, runInt8 } from './lib/int8';
 import { progress } from './lib/log';
 import { machineInfo } from './lib/machine';
 import type { MicroInput, MicroResult } from './lib/micro';
-import { type BenchDtype, type BenchModel, ensureBenchModel } from './lib/model';
+import { type BenchModel, ensureBenchModel } from './lib/model';
 import { type PipelineReport, pipelineTargets, runPipeline } from './lib/pipeline';
 import type { PreprocessInput, PreprocessResult } from './lib/preprocess';
 import type { RawCell, RawInput, RawResult, Split } from './lib/raw';
@@ -59,33 +60,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SECTIONS = ['raw', 'preprocess', 'micro', 'e2e', 'ab', 'int8', 'coldstart', 'pipeline'] as const;
 export type Section = (typeof SECTIONS)[number];
 
-/** What the CLI hands over (apps/cli/src/commands/bench.ts); everything optional has a per-mode default. */
-export interface BenchArgs {
-  quick: boolean;
-  /** Output directory; default bench/results. */
-  out?: string;
-  /** An ONNX model to bench instead of the random-weight ViT-B/14. */
-  model?: string;
-  /** Where the random model is cached; default EMBEDPOOL_CACHE_DIR or ~/.cache/embedpool. */
-  cacheDir?: string;
-  provider: 'cpu' | 'cuda';
-  dtype: BenchDtype;
-  batchSizes?: number[];
-  /** `<intra-op threads>x<sessions>`, e.g. 2x1,1x2. */
-  splits?: string[];
-  concurrency?: number[];
-  sections?: string[];
-  /** Extra worker settings for the A/B section, one variant per entry: `MAX_BATCH_SIZE=4,BATCH_WAIT_MS=0`. */
-  ab?: string[];
-  /** MAX_BATCH_SIZE of the service under test (else the environment's, else the default). */
-  maxBatch?: number;
-  /** Seconds per end-to-end load phase. */
-  seconds?: number;
-  /** Wait up to this many seconds for other processes to leave the CPUs idle before starting. */
-  waitQuiet?: number;
-  /** The command line, for the record. */
-  argv?: string[];
-}
+/** What the CLI hands over: apps/cli owns the type (`embedpool bench` builds it from its flags). */
+export type { BenchArgs };
 
 interface Profile {
   batchSizes: number[];

@@ -1,25 +1,7 @@
 import { type Command, Option } from 'commander';
+import type { BenchArgs } from './bench-args';
 import { disableOrtTelemetry, positiveInt, runAction } from './cli-support';
 import { intList } from './sku';
-
-/** The options `runBench` takes (bench/run.ts `BenchArgs`); kept structural so bin does not compile bench/. */
-interface BenchArgs {
-  quick: boolean;
-  out?: string;
-  model?: string;
-  cacheDir?: string;
-  provider: 'cpu' | 'cuda';
-  dtype: 'float32' | 'float16';
-  batchSizes?: number[];
-  splits?: string[];
-  concurrency?: number[];
-  sections?: string[];
-  ab?: string[];
-  maxBatch?: number;
-  seconds?: number;
-  waitQuiet?: number;
-  argv?: string[];
-}
 
 interface BenchModule {
   runBench(args: BenchArgs): Promise<number>;

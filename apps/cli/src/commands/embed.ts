@@ -15,8 +15,8 @@ import {
   requireModelFile,
   runAction,
 } from './cli-support';
-import { runEmbedPipeline } from './embed-pipeline';
 import { checkModelInputSize, loadInputShape, progressBar } from './embed-setup';
+import { runLocalEmbed } from './local-embed';
 import { type LineSink, openLineSink } from './output';
 
 interface EmbedFlags {
@@ -121,7 +121,7 @@ async function embedWithModel(
     });
     let shownFailed = 0;
     try {
-      return await runEmbedPipeline({
+      return await runLocalEmbed({
         files,
         batcher,
         preprocess: { config, maxBytes: opts.maxBytes, maxInputPixels: opts.maxPixels },

@@ -5,7 +5,8 @@ import { readImageFile } from './embed-input';
 
 export type EmbedLine = { file: string; image_features: number[] } | { file: string; error: ErrorBody };
 
-export interface EmbedPipelineOptions {
+/** `embedpool embed`: local files through an in-process model (the queue pipeline is apps/worker's). */
+export interface LocalEmbedOptions {
   files: readonly string[];
   batcher: MicroBatcher;
   /** Preprocess options with the limits resolved (maxBytes is needed before reading a file). */
@@ -50,8 +51,8 @@ class Slots {
  * memory does not grow with the number of files; a slow file holds back the writes behind it, not
  * their decoding (up to the window).
  */
-export async function runEmbedPipeline(
-  opts: EmbedPipelineOptions,
+export async function runLocalEmbed(
+  opts: LocalEmbedOptions,
 ): Promise<{ ok: number; failed: number; interrupted: boolean }> {
   const decodeSlots = new Slots(opts.decodeConcurrency);
 
