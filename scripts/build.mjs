@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * `npm run build`: type-checks (tsc -b) and compiles the CLI and the services to plain JavaScript in dist/,
- * which the container images run (no TypeScript compiler or loader at run time):
+ * `npm run build`: type-checks (tsc -b) and compiles each process's entry point and the CLI to plain
+ * JavaScript in dist/, which the container images run (no TypeScript compiler or loader at run time):
  *
- *   dist/cli.mjs                     every command (`node dist/cli.mjs ...`, the worker images)
- *   dist/serve.mjs                   serve / api / worker only (the API image: no onnxruntime, no sharp)
+ *   dist/api.mjs                     the API process, apps/api/src/main.ts (API image; no onnxruntime, sharp)
+ *   dist/worker.mjs                  the worker process, apps/worker/src/main.ts (the worker images)
+ *   dist/cli.mjs                     every command, apps/cli (the worker images' `model fetch`)
  *   dist/inference-thread-entry.mjs  the engine's worker-thread body, found beside the chunk that loads it
  *   dist/lua/*.lua                   the Redis Lua scripts, read at module load (packages/core/src/lua)
  *
@@ -74,8 +75,9 @@ export async function buildDist({ outdir = join(ROOT, 'dist'), typecheck = true 
   return build({
     absWorkingDir: ROOT,
     entryPoints: [
+      { in: 'apps/api/src/main.ts', out: 'api' },
+      { in: 'apps/worker/src/main.ts', out: 'worker' },
       { in: 'apps/cli/src/cli.ts', out: 'cli' },
-      { in: 'apps/cli/src/serve-main.ts', out: 'serve' },
       { in: 'packages/core/src/engine/inference-thread.ts', out: 'inference-thread-entry' },
     ],
     outdir,

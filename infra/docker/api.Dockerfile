@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
-# embedpool HTTP API (`embedpool api`). Build from the repository root:
+# embedpool HTTP API: the API process's own entry point (apps/api/src/main.ts). Build from the repository root:
 #   docker build -f infra/docker/api.Dockerfile -t embedpool/api .
-# Runs compiled JavaScript (dist/serve.mjs, built by scripts/build.mjs): no TypeScript compiler or loader at
+# Runs compiled JavaScript (dist/api.mjs, built by scripts/build.mjs): no TypeScript compiler or loader at
 # run time, and node_modules pruned to the API's own dependencies (scripts/deps-closure.mjs): no
 # onnxruntime, no sharp (test/infra/api-image.test.ts runs the API from exactly that set).
 
@@ -29,7 +29,7 @@ COPY packages ./packages
 COPY apps ./apps
 RUN node_modules/.bin/tsc -b apps/cli \
  && node scripts/build.mjs --no-typecheck \
- && test -f dist/serve.mjs
+ && test -f dist/api.mjs
 
 # ---- deps: the API's production dependencies only -------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -75,5 +75,4 @@ EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "api", "/healthz"]
-ENTRYPOINT ["node", "dist/serve.mjs"]
-CMD ["api"]
+ENTRYPOINT ["node", "dist/api.mjs"]

@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
-# embedpool queue worker on CPU (`embedpool worker`, EXECUTION_PROVIDER=cpu). Build from the repository root:
+# embedpool queue worker on CPU (EXECUTION_PROVIDER=cpu): the worker process's own entry point
+# (apps/worker/src/main.ts, compiled to dist/worker.mjs). Build from the repository root:
 #   docker build -f infra/docker/worker-cpu.Dockerfile -t embedpool/worker-cpu .
-# The same image runs `model fetch` (compose's model-init, the Kubernetes model-fetch Job).
+# The same image runs `model fetch` from the CLI, dist/cli.mjs (compose's model-init with
+# `entrypoint: ["node", "dist/cli.mjs"]`, the Kubernetes model-fetch Job).
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -25,7 +27,7 @@ COPY packages ./packages
 COPY apps ./apps
 RUN node_modules/.bin/tsc -b apps/cli \
  && node scripts/build.mjs --no-typecheck \
- && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
+ && test -f dist/worker.mjs && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
 
 # ---- deps: production node_modules only ---------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -78,5 +80,4 @@ STOPSIGNAL SIGTERM
 # /healthz answers once the model is loaded and the metrics listener is up: allow for a slow first load.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "dist/cli.mjs"]
-CMD ["worker"]
+ENTRYPOINT ["node", "dist/worker.mjs"]

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# embedpool queue worker on NVIDIA GPUs (`embedpool worker`, EXECUTION_PROVIDER=cuda). Build from the root:
+# embedpool queue worker on NVIDIA GPUs (EXECUTION_PROVIDER=cuda): the worker process's own entry point
+# (apps/worker/src/main.ts, compiled to dist/worker.mjs). Build from the root:
 #   docker build -f infra/docker/worker-gpu.Dockerfile -t embedpool/worker-gpu .
 # Runs on a host with the NVIDIA driver and container toolkit (`docker run --gpus all`, compose profile `gpu`,
 # the AKS GPU node pool). onnxruntime-node's CUDA 12 execution provider needs CUDA 12 and cuDNN 9 at run time:
@@ -30,7 +31,7 @@ COPY packages ./packages
 COPY apps ./apps
 RUN node_modules/.bin/tsc -b apps/cli \
  && node scripts/build.mjs --no-typecheck \
- && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
+ && test -f dist/worker.mjs && test -f dist/cli.mjs && test -f dist/inference-thread-entry.mjs
 
 # ---- deps: production node_modules + the CUDA execution provider --------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -91,5 +92,4 @@ STOPSIGNAL SIGTERM
 # A GPU worker's first model load (CUDA context, cuDNN autotuning) can take minutes.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "dist/cli.mjs"]
-CMD ["worker"]
+ENTRYPOINT ["node", "dist/worker.mjs"]

@@ -1,6 +1,6 @@
 /**
  * The API image's dependency list: the lockfile closure scripts/deps-closure.mjs prunes the image to holds
- * no onnxruntime, sharp or TypeScript tooling; and the compiled API (dist/serve.mjs from scripts/build.mjs)
+ * no onnxruntime, sharp or TypeScript tooling; and the compiled API (dist/api.mjs from scripts/build.mjs)
  * really starts and serves from exactly that set of packages, as in the image.
  */
 import { spawn } from 'node:child_process';
@@ -64,7 +64,7 @@ describe('the API image', { timeout: 120_000 }, () => {
       mkdirSync(dirname(join(dir, 'node_modules', name)), { recursive: true });
       symlinkSync(join(REPO_ROOT, 'node_modules', name), join(dir, 'node_modules', name));
     }
-    const child = spawn(process.execPath, [join(dir, 'dist/serve.mjs'), 'api'], {
+    const child = spawn(process.execPath, [join(dir, 'dist/api.mjs')], {
       cwd: dir,
       env: {
         PATH: process.env.PATH ?? '',

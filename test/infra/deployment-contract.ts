@@ -115,9 +115,10 @@ export function readK8s(files: Record<string, string>): Proc[] {
   for (const d of docs.filter((x) => x.kind === 'Deployment')) {
     const spec = ((d.spec as Obj).template as Obj).spec as Obj;
     for (const c of objs(spec.containers)) {
-      const args = (c.args ?? []) as string[];
-      const role = args[0] === 'api' ? 'api' : args[0] === 'worker' ? 'worker' : undefined;
-      if (!role) continue;
+      // The image is the process: its entry point runs the API or the worker (a Job's fetch is no Deployment).
+      const image = /\/embedpool\/(api|worker-cpu|worker-gpu):/.exec(String(c.image ?? ''))?.[1];
+      if (!image) continue;
+      const role = image === 'api' ? 'api' : 'worker';
       const vars = new Map<string, Source>();
       for (const from of objs(c.envFrom)) {
         const ref = from.configMapRef as Obj | undefined;

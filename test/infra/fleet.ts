@@ -84,19 +84,19 @@ export function readComposeServices(
 }
 
 /**
- * ENTRYPOINT + CMD of a Dockerfile (exec form): the compiled script the image runs (`node dist/cli.mjs`,
- * `node dist/serve.mjs`) and its arguments.
+ * ENTRYPOINT (+ CMD, if any) of a Dockerfile (exec form): the compiled entry point the image runs
+ * (`node dist/api.mjs`, `node dist/worker.mjs`) and its arguments.
  */
 function dockerRun(dockerfile: string): { script: string; args: string[] } {
   const text = readFileSync(join(REPO_ROOT, dockerfile), 'utf8');
   const cmd = [...text.matchAll(/^CMD\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   const entry = [...text.matchAll(/^ENTRYPOINT\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
-  if (!cmd || !entry) throw new Error(`${dockerfile}: no exec-form ENTRYPOINT/CMD`);
+  if (!entry) throw new Error(`${dockerfile}: no exec-form ENTRYPOINT`);
   const [node, script, ...rest] = JSON.parse(entry) as string[];
-  if (node !== 'node' || !script || !/^dist\/(cli|serve)\.mjs$/.test(script) || rest.length > 0) {
-    throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not the compiled embedpool CLI`);
+  if (node !== 'node' || !script || !/^dist\/(api|worker|cli)\.mjs$/.test(script) || rest.length > 0) {
+    throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not a compiled embedpool entry point`);
   }
-  return { script, args: JSON.parse(cmd) as string[] };
+  return { script, args: cmd ? (JSON.parse(cmd) as string[]) : [] };
 }
 
 /**

@@ -256,18 +256,23 @@ function envOf(stage: Stage): Record<string, string> {
 const execForm = (args: string): string[] => JSON.parse(args.replace(/^CMD\s+/, '')) as string[];
 
 const IMAGES = {
-  api: { file: 'infra/docker/api.Dockerfile', kind: 'api' as Kind, ortInstall: 'skip', cmd: 'api' },
+  api: {
+    file: 'infra/docker/api.Dockerfile',
+    kind: 'api' as Kind,
+    ortInstall: 'skip',
+    entry: 'dist/api.mjs',
+  },
   'worker-cpu': {
     file: 'infra/docker/worker-cpu.Dockerfile',
     kind: 'worker' as Kind,
     ortInstall: 'skip',
-    cmd: 'worker',
+    entry: 'dist/worker.mjs',
   },
   'worker-gpu': {
     file: 'infra/docker/worker-gpu.Dockerfile',
     kind: 'worker' as Kind,
     ortInstall: 'cuda12',
-    cmd: 'worker',
+    entry: 'dist/worker.mjs',
   },
 } as const;
 type ImageName = keyof typeof IMAGES;
@@ -357,12 +362,9 @@ describe.each(Object.entries(IMAGES))('Dockerfile %s', (_name, spec) => {
     expect(cmd[2]).toBe(spec.kind);
     expect(cmd[3]).toBe('/healthz');
     expect(finalOf('STOPSIGNAL').map((i) => i.args)).toEqual(['SIGTERM']);
-    // The API image runs the service-only entry (no onnxruntime, no sharp); workers the whole CLI.
-    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual([
-      'node',
-      spec.kind === 'api' ? 'dist/serve.mjs' : 'dist/cli.mjs',
-    ]);
-    expect(execForm(finalOf('CMD')[0]!.args)).toEqual([spec.cmd]);
+    // Each image runs its process's own entry point (the API's holds no onnxruntime or sharp), no arguments.
+    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual(['node', spec.entry]);
+    expect(finalOf('CMD')).toEqual([]);
   });
 
   it('sets only config variables, with valid values, and exposes the port it listens on', () => {
@@ -568,6 +570,8 @@ describe('docker-compose.yml', () => {
       expect(w.EMBEDPOOL_CACHE_DIR).toBe(i.EMBEDPOOL_CACHE_DIR);
       expect(arr(svc(worker).volumes)).toContain(`models:${w.EMBEDPOOL_CACHE_DIR}:ro`);
       expect(arr(svc(init).volumes)).toContain(`models:${i.EMBEDPOOL_CACHE_DIR}`);
+      // The worker image's entry point is the worker: the fetch runs the CLI beside it.
+      expect(arr(svc(init).entrypoint)).toEqual(['node', 'dist/cli.mjs']);
       expect(arr(svc(init).command)).toEqual(['model', 'fetch', '--variant', variant]);
       expect(obj(obj(svc(worker).depends_on)[init]).condition).toBe('service_completed_successfully');
     }
@@ -779,7 +783,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
 
     it('runs the matching image and command with valid config', () => {
       expect(String(container.image)).toMatch(new RegExp(`/embedpool/${spec.image}:`));
-      expect(container.args).toEqual([IMAGES[spec.image].cmd]);
+      // The image's entry point is the process: no command or arguments to get wrong.
+      expect(container.command).toBeUndefined();
+      expect(container.args).toBeUndefined();
       expect(config.EXECUTION_PROVIDER).toBe(spec.provider);
       expect(config.NODE_ENV).toBe('production');
     });
