@@ -19,6 +19,19 @@ export function runCli(
   env: Record<string, string> = {},
   timeoutMs = 110_000,
 ): Promise<CliResult> {
+  return runNode([ENTRY, ...args], env, timeoutMs);
+}
+
+/** A process's own entry point (`apps/api/src/main.ts`), run through tsx as a checkout runs it. */
+export function runEntry(
+  entry: string,
+  env: Record<string, string> = {},
+  timeoutMs = 110_000,
+): Promise<CliResult> {
+  return runNode(['--import', 'tsx', join(REPO_ROOT, entry)], env, timeoutMs);
+}
+
+function runNode(nodeArgs: string[], env: Record<string, string>, timeoutMs: number): Promise<CliResult> {
   // ORT_DISABLE_TELEMETRY too: the CLI must set it itself (see the long command line test).
   const {
     HF_ENDPOINT: _e,
@@ -28,7 +41,7 @@ export function runCli(
     ...inherited
   } = process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [ENTRY, ...args], {
+    const child = spawn(process.execPath, nodeArgs, {
       cwd: REPO_ROOT,
       env: { ...inherited, HF_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -33,8 +33,9 @@ describe('worker processes dying or draining mid-request', () => {
     FETCH_ALLOW: '127.0.0.0/8',
     WORKER_METRICS_PORT: '0',
   };
-  const startWorkerProcess = async () => {
-    const p = new CliProcess(['worker'], workerEnv);
+  /** `embedpool worker`, or (entry) the worker process's own entry point, as the images run it. */
+  const startWorkerProcess = async (entry?: string) => {
+    const p = entry ? new CliProcess([], workerEnv, entry) : new CliProcess(['worker'], workerEnv);
     procs.push(p);
     await p.waitForLog((l) => l.msg === 'worker started');
     return p;
@@ -106,7 +107,7 @@ describe('worker processes dying or draining mid-request', () => {
     }
   }, 120_000);
 
-  it('drains on SIGTERM: the request in flight is answered, then the worker exits 0', async () => {
+  it('drains on SIGTERM to its entry point: the request in flight is answered, then the worker exits 0', async () => {
     const held = new EventEmitter();
     const stuck: ServerResponse[] = [];
     const server = createServer((_req, res) => {
@@ -119,7 +120,7 @@ describe('worker processes dying or draining mid-request', () => {
       config: loadConfig({ REDIS_URL, QUEUE_PREFIX: prefix, PORT: '0', LOG_LEVEL: 'silent' }),
     });
     try {
-      const worker = await startWorkerProcess();
+      const worker = await startWorkerProcess('apps/worker/src/main.ts');
       const isHeld = once(held, 'held');
       const answer = fetch(`${api.url}/score`, {
         method: 'POST',

@@ -131,7 +131,7 @@ describe('health check script and the routes it probes', () => {
     expect(await healthcheck('nonsense', '/healthz', {})).toBe(2);
   });
 
-  describe('`embedpool api` with the compose environment', () => {
+  describe("the API's entry point (apps/api/src/main.ts, the image's) with the compose environment", () => {
     let child: ChildProcess | undefined;
     let port = 0;
     let stderr = '';
@@ -140,7 +140,7 @@ describe('health check script and the routes it probes', () => {
       port = await freePort();
       const compose = renderComposeRaw();
       const apiEnv = stringEnv(obj(obj(compose.services.api).environment));
-      child = spawn(process.execPath, [join(REPO_ROOT, 'bin/embedpool.js'), 'api'], {
+      child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'apps/api/src/main.ts')], {
         cwd: REPO_ROOT,
         env: {
           PATH: process.env.PATH ?? '',
@@ -160,8 +160,8 @@ describe('health check script and the routes it probes', () => {
       });
       const deadline = Date.now() + 45_000;
       while ((await healthcheck('api', '/healthz', { PORT: String(port) })) !== 0) {
-        if (child.exitCode !== null) throw new Error(`embedpool api exited ${child.exitCode}: ${stderr}`);
-        if (Date.now() > deadline) throw new Error(`embedpool api never answered /healthz: ${stderr}`);
+        if (child.exitCode !== null) throw new Error(`the API exited ${child.exitCode}: ${stderr}`);
+        if (Date.now() > deadline) throw new Error(`the API never answered /healthz: ${stderr}`);
         await new Promise((r) => setTimeout(r, 250));
       }
     });

@@ -15,15 +15,21 @@ process.once('exit', () => {
   for (const c of running) c.kill('SIGKILL');
 });
 
-/** The real `embedpool` CLI as a child process, with its pino JSON log parsed line by line. */
+/**
+ * The real `embedpool` CLI as a child process, with its pino JSON log parsed line by line; or, with
+ * `entry`, a process's own entry point (`apps/worker/src/main.ts`, run through tsx as a checkout runs it).
+ */
 export class CliProcess {
   readonly child: ChildProcess;
   readonly lines: LogLine[] = [];
   private readonly waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   stderr = '';
 
-  constructor(args: string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [join(REPO_ROOT, 'bin/embedpool.js'), ...args], {
+  constructor(args: string[], env: Record<string, string>, entry?: string) {
+    const script = entry
+      ? ['--import', 'tsx', join(REPO_ROOT, entry)]
+      : [join(REPO_ROOT, 'bin/embedpool.js')];
+    this.child = spawn(process.execPath, [...script, ...args], {
       cwd: REPO_ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
