@@ -1,7 +1,7 @@
 /**
  * Each process's own entry point (what its image runs, compiled) refuses a bad configuration as the CLI
- * does: exit 1 and one sentence naming the variable, no stack, nothing started; and importing it (as the
- * CLI does) starts nothing.
+ * does: exit 1 and one sentence naming the variable, no stack, nothing started; it takes no arguments; and
+ * importing it (as the CLI does) starts nothing.
  */
 import { describe, expect, it } from 'vitest';
 import { runCli, runEntry } from './run-cli';
@@ -37,6 +37,15 @@ describe('process entry points', { timeout: 120_000 }, () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^embedpool api: refusing to start: HOST=192\.0\.2\.1 [^\n]*\n$/);
     expect(r.stdout).not.toMatch(/listening/);
+  });
+
+  it('an entry point refuses arguments instead of ignoring them (`model fetch` is the CLI)', async () => {
+    const r = await runEntry('apps/worker/src/main.ts', CLOSED_REDIS, undefined, ['model', 'fetch']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^embedpool worker: this entry point takes no arguments \(got "model fetch"\)[^\n]*\n$/,
+    );
+    expect(r.stdout).toBe('');
   });
 
   it('importing an entry point (as the CLI does) runs nothing', async () => {

@@ -27,8 +27,9 @@ export function runEntry(
   entry: string,
   env: Record<string, string> = {},
   timeoutMs = 110_000,
+  args: string[] = [],
 ): Promise<CliResult> {
-  return runNode(['--import', 'tsx', join(REPO_ROOT, entry)], env, timeoutMs);
+  return runNode(['--import', 'tsx', join(REPO_ROOT, entry), ...args], env, timeoutMs);
 }
 
 function runNode(nodeArgs: string[], env: Record<string, string>, timeoutMs: number): Promise<CliResult> {

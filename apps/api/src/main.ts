@@ -4,7 +4,7 @@
  * `node --import tsx apps/api/src/main.ts`. Configuration is read once, an unsafe listener is refused
  * before anything starts, and SIGTERM stops the listener first so no new work arrives while requests drain.
  */
-import { isProcessEntry, type ProcessContext, runProcess } from '@embedpool/core/process';
+import { isProcessEntry, type ProcessContext, refuseArguments, runProcess } from '@embedpool/core/process';
 import { resolveAuth } from './auth';
 import { startApi } from './server';
 
@@ -29,4 +29,7 @@ export function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   });
 }
 
-if (isProcessEntry(import.meta.url)) await main();
+if (isProcessEntry(import.meta.url)) {
+  refuseArguments('api', process.argv.slice(2));
+  await main();
+}

@@ -5,7 +5,13 @@
  * the metrics listener start in that order and stop in the order ctx.shutdown keeps (consumers drain first,
  * the listener goes last so the drain is scraped).
  */
-import { bootConfig, isProcessEntry, type ProcessContext, runProcess } from '@embedpool/core/process';
+import {
+  bootConfig,
+  isProcessEntry,
+  type ProcessContext,
+  refuseArguments,
+  runProcess,
+} from '@embedpool/core/process';
 import type { DetectedSku } from '@embedpool/core/sku';
 import { startDeliveryWorker } from './delivery-worker';
 import { startMetricsServer } from './metrics-server';
@@ -57,4 +63,7 @@ export function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   });
 }
 
-if (isProcessEntry(import.meta.url)) await main();
+if (isProcessEntry(import.meta.url)) {
+  refuseArguments('worker', process.argv.slice(2));
+  await main();
+}

@@ -17,3 +17,16 @@ export function isProcessEntry(moduleUrl: string): boolean {
     return false;
   }
 }
+
+/**
+ * A process entry point takes its settings from the environment only. An argument is a mistake worth a
+ * sentence, not silence: `docker run <worker image> model fetch` would otherwise start a worker.
+ */
+export function refuseArguments(kind: 'api' | 'worker', args: readonly string[]): void {
+  if (args.length === 0) return;
+  console.error(
+    `embedpool ${kind}: this entry point takes no arguments (got "${args.join(' ')}"); settings are ` +
+      'environment variables, and commands such as `model fetch` belong to the CLI (node dist/cli.mjs)',
+  );
+  process.exit(1);
+}
