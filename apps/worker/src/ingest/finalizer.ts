@@ -23,6 +23,7 @@ import {
 } from '@embedpool/core/ingest';
 import type { Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
+import { queueIngestionCallback } from './callback';
 import type { ChunkIndexFile } from './chunk-processor';
 import type { IngestDeps } from './deps';
 import { permanentStorageFailure, readManifest } from './planner';
@@ -378,7 +379,7 @@ export async function runFinalize(deps: IngestDeps, ingestionId: string, round: 
   if (record.round !== round) return 'stale';
   if (isFinalIngestionState(record.state)) {
     if (record.finalizedRound >= round && record.request.callbackUrl && !record.callback) {
-      await deps.queues.addCallback({ ingestionId, round });
+      await queueIngestionCallback(deps, ingestionId, round);
     }
     return record.state;
   }
@@ -413,7 +414,7 @@ export async function runFinalize(deps: IngestDeps, ingestionId: string, round: 
     { ingestionId, round, state, done: record.done, failed: record.failed, skipped: record.skipped, res },
     'ingestion finished',
   );
-  if (res === 'ok' && req.callbackUrl) await deps.queues.addCallback({ ingestionId, round });
+  if (res === 'ok' && req.callbackUrl) await queueIngestionCallback(deps, ingestionId, round);
   return state;
 }
 

@@ -13,9 +13,18 @@ export {
   deliveryTargetFor,
   type EnqueueOutcome,
   type EnqueueResult,
+  type JobDeliveryData,
+  jobDeliverySchema,
   REDRIVE_FIELD,
   redriveDelivery,
 } from './delivery-queue';
+export {
+  INGESTION_DELIVERY_KIND,
+  type IngestionDeliveryData,
+  ingestionDeliveryId,
+  ingestionDeliveryQueueJobId,
+  ingestionDeliverySchema,
+} from './ingestion-delivery';
 export {
   type BlobPointerPayload,
   blobPointerPayload,
@@ -36,6 +45,7 @@ export {
   DELIVERY_USER_AGENT,
   deliveryHeaders,
   EVENT_HEADER,
+  EVENT_INGESTION_FINISHED,
   EVENT_JOB_COMPLETED,
   type ParsedSignatureHeader,
   parseSignatureHeader,
