@@ -1,7 +1,7 @@
 /**
- * The callback delivery worker: runs the deliver stage (stages/deliver.ts) on QUEUES.deliveries, for async
- * jobs' results and ingestions' completion callbacks alike. A failing receiver is retried with backoff
- * here, never re-embedded.
+ * The callback delivery worker: runs the signed-callback part of the deliver stage
+ * (stages/deliver-callback.ts) on QUEUES.deliveries, for async jobs' results and ingestions' completion
+ * callbacks alike. A failing receiver is retried with backoff here, never re-embedded.
  */
 import type { Config } from '@embedpool/core/config';
 import {
@@ -17,7 +17,7 @@ import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
 import { bullmqTelemetry } from '@embedpool/core/telemetry';
 import { Queue, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { createDeliverProcessor } from './stages/deliver';
+import { createDeliverProcessor } from './stages/deliver-callback';
 
 export const DELIVERY_CONCURRENCY = 16;
 

@@ -2,7 +2,7 @@ import type { IngestDeps } from './deps';
 
 /**
  * Hands a finished ingestion's completion callback (`ingestion.finished`, see docs/ingestion.md) to the
- * `deliveries` queue: the one signed-callback path (stages/deliver.ts), with the same signing, URL
+ * `deliveries` queue: the one signed-callback path (stages/deliver-callback.ts), with the same signing, URL
  * policy, retries, metrics and dead letters as job callbacks. The delivery writes the record's `callback`.
  */
 export async function queueIngestionCallback(

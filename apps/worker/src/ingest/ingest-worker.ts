@@ -187,7 +187,7 @@ export async function startIngestWorker(
     callbackAttempts: config.CALLBACK_ATTEMPTS,
     callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
   });
-  // Completion callbacks leave through the deliveries queue (stages/deliver.ts), like job callbacks.
+  // Completion callbacks leave through the deliveries queue (stages/deliver-callback.ts), like job callbacks.
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
   let closing = false;
   const deps: IngestDeps = {

@@ -1,7 +1,7 @@
 /**
  * What a delivery reports on: an async job (its record in the JobStore, body `vectors` or `blob-pointer`)
  * or an ingestion (its record in the IngestionStore, body `ingestion.finished`). The delivery processor
- * (deliver.ts) is the same for both; only reading the body and writing the outcome differ.
+ * (deliver-callback.ts) is the same for both; only reading the body and writing the outcome differ.
  */
 import {
   buildDeliveryBody,

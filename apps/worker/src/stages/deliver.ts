@@ -1,123 +1,91 @@
 /**
- * The deliver stage for signed callbacks: one processor for the `deliveries` queue, whatever the delivery
- * reports on (an async job's result, an ingestion's completion). It builds the body from the record at
- * send time, signs it with a fresh timestamp, POSTs it under the callback URL policy, and writes the
- * outcome to the record. A failing receiver is retried with backoff by BullMQ, never re-embedded.
+ * The deliver stage: where finished vectors go. Each kind of work has its sink:
+ * - an async job (/v1/jobs): its output here (the inline result in Redis, or blobs), then its callback,
+ *   if any, handed to the `deliveries` queue (`writeJobOutput`, `queueJobCallback`);
+ * - a signed callback, of a job or an ingestion: sent by the delivery worker (deliver-callback.ts);
+ * - a /score job: the binary result key the waiting API request reads (score-processor.ts, via
+ *   core/queue results);
+ * - an ingestion chunk: a Parquet/JSONL shard and its index file (ingest/chunk-processor.ts).
  */
-import {
-  type DeliveryJobData,
-  deliveryHeaders,
-  deliveryJobSchema,
-  goneReason,
-} from '@embedpool/core/delivery';
-import { type ErrorCode, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
-import type { Logger } from '@embedpool/core/logger';
-import { safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
-import { type Job, UnrecoverableError } from 'bullmq';
-import type { Counter, Histogram } from 'prom-client';
-import { type DeliveryRecord, type DeliveryRecordSources, loadDeliveryRecord } from './deliver-records';
+import type { BlobServiceClient } from '@azure/storage-blob';
+import { writeJobVectors } from '@embedpool/core/blob';
+import { permanentJobFailure } from '@embedpool/core/errors';
+import { type EmbedJobData, type JobLocation, type JobRecord, jobKeys } from '@embedpool/core/jobs';
+import type { Redis } from 'ioredis';
 
-/** A URL the policy refuses can never become deliverable by retrying: dead-lettered at once. */
-const UNRECOVERABLE_CODES: ReadonlySet<ErrorCode> = new Set([
-  'URL_INVALID',
-  'URL_SCHEME_NOT_ALLOWED',
-  'URL_CREDENTIALS_NOT_ALLOWED',
-  'URL_ADDRESS_NOT_ALLOWED',
-]);
-
-export interface DeliverStageOptions extends DeliveryRecordSources {
-  /** CALLBACK_SECRET; without it every attempt fails (and is retried) with CONFIG_INVALID. */
-  secret: string | undefined;
-  policy: UrlPolicy;
-  metrics: { deliveries: Counter<'outcome'>; duration: Histogram<'outcome'> };
-  logger: Logger;
+/** What the job processor needs from the delivery queue (see @embedpool/core/delivery). */
+export interface DeliveryEnqueuer {
+  enqueue(req: { jobId: string; url: string; kind: 'vectors' | 'blob-pointer' }): Promise<unknown>;
 }
 
-/** The processor of the `deliveries` queue. */
-export function createDeliverProcessor(opts: DeliverStageOptions) {
-  const { metrics, logger } = opts;
-  return async (job: Job<DeliveryJobData>) => {
-    const parsed = deliveryJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      throw permanentJobFailure('BAD_REQUEST', `invalid delivery job: ${parsed.error.message}`);
-    }
-    const data = parsed.data;
-    const attempt = job.attemptsMade + 1;
-    const record = await loadDeliveryRecord(opts, data, attempt);
-    const subject =
-      record?.subject ?? ('jobId' in data ? { jobId: data.jobId } : { ingestionId: data.ingestionId });
-    const log = logger.child({ ...subject, deliveryId: data.deliveryId, attempt });
-    if (!record) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      log.warn('callback dead-lettered: record expired');
-      const id = 'jobId' in subject ? `job ${subject.jobId}` : `ingestion ${subject.ingestionId}`;
-      throw new UnrecoverableError(`RECORD_EXPIRED: the record of ${id} has expired`);
-    }
-    // A duplicate run (re-queued after the first one finished) must not POST twice.
-    if (record.delivered) return { skipped: 'already delivered' };
-    return send(opts, data, record, { log, last: attempt >= (job.opts.attempts ?? 1) });
-  };
+/** Where a job's output is written. */
+export interface JobOutputDeps {
+  redis: Redis;
+  prefix: string;
+  resultTtlSeconds: number;
+  modelId: string;
+  blob?: BlobServiceClient;
+  /** Backoff of the sink's own retry; the SDK retries requests and BullMQ retries the whole job above it. */
+  blobRetryDelayMs?: number;
 }
 
-/** One signed POST; records its outcome and returns the receiver's status, or throws for BullMQ to retry. */
-async function send(
-  opts: DeliverStageOptions,
-  data: DeliveryJobData,
-  record: DeliveryRecord,
-  attempt: { log: Logger; last: boolean },
-): Promise<{ status: number }> {
-  const { metrics } = opts;
-  const { log } = attempt;
-  /** Records a failed attempt; returns the error to throw (BullMQ retries unless it is unrecoverable). */
-  const fail = async (message: string, o: { status?: number; unrecoverable?: boolean } = {}) => {
-    const dead = o.unrecoverable === true || attempt.last;
-    await record.record({
-      state: dead ? 'dead' : 'pending',
-      lastError: message,
-      ...(o.status === undefined ? {} : { lastStatus: o.status }),
+/** Writes an async job's vectors where its output asks (one row per image, null for a failed one). */
+export async function writeJobOutput(
+  deps: JobOutputDeps,
+  data: EmbedJobData,
+  vectors: (Float32Array | null)[],
+  dim: number,
+): Promise<JobLocation> {
+  const output = data.output;
+  if (output.type === 'blob') {
+    if (!deps.blob)
+      throw permanentJobFailure('CONFIG_INVALID', 'blob output requested but no storage is configured');
+    const written = await writeJobVectors({
+      client: deps.blob,
+      container: output.container,
+      pathTemplate: output.path,
+      jobId: data.jobId,
+      jobDate: data.createdAt,
+      items: data.images.map((img, i) => ({ id: img.id, vector: vectors[i] ?? null })),
+      model: deps.modelId,
+      dim,
+      formats: { jsonl: true, npy: output.npy },
+      createContainer: true,
+      onExisting: 'accept-complete',
+      retry: { attempts: 2, backoffMs: deps.blobRetryDelayMs ?? 1000 },
     });
-    metrics.deliveries.inc({ outcome: dead ? 'dead' : 'failed_attempt' });
-    if (dead) log.warn({ err: message, status: o.status }, 'callback dead-lettered');
-    else log.info({ err: message, status: o.status }, 'callback attempt failed; will retry');
-    return o.unrecoverable ? new UnrecoverableError(message) : new Error(message);
-  };
-
-  let body: string;
-  try {
-    body = await record.body();
-  } catch (err) {
-    if (goneReason(err)) throw await fail((err as Error).message, { unrecoverable: true });
-    throw err;
+    return { type: 'blob', container: written.container, blobs: written.blobs.map((b) => b.name) };
   }
-  if (!opts.secret) throw await fail('CONFIG_INVALID: CALLBACK_SECRET is not set on the delivery worker');
-
-  // A fresh timestamp per attempt, so a retry hours later still passes the receiver's tolerance.
-  const headers = deliveryHeaders({
-    secret: opts.secret,
-    deliveryId: data.deliveryId,
-    body,
-    event: record.event,
+  // Inline and callback outputs keep the vectors in Redis: fetched by GET .../result, or read by the delivery.
+  const flat = new Float32Array(vectors.length * dim);
+  vectors.forEach((v, i) => {
+    if (v) flat.set(v, i * dim);
   });
-  const started = performance.now();
-  let status: number;
-  try {
-    const res = await safeFetchStream(data.url, opts.policy, { method: 'POST', headers, body });
-    status = res.status;
-    res.body.on('error', () => {});
-    res.body.destroy();
-  } catch (err) {
-    metrics.duration.observe({ outcome: 'failed' }, (performance.now() - started) / 1000);
-    const e = toEmbedpoolError(err, 'URL_FETCH_FAILED');
-    const httpStatus = e.code === 'URL_HTTP_STATUS' ? Number(e.details?.status) : undefined;
-    throw await fail(`${e.code}: ${e.message}`, {
-      status: Number.isInteger(httpStatus) ? httpStatus : undefined,
-      unrecoverable: UNRECOVERABLE_CODES.has(e.code),
-    });
-  }
-  metrics.duration.observe({ outcome: 'delivered' }, (performance.now() - started) / 1000);
-  await record.record({ state: 'delivered', lastStatus: status, deliveredAt: Date.now() });
-  metrics.deliveries.inc({ outcome: 'delivered' });
-  log.info({ status }, 'callback delivered');
-  return { status };
+  await deps.redis.set(
+    jobKeys.result(deps.prefix, data.jobId),
+    Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength),
+    'EX',
+    deps.resultTtlSeconds,
+  );
+  return output.type === 'callback'
+    ? { type: 'callback', url: output.url }
+    : { type: 'inline', resultPath: `/v1/jobs/${data.jobId}/result` };
+}
+
+/** Hands a finished job's callback, if it has one, to the `deliveries` queue (once: ids dedupe). */
+export async function queueJobCallback(
+  deps: { deliveries?: DeliveryEnqueuer },
+  record: JobRecord,
+): Promise<void> {
+  const out = record.output;
+  const url = out.type === 'callback' ? out.url : out.type === 'blob' ? out.callbackUrl : undefined;
+  // Already handed over (pending, delivered or dead-lettered): the delivery queue owns it from there.
+  if (!url || record.state === 'cancelled' || record.delivery) return;
+  if (!deps.deliveries)
+    throw permanentJobFailure('CONFIG_INVALID', 'callback requested but deliveries are off');
+  await deps.deliveries.enqueue({
+    jobId: record.id,
+    url,
+    kind: out.type === 'blob' ? 'blob-pointer' : 'vectors',
+  });
 }
