@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RETRY_AFTER_S } from '../http-errors';
-import { ingestionsOpenApi } from '../routes/ingestions';
+import { ingestionsOpenApi } from './ingestions';
 import { componentSchemas, type JsonSchema, ref } from './schemas';
 
 export type OpenApiDocument = Record<string, unknown> & {
