@@ -29,7 +29,7 @@ export const DELIVERY_BACKOFF_CAP_MS = 10 * 60_000;
 export const REDRIVE_FIELD = 'deliveryRedrives';
 
 /** What an async job's delivery carries: where to send and what to build. The body is built at send time. */
-export const jobDeliverySchema = z.object({
+export const embedJobDeliverySchema = z.object({
   jobId: z.string().min(1).max(128),
   url: z.string().url(),
   kind: z.enum(['vectors', 'blob-pointer']),
@@ -39,11 +39,11 @@ export const jobDeliverySchema = z.object({
   /** Attempts made by earlier runs (before a redrive), so the record's count is cumulative. */
   attemptOffset: z.number().int().min(0).default(0),
 });
-export type JobDeliveryData = z.infer<typeof jobDeliverySchema>;
+export type EmbedJobDeliveryData = z.infer<typeof embedJobDeliverySchema>;
 
 /** What a BullMQ job on the `deliveries` queue carries: an async job's delivery or an ingestion's. */
-export const deliveryJobSchema = z.union([jobDeliverySchema, ingestionDeliverySchema]);
-export type DeliveryJobData = JobDeliveryData | IngestionDeliveryData;
+export const deliveryJobSchema = z.union([embedJobDeliverySchema, ingestionDeliverySchema]);
+export type DeliveryJobData = EmbedJobDeliveryData | IngestionDeliveryData;
 
 export interface DeliveryRequest {
   jobId: string;
@@ -233,7 +233,7 @@ export class DeliveryQueue {
       attemptOffset = Number((JSON.parse(previous) as { attempts?: number }).attempts ?? 0) || 0;
     }
 
-    const data: JobDeliveryData = { jobId, url, kind, deliveryId, redrive, attemptOffset };
+    const data: EmbedJobDeliveryData = { jobId, url, kind, deliveryId, redrive, attemptOffset };
     try {
       await this.queue.add(JOBS.deliver, data, { jobId: queueJobId, ...this.runOptions });
     } catch (err) {

@@ -11,10 +11,10 @@ export {
   deliveryJobSchema,
   deliveryQueueJobId,
   deliveryTargetFor,
+  type EmbedJobDeliveryData,
   type EnqueueOutcome,
   type EnqueueResult,
-  type JobDeliveryData,
-  jobDeliverySchema,
+  embedJobDeliverySchema,
   REDRIVE_FIELD,
   redriveDelivery,
 } from './delivery-queue';
