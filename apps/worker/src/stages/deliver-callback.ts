@@ -15,7 +15,12 @@ import type { Logger } from '@embedpool/core/logger';
 import { safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Counter, Histogram } from 'prom-client';
-import { type DeliveryRecord, type DeliveryRecordSources, loadDeliveryRecord } from './deliver-records';
+import {
+  type DeliveryRecord,
+  type DeliveryRecordSources,
+  deliverySubject,
+  loadDeliveryRecord,
+} from './deliver-records';
 
 /** A URL the policy refuses can never become deliverable by retrying: dead-lettered at once. */
 const UNRECOVERABLE_CODES: ReadonlySet<ErrorCode> = new Set([
@@ -44,15 +49,13 @@ export function createDeliverProcessor(opts: DeliverStageOptions) {
     }
     const data = parsed.data;
     const attempt = job.attemptsMade + 1;
+    const subject = deliverySubject(data);
+    const log = logger.child({ ...subject.log, deliveryId: data.deliveryId, attempt });
     const record = await loadDeliveryRecord(opts, data, attempt);
-    const subject =
-      record?.subject ?? ('jobId' in data ? { jobId: data.jobId } : { ingestionId: data.ingestionId });
-    const log = logger.child({ ...subject, deliveryId: data.deliveryId, attempt });
     if (!record) {
       metrics.deliveries.inc({ outcome: 'dead' });
       log.warn('callback dead-lettered: record expired');
-      const id = 'jobId' in subject ? `job ${subject.jobId}` : `ingestion ${subject.ingestionId}`;
-      throw new UnrecoverableError(`RECORD_EXPIRED: the record of ${id} has expired`);
+      throw new UnrecoverableError(`RECORD_EXPIRED: the record of ${subject.name} has expired`);
     }
     // A duplicate run (re-queued after the first one finished) must not POST twice.
     if (record.delivered) return { skipped: 'already delivered' };

@@ -23,8 +23,6 @@ export interface DeliveryOutcome {
 }
 
 export interface DeliveryRecord {
-  /** For logs: the job or ingestion the delivery reports on. */
-  subject: { jobId: string } | { ingestionId: string };
   /** The Embedpool-Event header. */
   event: string;
   /** Already delivered: a duplicate run must not POST again. */
@@ -42,6 +40,16 @@ export interface DeliveryRecordSources {
   prefix: string;
 }
 
+/** What a delivery reports on, for logs (`log`) and messages (`name`). */
+export function deliverySubject(data: DeliveryJobData): {
+  log: { jobId: string } | { ingestionId: string };
+  name: string;
+} {
+  return data.kind === INGESTION_DELIVERY_KIND
+    ? { log: { ingestionId: data.ingestionId }, name: `ingestion ${data.ingestionId}` }
+    : { log: { jobId: data.jobId }, name: `job ${data.jobId}` };
+}
+
 /** The record a delivery reports on, or null when it has expired. `attempt` counts from 1. */
 export async function loadDeliveryRecord(
   sources: DeliveryRecordSources,
@@ -52,7 +60,6 @@ export async function loadDeliveryRecord(
     const record = await sources.ingestions.get(data.ingestionId);
     if (!record) return null;
     return {
-      subject: { ingestionId: data.ingestionId },
       event: EVENT_INGESTION_FINISHED,
       delivered: record.callback?.state === 'delivered',
       body: async () =>
@@ -66,7 +73,6 @@ export async function loadDeliveryRecord(
   // Cumulative over redrives: a redrive's first attempt continues the count of the run it replaces.
   const attempts = data.attemptOffset + attempt;
   return {
-    subject: { jobId: data.jobId },
     event: EVENT_JOB_COMPLETED,
     delivered: record.delivery?.state === 'delivered',
     body: () => buildDeliveryBody(sources.redis, sources.prefix, record, data.kind),
