@@ -1,34 +1,23 @@
 /**
- * The callback delivery worker: takes delivery jobs off QUEUES.deliveries, builds the body from the job
- * record (and inline result) at send time, signs it with a fresh timestamp, and POSTs it under the same
- * address policy as image URLs. A failing receiver is retried with backoff here, never re-embedded.
+ * The callback delivery worker: runs the signed-callback part of the deliver stage
+ * (stages/deliver-callback.ts) on QUEUES.deliveries, for async jobs' results and ingestions' completion
+ * callbacks alike. A failing receiver is retried with backoff here, never re-embedded.
  */
 import type { Config } from '@embedpool/core/config';
 import {
-  buildDeliveryBody,
   DELIVERY_BACKOFF_TYPE,
   type DeliveryJobData,
   deliveryBackoffStrategy,
-  deliveryHeaders,
-  deliveryJobSchema,
-  goneReason,
 } from '@embedpool/core/delivery';
-import { type ErrorCode, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
-import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
+import { IngestionStore } from '@embedpool/core/ingest';
+import { JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
+import { createUrlPolicy, type UrlPolicy } from '@embedpool/core/net';
 import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
 import { bullmqTelemetry } from '@embedpool/core/telemetry';
-import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-
-/** A URL the policy refuses can never become deliverable by retrying: dead-lettered at once. */
-const UNRECOVERABLE_CODES: ReadonlySet<ErrorCode> = new Set([
-  'URL_INVALID',
-  'URL_SCHEME_NOT_ALLOWED',
-  'URL_CREDENTIALS_NOT_ALLOWED',
-  'URL_ADDRESS_NOT_ALLOWED',
-]);
+import { createDeliverProcessor } from './stages/deliver-callback';
 
 export const DELIVERY_CONCURRENCY = 16;
 
@@ -126,85 +115,16 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   queue.on('error', () => {});
   metrics.setDeadLetterSource(() => queue.getFailedCount());
 
-  const processor = async (job: Job<DeliveryJobData>) => {
-    const parsed = deliveryJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      throw permanentJobFailure('BAD_REQUEST', `invalid delivery job: ${parsed.error.message}`);
-    }
-    const data = parsed.data;
-    const attempt = job.attemptsMade + 1;
-    const maxAttempts = job.opts.attempts ?? 1;
-    const log = logger.child({ jobId: data.jobId, deliveryId: data.deliveryId, attempt });
-
-    const record = await store.get(data.jobId);
-    if (!record) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      log.warn('callback dead-lettered: job record expired');
-      throw new UnrecoverableError(`RECORD_EXPIRED: the record of job ${data.jobId} has expired`);
-    }
-    // A duplicate run (re-queued after the first one finished) must not POST twice.
-    if (record.delivery?.state === 'delivered') return { skipped: 'already delivered' };
-
-    const base: DeliveryState = {
-      state: 'pending',
-      deliveryId: data.deliveryId,
-      url: data.url,
-      attempts: data.attemptOffset + attempt,
-    };
-    /** Records a failed attempt; returns the error to throw (BullMQ retries unless it is unrecoverable). */
-    const fail = async (message: string, o: { status?: number; unrecoverable?: boolean } = {}) => {
-      const dead = o.unrecoverable === true || attempt >= maxAttempts;
-      await store.setDelivery(data.jobId, {
-        ...base,
-        state: dead ? 'dead' : 'pending',
-        lastError: message,
-        ...(o.status === undefined ? {} : { lastStatus: o.status }),
-      });
-      metrics.deliveries.inc({ outcome: dead ? 'dead' : 'failed_attempt' });
-      if (dead) log.warn({ err: message, status: o.status }, 'callback dead-lettered');
-      else log.info({ err: message, status: o.status }, 'callback attempt failed; will retry');
-      return o.unrecoverable ? new UnrecoverableError(message) : new Error(message);
-    };
-
-    let body: string;
-    try {
-      body = await buildDeliveryBody(redis, prefix, record, data.kind);
-    } catch (err) {
-      if (goneReason(err)) throw await fail((err as Error).message, { unrecoverable: true });
-      throw err;
-    }
-    if (!secret) throw await fail('CONFIG_INVALID: CALLBACK_SECRET is not set on the delivery worker');
-
-    // A fresh timestamp per attempt, so a retry hours later still passes the receiver's tolerance.
-    const headers = deliveryHeaders({ secret, deliveryId: data.deliveryId, body });
-    const started = performance.now();
-    let status: number;
-    try {
-      const res = await safeFetchStream(data.url, policy, { method: 'POST', headers, body });
-      status = res.status;
-      res.body.on('error', () => {});
-      res.body.destroy();
-    } catch (err) {
-      metrics.duration.observe({ outcome: 'failed' }, (performance.now() - started) / 1000);
-      const e = toEmbedpoolError(err, 'URL_FETCH_FAILED');
-      const httpStatus = e.code === 'URL_HTTP_STATUS' ? Number(e.details?.status) : undefined;
-      throw await fail(`${e.code}: ${e.message}`, {
-        status: Number.isInteger(httpStatus) ? httpStatus : undefined,
-        unrecoverable: UNRECOVERABLE_CODES.has(e.code),
-      });
-    }
-    metrics.duration.observe({ outcome: 'delivered' }, (performance.now() - started) / 1000);
-    await store.setDelivery(data.jobId, {
-      ...base,
-      state: 'delivered',
-      lastStatus: status,
-      deliveredAt: Date.now(),
-    });
-    metrics.deliveries.inc({ outcome: 'delivered' });
-    log.info({ status }, 'callback delivered');
-    return { status };
-  };
+  const processor = createDeliverProcessor({
+    jobs: store,
+    ingestions: new IngestionStore(redis, prefix, config.JOB_TTL_S),
+    redis,
+    prefix,
+    secret,
+    policy,
+    metrics,
+    logger,
+  });
 
   const workerConnection = createRedis(config, 'consumer');
   const worker = new Worker<DeliveryJobData>(QUEUES.deliveries, processor, {

@@ -1,14 +1,15 @@
 import type { MicroBatcher } from '@embedpool/core/batching';
 import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { UrlPolicy } from '@embedpool/core/net';
-import { type DecodedForModel, decodeForModel, type PreprocessOptions } from '@embedpool/core/preprocess';
+import type { DecodedForModel, PreprocessOptions } from '@embedpool/core/preprocess';
 import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
-import { context, epochMs, inSpan, recordSpan } from '@embedpool/core/telemetry';
-import pLimit, { type LimitFunction } from 'p-limit';
-import { loadImageBytes } from './image-source';
 import type { WorkerMetrics } from './metrics';
+import { joinBatch } from './stages/batch';
+import { DecodeStage } from './stages/decode';
+import { fetchImage } from './stages/fetch';
 
 export interface EmbedPipelineOptions {
+  /** The worker's micro-batcher over its engine (stages/infer.ts). */
   batcher: MicroBatcher;
   policy: UrlPolicy;
   preprocess: PreprocessOptions;
@@ -19,14 +20,20 @@ export interface EmbedPipelineOptions {
 }
 
 /**
- * One image from reference to vector: fetch or base64-decode, decode + preprocess on the libuv pool,
- * then into the micro-batcher. Decoding of later images overlaps the model run of earlier ones.
+ * One image from reference to vector, through the worker's stages in order: fetch (stages/fetch.ts),
+ * decode (stages/decode.ts), batch (stages/batch.ts) and infer (stages/infer.ts). Decoding of later
+ * images overlaps the model run of earlier ones. Where the vector goes next is the deliver stage
+ * (stages/deliver.ts), chosen by the caller.
  */
 export class EmbedPipeline {
-  private readonly decodeLimit: LimitFunction;
+  private readonly decoder: DecodeStage;
 
   constructor(private readonly opts: EmbedPipelineOptions) {
-    this.decodeLimit = pLimit(opts.decodeConcurrency);
+    this.decoder = new DecodeStage({
+      preprocess: opts.preprocess,
+      concurrency: opts.decodeConcurrency,
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    });
   }
 
   /** `inline`: the reader of the job's inline bytes, for `{kind: 'inline'}` refs. */
@@ -36,50 +43,28 @@ export class EmbedPipeline {
     inline?: InlineReader,
   ): Promise<Float32Array> {
     const { batcher, metrics } = this.opts;
+    // From here until it is queued, the batcher may wait a little for this image rather than run without it.
     const arriving = batcher.expect();
     let pixels: DecodedForModel;
     try {
-      const t0 = performance.now();
-      const bytes = await inSpan('fetch', { 'embedpool.image.kind': ref.kind }, () =>
-        loadImageBytes(ref, {
+      const bytes = await fetchImage(
+        ref,
+        {
           policy: this.opts.policy,
           maxBytes: this.opts.maxImageBytes,
           ...(signal ? { signal } : {}),
           ...(inline ? { inline } : {}),
-        }),
+        },
+        metrics,
       );
-      const t1 = performance.now();
-      if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (t1 - t0) / 1000);
-      // Normalized later, straight into the batch tensor: no per-image float array to allocate and copy.
-      pixels = await inSpan('decode', { 'embedpool.image.bytes': bytes.byteLength }, () =>
-        this.decodeLimit(() => decodeForModel(bytes, this.opts.preprocess)),
-      );
-      metrics?.stage.observe({ stage: 'decode' }, (performance.now() - t1) / 1000);
+      pixels = await this.decoder.decode(bytes);
     } catch (err) {
       arriving();
       const e = toEmbedpoolError(err);
       metrics?.images.inc({ status: 'failed', reason: e.code });
       throw e;
     }
-    // The batch is shared by images of many jobs: its wait and its model run are recorded as spans of
-    // this image's trace after the fact, from the times the batcher reports.
-    const parent = context.active();
-    const queuedAt = performance.now();
-    let ran: { at: number; size: number } | undefined;
-    // Queue first, then stop expecting it: the other order could send a batch a moment too early.
-    const queued = batcher.embed({
-      fill: (out, offset) => pixels.writeInto(out, offset),
-      dispatched: (at, size) => {
-        ran = { at, size };
-      },
-    });
-    arriving();
-    const vector = await queued;
-    if (ran) {
-      const done = performance.now();
-      recordSpan('batch', parent, epochMs(queuedAt), epochMs(ran.at), { 'embedpool.batch.size': ran.size });
-      recordSpan('infer', parent, epochMs(ran.at), epochMs(done), { 'embedpool.batch.size': ran.size });
-    }
+    const vector = await joinBatch(batcher, pixels, arriving);
     metrics?.images.inc({ status: 'ok', reason: '' });
     return vector;
   }

@@ -5,10 +5,10 @@ export {
   type StartDeliveryWorkerOptions,
   startDeliveryWorker,
 } from './delivery-worker';
-export { decodeBase64Image, loadImageBytes } from './image-source';
 export { createIngestProcessors, type IngestWorkerHandle, startIngestWorker } from './ingest';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { startMetricsServer } from './metrics-server';
 export { type ModelSource, resolveModel } from './model-source';
+export { decodeBase64Image, loadImageBytes } from './stages/fetch';
 export { type WarmUpResult, warmUp } from './warm-up';
 export { type StartWorkerOptions, startWorker, type WorkerHandle } from './worker';

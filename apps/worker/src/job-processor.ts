@@ -1,14 +1,7 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { BlobStaging, writeJobVectors } from '@embedpool/core/blob';
+import { BlobStaging } from '@embedpool/core/blob';
 import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
-import {
-  type EmbedJobData,
-  embedJobSchema,
-  type JobLocation,
-  type JobRecord,
-  type JobStore,
-  jobKeys,
-} from '@embedpool/core/jobs';
+import { type EmbedJobData, embedJobSchema, type JobStore, jobKeys } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
 import { deleteInline, type InlineBlobStore, InlineReader, type ItemFailure } from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
@@ -16,11 +9,9 @@ import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import type { EmbedPipeline } from './embed-pipeline';
+import { type DeliveryEnqueuer, queueJobCallback, writeJobOutput } from './stages/deliver';
 
-/** What the job processor needs from the delivery queue (see @embedpool/core/delivery). */
-export interface DeliveryEnqueuer {
-  enqueue(req: { jobId: string; url: string; kind: 'vectors' | 'blob-pointer' }): Promise<unknown>;
-}
+export type { DeliveryEnqueuer } from './stages/deliver';
 
 export interface JobProcessorDeps {
   pipeline: EmbedPipeline;
@@ -75,7 +66,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
     }
     if (record.state !== 'queued' && record.state !== 'running') {
       // Finished on an earlier attempt that died before the delivery was queued: queue it (ids dedupe).
-      await enqueueDelivery(deps, record);
+      await queueJobCallback(deps, record);
       return { state: record.state };
     }
     try {
@@ -106,7 +97,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
         }
       });
       const location = await inSpan('deliver', { 'embedpool.sink': data.output.type }, () =>
-        writeOutput(deps, data, vectors, dim),
+        writeJobOutput(deps, data, vectors, dim),
       );
       const succeeded = vectors.length - failures.length;
       const moved = await deps.store.finish(data.jobId, {
@@ -128,7 +119,7 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       // The output and the outcome are written: the images are no longer needed (a retry finds the job final).
       await deleteInline(deps.redis, data.inline, stagedBlobs(deps)).catch(() => {});
       const finished = await deps.store.get(data.jobId);
-      if (finished) await enqueueDelivery(deps, finished);
+      if (finished) await queueJobCallback(deps, finished);
       log.info({ images: vectors.length, failed: failures.length, output: data.output.type }, 'job done');
       return { state: finished?.state ?? 'completed' };
     } catch (err) {
@@ -146,62 +137,6 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       throw err;
     }
   };
-}
-
-async function writeOutput(
-  deps: JobProcessorDeps,
-  data: EmbedJobData,
-  vectors: (Float32Array | null)[],
-  dim: number,
-): Promise<JobLocation> {
-  const output = data.output;
-  if (output.type === 'blob') {
-    if (!deps.blob)
-      throw permanentJobFailure('CONFIG_INVALID', 'blob output requested but no storage is configured');
-    const written = await writeJobVectors({
-      client: deps.blob,
-      container: output.container,
-      pathTemplate: output.path,
-      jobId: data.jobId,
-      jobDate: data.createdAt,
-      items: data.images.map((img, i) => ({ id: img.id, vector: vectors[i] ?? null })),
-      model: deps.modelId,
-      dim,
-      formats: { jsonl: true, npy: output.npy },
-      createContainer: true,
-      onExisting: 'accept-complete',
-      retry: { attempts: 2, backoffMs: deps.blobRetryDelayMs ?? 1000 },
-    });
-    return { type: 'blob', container: written.container, blobs: written.blobs.map((b) => b.name) };
-  }
-  // Inline and callback outputs keep the vectors in Redis: fetched by GET .../result, or read by the delivery.
-  const flat = new Float32Array(vectors.length * dim);
-  vectors.forEach((v, i) => {
-    if (v) flat.set(v, i * dim);
-  });
-  await deps.redis.set(
-    jobKeys.result(deps.prefix, data.jobId),
-    Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength),
-    'EX',
-    deps.resultTtlSeconds,
-  );
-  return output.type === 'callback'
-    ? { type: 'callback', url: output.url }
-    : { type: 'inline', resultPath: `/v1/jobs/${data.jobId}/result` };
-}
-
-async function enqueueDelivery(deps: JobProcessorDeps, record: JobRecord): Promise<void> {
-  const out = record.output;
-  const url = out.type === 'callback' ? out.url : out.type === 'blob' ? out.callbackUrl : undefined;
-  // Already handed over (pending, delivered or dead-lettered): the delivery queue owns it from there.
-  if (!url || record.state === 'cancelled' || record.delivery) return;
-  if (!deps.deliveries)
-    throw permanentJobFailure('CONFIG_INVALID', 'callback requested but deliveries are off');
-  await deps.deliveries.enqueue({
-    jobId: record.id,
-    url,
-    kind: out.type === 'blob' ? 'blob-pointer' : 'vectors',
-  });
 }
 
 /** Staged job images are read with the worker's storage client (any container: the job names it). */

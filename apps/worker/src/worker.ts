@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { MicroBatcher } from '@embedpool/core/batching';
+import type { MicroBatcher } from '@embedpool/core/batching';
 import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue } from '@embedpool/core/delivery';
@@ -38,6 +38,7 @@ import { createJobProcessor, type DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
 import { createScoreProcessor } from './score-processor';
+import { createInferenceBatcher } from './stages/infer';
 import { type WarmUpResult, warmUp } from './warm-up';
 
 export interface StartWorkerOptions {
@@ -139,18 +140,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const crop = model.preprocessor.crop_size;
   const height = engine.info.height ?? crop?.height ?? 224;
   const width = engine.info.width ?? crop?.width ?? 224;
-  const batcher = new MicroBatcher(engine, {
-    maxBatchSize: config.MAX_BATCH_SIZE,
-    batchWaitMs: config.BATCH_WAIT_MS,
-    height,
-    width,
-  });
-  batcher.on('batch', (e: { size: number; inferMs: number; waitMs: number }) => {
-    metrics.batchSize.observe(e.size);
-    metrics.modelRuns.inc();
-    metrics.stage.observe({ stage: 'inference' }, e.inferMs / 1000);
-    metrics.stage.observe({ stage: 'batch_wait' }, e.waitMs / 1000);
-  });
+  const batcher = createInferenceBatcher(
+    engine,
+    { maxBatchSize: config.MAX_BATCH_SIZE, batchWaitMs: config.BATCH_WAIT_MS, height, width },
+    metrics,
+  );
   metrics.modelInfo.set(
     {
       // Both labels carry the model's id (not its file name: every export is `model.onnx`).

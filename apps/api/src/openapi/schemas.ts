@@ -110,6 +110,10 @@ const counts: JsonSchema = {
   additionalProperties: false,
 };
 
+/**
+ * Every component schema, by name: the generated ones, then those written by hand.
+ * Long: one literal table of JSON Schemas, no logic; each entry stands alone.
+ */
 export function componentSchemas(): Record<string, JsonSchema> {
   return {
     // ---- errors ------------------------------------------------------------------------------------------

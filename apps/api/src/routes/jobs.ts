@@ -11,7 +11,7 @@ import {
   newJobId,
 } from '@embedpool/core/jobs';
 import { deleteInline, type Generation, missingIsLost, packImages, storeInline } from '@embedpool/core/queue';
-import express, { type Request, type Response, Router } from 'express';
+import express, { type Request, type RequestHandler, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { ownerOf } from '../auth';
 import { parseJobRequest, requestHash } from '../job-request';
@@ -99,106 +99,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     type: ['application/json', 'application/*+json'],
   });
 
-  router.post('/v1/jobs', json, async (req: Request, res: Response) => {
-    const log = requestLog(res);
-    const owner = ownerOf(res);
-    const jobId = newJobId();
-    const createdAt = Date.now();
-    const { request, data } = parseJobRequest(req.body, config, jobId, createdAt);
-    const out = request.output;
-    if (
-      out.type === 'blob' &&
-      !config.BLOB_CONNECTION_STRING &&
-      !config.BLOB_SAS_URL &&
-      !config.BLOB_ACCOUNT_URL
-    ) {
-      throw new EmbedpoolError(
-        'BAD_REQUEST',
-        'blob output is not available: this deployment has no storage account',
-      );
-    }
-    if ((out.type === 'callback' || (out.type === 'blob' && out.callbackUrl)) && !config.CALLBACK_SECRET) {
-      throw new EmbedpoolError(
-        'BAD_REQUEST',
-        'callbacks are not available: this deployment has no CALLBACK_SECRET',
-      );
-    }
-    if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
-
-    const key = req.get('idempotency-key');
-    const hash = requestHash(request);
-    if (key !== undefined) {
-      if (!IDEMPOTENCY_KEY.test(key))
-        throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
-      const claim = await store.resolveIdempotencyKey(owner, key, hash, jobId, {
-        waitMs: Math.min(IDEMPOTENCY_WAIT_MS, config.REQUEST_TIMEOUT_MS),
-      });
-      if ('pending' in claim) {
-        throw new EmbedpoolError(
-          'CONFLICT',
-          `a request with this Idempotency-Key is still creating job ${claim.jobId}; retry shortly`,
-        );
-      }
-      if (!claim.created) {
-        const existing = claim.record;
-        if (existing.state === 'queued') {
-          // Its creator may have died between the record and the enqueue: add it again (the job id
-          // dedupes, and a worker finds a finished record and does nothing twice).
-          const again = parseJobRequest(req.body, config, existing.id, existing.createdAt).data;
-          await queue.add(again, request.priority);
-        }
-        res
-          .status(200)
-          .location(statusUrl(req, existing.id))
-          .json({
-            id: existing.id,
-            state: existing.state,
-            statusUrl: statusUrl(req, existing.id),
-            idempotent: true,
-          });
-        return;
-      }
-    }
-    const release = () =>
-      key === undefined
-        ? Promise.resolve()
-        : store.releaseIdempotencyKey(owner, key, hash, jobId).catch(() => {});
-    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
-    if (!(await admitImages(req, res, jobId, data.images.length))) {
-      await release();
-      return;
-    }
-    // Base64 images leave as raw bytes in one Redis key of the job's own (deleted when the job is done),
-    // not inside the queue payload that BullMQ's scripts copy around.
-    let staged: Awaited<ReturnType<typeof stageJobImages>> | undefined;
-    let created = false;
-    try {
-      staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S, deps.staging);
-      await store.create({
-        id: jobId,
-        owner,
-        itemIds: data.images.map((i) => i.id),
-        normalize: request.normalize,
-        output: out,
-        createdAt,
-      });
-      created = true;
-      await queue.add(staged, request.priority);
-    } catch (err) {
-      if (staged?.inline) await deleteInline(deps.redis, staged.inline, deps.staging).catch(() => {});
-      // A record without a queued job would sit in 'queued' for good: close it, then free the key.
-      if (created)
-        await store.fail(jobId, { code: 'UNAVAILABLE', message: 'could not queue the job' }).catch(() => {});
-      await release();
-      throw err;
-    }
-    if (key !== undefined) await store.confirmIdempotencyKey(owner, key, hash, jobId).catch(() => {});
-    log.info({ jobId, images: data.images.length, output: out.type }, 'job submitted');
-    res
-      .status(202)
-      .location(statusUrl(req, jobId))
-      .json({ id: jobId, state: 'queued', statusUrl: statusUrl(req, jobId) });
-  });
+  router.post('/v1/jobs', json, submitJob(deps));
 
   router.get('/v1/jobs/:id', async (req: Request, res: Response) => {
     res.json(view(await load(store, String(req.params.id), ownerOf(res), deps.generation)));
@@ -266,6 +167,140 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   return router;
+}
+
+/** POST /v1/jobs: validates, records and queues an async job (202), or answers a repeat of one (200). */
+function submitJob(deps: JobsRouteDeps): RequestHandler {
+  const { config, store, queue } = deps;
+  return async (req: Request, res: Response) => {
+    const log = requestLog(res);
+    const owner = ownerOf(res);
+    const jobId = newJobId();
+    const createdAt = Date.now();
+    const { request, data } = parseJobRequest(req.body, config, jobId, createdAt);
+    const out = request.output;
+    refuseUnconfiguredOutput(config, out);
+    if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
+
+    const key = req.get('idempotency-key');
+    const hash = requestHash(request);
+    if (key !== undefined && (await answerRepeat(deps, req, res, { key, hash, jobId, owner, request })))
+      return;
+    const release = () =>
+      key === undefined
+        ? Promise.resolve()
+        : store.releaseIdempotencyKey(owner, key, hash, jobId).catch(() => {});
+    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
+    if (!(await admitImages(req, res, jobId, data.images.length))) {
+      await release();
+      return;
+    }
+    // Base64 images leave as raw bytes in one Redis key of the job's own (deleted when the job is done),
+    // not inside the queue payload that BullMQ's scripts copy around.
+    let staged: Awaited<ReturnType<typeof stageJobImages>> | undefined;
+    let created = false;
+    try {
+      staged = await stageJobImages(deps.redis, config.QUEUE_PREFIX, data, config.JOB_TTL_S, deps.staging);
+      await store.create({
+        id: jobId,
+        owner,
+        itemIds: data.images.map((i) => i.id),
+        normalize: request.normalize,
+        output: out,
+        createdAt,
+      });
+      created = true;
+      await queue.add(staged, request.priority);
+    } catch (err) {
+      if (staged?.inline) await deleteInline(deps.redis, staged.inline, deps.staging).catch(() => {});
+      // A record without a queued job would sit in 'queued' for good: close it, then free the key.
+      if (created)
+        await store.fail(jobId, { code: 'UNAVAILABLE', message: 'could not queue the job' }).catch(() => {});
+      await release();
+      throw err;
+    }
+    if (key !== undefined) await store.confirmIdempotencyKey(owner, key, hash, jobId).catch(() => {});
+    log.info({ jobId, images: data.images.length, output: out.type }, 'job submitted');
+    res
+      .status(202)
+      .location(statusUrl(req, jobId))
+      .json({ id: jobId, state: 'queued', statusUrl: statusUrl(req, jobId) });
+  };
+}
+
+/** Refuses an output this deployment cannot write: blobs without a storage account, callbacks without a secret. */
+function refuseUnconfiguredOutput(
+  config: Config,
+  out: ReturnType<typeof parseJobRequest>['request']['output'],
+): void {
+  if (
+    out.type === 'blob' &&
+    !config.BLOB_CONNECTION_STRING &&
+    !config.BLOB_SAS_URL &&
+    !config.BLOB_ACCOUNT_URL
+  ) {
+    throw new EmbedpoolError(
+      'BAD_REQUEST',
+      'blob output is not available: this deployment has no storage account',
+    );
+  }
+  if ((out.type === 'callback' || (out.type === 'blob' && out.callbackUrl)) && !config.CALLBACK_SECRET) {
+    throw new EmbedpoolError(
+      'BAD_REQUEST',
+      'callbacks are not available: this deployment has no CALLBACK_SECRET',
+    );
+  }
+}
+
+/**
+ * A request with an Idempotency-Key: claims the key for `jobId`, or finds the job an earlier request with
+ * the same key and body created and answers with it (true: answered). 409 while that job is being created.
+ */
+async function answerRepeat(
+  deps: JobsRouteDeps,
+  req: Request,
+  res: Response,
+  r: {
+    key: string;
+    hash: string;
+    jobId: string;
+    owner: string;
+    request: ReturnType<typeof parseJobRequest>['request'];
+  },
+): Promise<boolean> {
+  const { config, store, queue } = deps;
+  const { key, hash, jobId, owner, request } = r;
+  if (!IDEMPOTENCY_KEY.test(key))
+    throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
+  const claim = await store.resolveIdempotencyKey(owner, key, hash, jobId, {
+    waitMs: Math.min(IDEMPOTENCY_WAIT_MS, config.REQUEST_TIMEOUT_MS),
+  });
+  if ('pending' in claim) {
+    throw new EmbedpoolError(
+      'CONFLICT',
+      `a request with this Idempotency-Key is still creating job ${claim.jobId}; retry shortly`,
+    );
+  }
+  if (!claim.created) {
+    const existing = claim.record;
+    if (existing.state === 'queued') {
+      // Its creator may have died between the record and the enqueue: add it again (the job id
+      // dedupes, and a worker finds a finished record and does nothing twice).
+      const again = parseJobRequest(req.body, config, existing.id, existing.createdAt).data;
+      await queue.add(again, request.priority);
+    }
+    res
+      .status(200)
+      .location(statusUrl(req, existing.id))
+      .json({
+        id: existing.id,
+        state: existing.state,
+        statusUrl: statusUrl(req, existing.id),
+        idempotent: true,
+      });
+    return true;
+  }
+  return false;
 }
 
 /** The job's base64 images packed into one binary Redis key; the payload keeps only their slices. */

@@ -159,59 +159,8 @@ async function process(
   chunk: string,
   lastAttempt: boolean,
 ): Promise<string> {
-  const req = ctx.request;
-  const source = deps.blob.getContainerClient(req.source.container);
   const limit = pLimit(deps.settings.INGEST_BLOB_CONCURRENCY);
-  const results = await Promise.all(
-    data.blobs.map((blob) =>
-      limit(async (): Promise<BlobResult> => {
-        const [name, , listedSize] = blob;
-        if (listedSize > deps.maxImageBytes) {
-          return {
-            ok: false,
-            failure: failure(
-              blob,
-              chunk,
-              'IMAGE_TOO_LARGE',
-              `blob is ${listedSize} bytes, over MAX_IMAGE_BYTES (${deps.maxImageBytes})`,
-              true,
-            ),
-            transient: false,
-          };
-        }
-        if (listedSize === 0) {
-          return {
-            ok: false,
-            failure: failure(blob, chunk, 'IMAGE_EMPTY', 'blob is empty', true),
-            transient: false,
-          };
-        }
-        if (req.source.manifest && URL_INPUT.test(name)) {
-          // A URL from a manifest input: fetched by the pipeline under the same address rules, redirect
-          // and size limits as job URLs. Its row has no ETag and the size is not known.
-          try {
-            const vector = await deps.pipeline.embed({ kind: 'url', url: name });
-            return { ok: true, row: { name, etag: '', size: 0, vector } };
-          } catch (err) {
-            return embedFailure(err, blob, chunk);
-          }
-        }
-        let got: Awaited<ReturnType<typeof downloadBlob>>;
-        try {
-          got = await downloadBlob(source, name, { maxBytes: deps.maxImageBytes });
-        } catch (err) {
-          return downloadFailure(err, blob, chunk);
-        }
-        try {
-          const vector = await deps.pipeline.embed({ kind: 'bytes', bytes: got.bytes });
-          return { ok: true, row: { name, etag: got.etag, size: got.size, vector } };
-        } catch (err) {
-          // The failure names the ETag of the bytes that failed, as the index must.
-          return embedFailure(err, [name, got.etag, got.size], chunk);
-        }
-      }),
-    ),
-  );
+  const results = await Promise.all(data.blobs.map((blob) => limit(() => embedBlob(deps, ctx, blob, chunk))));
   const outage = results.find((r) => !r.ok && r.transient && r.failure.code.startsWith('STORAGE_'));
   if (outage && !outage.ok && !lastAttempt) {
     // Storage failing after the SDK's own retries: retry the whole chunk (BullMQ backs off); on the last
@@ -223,54 +172,120 @@ async function process(
   const rows = results.flatMap((r) => (r.ok ? [r.row] : []));
   const failures = results.flatMap((r) => (r.ok ? [] : [r.failure]));
   const permanent = failures.filter((f) => f.permanent);
-  const layout = new OutputLayout(req.output.prefix);
-  const out = deps.blob.getContainerClient(req.output.container);
   const written = rows.length > 0 || permanent.length > 0;
-  if (written) {
-    const file: ChunkIndexFile = {
-      chunk,
-      ingestionId: data.ingestionId,
-      run: ctx.run,
-      round: data.round,
-      rows: rows.map((r) => [r.name, r.etag]),
-      failures: permanent.map((f) => [f.name, f.etag, f.code]),
-    };
-    if (rows.length > 0) {
-      const dim = rows[0]!.vector.length;
-      const body = encodeShard(req.output.format, rows, {
-        container: req.source.container,
-        modelId: deps.modelId,
-        dim,
-        ingestionId: data.ingestionId,
-        run: ctx.run,
-        chunk,
-      });
-      const shardName = layout.shard(chunk, req.output.format);
-      // Overwrites whatever an earlier attempt of this chunk left: one shard per chunk, ever.
-      const res = await out
-        .getBlockBlobClient(shardName)
-        .uploadData(body, { blobHTTPHeaders: { blobContentType: SHARD_CONTENT_TYPES[req.output.format] } })
-        .catch((err: unknown) => {
-          throw toStorageError(err, { op: 'upload', container: req.output.container, blob: shardName });
-        });
-      file.shard = layout.shardRel(chunk, req.output.format);
-      file.shardEtag = normalize(res.etag);
-    }
-    const indexName = layout.chunkIndex(chunk);
-    const text = Buffer.from(JSON.stringify(file));
-    await out
-      .getBlockBlobClient(indexName)
-      .uploadData(text, { blobHTTPHeaders: { blobContentType: 'application/json' } })
-      .catch((err: unknown) => {
-        throw toStorageError(err, { op: 'upload', container: req.output.container, blob: indexName });
-      });
-  }
+  if (written) await writeChunkOutput(deps, ctx, data, chunk, rows, permanent);
   return commit(deps, ctx, data, chunk, {
     done: rows.length,
     bytes: rows.reduce((n, r) => n + r.size, 0),
     written,
     failures,
   });
+}
+
+/** One blob (or manifest URL) of the chunk to its row, or to its failure. */
+async function embedBlob(
+  deps: IngestDeps,
+  ctx: ChunkContext,
+  blob: ChunkJobData['blobs'][number],
+  chunk: string,
+): Promise<BlobResult> {
+  const req = ctx.request;
+  const [name, , listedSize] = blob;
+  if (listedSize > deps.maxImageBytes) {
+    return {
+      ok: false,
+      failure: failure(
+        blob,
+        chunk,
+        'IMAGE_TOO_LARGE',
+        `blob is ${listedSize} bytes, over MAX_IMAGE_BYTES (${deps.maxImageBytes})`,
+        true,
+      ),
+      transient: false,
+    };
+  }
+  if (listedSize === 0) {
+    return {
+      ok: false,
+      failure: failure(blob, chunk, 'IMAGE_EMPTY', 'blob is empty', true),
+      transient: false,
+    };
+  }
+  if (req.source.manifest && URL_INPUT.test(name)) {
+    // A URL from a manifest input: fetched by the pipeline under the same address rules, redirect
+    // and size limits as job URLs. Its row has no ETag and the size is not known.
+    try {
+      const vector = await deps.pipeline.embed({ kind: 'url', url: name });
+      return { ok: true, row: { name, etag: '', size: 0, vector } };
+    } catch (err) {
+      return embedFailure(err, blob, chunk);
+    }
+  }
+  let got: Awaited<ReturnType<typeof downloadBlob>>;
+  try {
+    const source = deps.blob.getContainerClient(req.source.container);
+    got = await downloadBlob(source, name, { maxBytes: deps.maxImageBytes });
+  } catch (err) {
+    return downloadFailure(err, blob, chunk);
+  }
+  try {
+    const vector = await deps.pipeline.embed({ kind: 'bytes', bytes: got.bytes });
+    return { ok: true, row: { name, etag: got.etag, size: got.size, vector } };
+  } catch (err) {
+    // The failure names the ETag of the bytes that failed, as the index must.
+    return embedFailure(err, [name, got.etag, got.size], chunk);
+  }
+}
+
+/** The chunk's shard (when it has rows), then its index file: rows with the shard's ETag, permanent failures. */
+async function writeChunkOutput(
+  deps: IngestDeps,
+  ctx: ChunkContext,
+  data: ChunkJobData,
+  chunk: string,
+  rows: ShardRow[],
+  permanent: BlobFailure[],
+): Promise<void> {
+  const req = ctx.request;
+  const layout = new OutputLayout(req.output.prefix);
+  const out = deps.blob.getContainerClient(req.output.container);
+  const file: ChunkIndexFile = {
+    chunk,
+    ingestionId: data.ingestionId,
+    run: ctx.run,
+    round: data.round,
+    rows: rows.map((r) => [r.name, r.etag]),
+    failures: permanent.map((f) => [f.name, f.etag, f.code]),
+  };
+  if (rows.length > 0) {
+    const dim = rows[0]!.vector.length;
+    const body = encodeShard(req.output.format, rows, {
+      container: req.source.container,
+      modelId: deps.modelId,
+      dim,
+      ingestionId: data.ingestionId,
+      run: ctx.run,
+      chunk,
+    });
+    const shardName = layout.shard(chunk, req.output.format);
+    // Overwrites whatever an earlier attempt of this chunk left: one shard per chunk, ever.
+    const res = await out
+      .getBlockBlobClient(shardName)
+      .uploadData(body, { blobHTTPHeaders: { blobContentType: SHARD_CONTENT_TYPES[req.output.format] } })
+      .catch((err: unknown) => {
+        throw toStorageError(err, { op: 'upload', container: req.output.container, blob: shardName });
+      });
+    file.shard = layout.shardRel(chunk, req.output.format);
+    file.shardEtag = normalize(res.etag);
+  }
+  const indexName = layout.chunkIndex(chunk);
+  const text = Buffer.from(JSON.stringify(file));
+  await out
+    .getBlockBlobClient(indexName)
+    .uploadData(text, { blobHTTPHeaders: { blobContentType: 'application/json' } })
+    .catch((err: unknown) => {
+      throw toStorageError(err, { op: 'upload', container: req.output.container, blob: indexName });
+    });
 }
 
 function normalize(etag: string | undefined): string {

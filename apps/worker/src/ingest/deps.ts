@@ -1,7 +1,7 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
+import type { DeliveryQueue } from '@embedpool/core/delivery';
 import type { IngestionStore, IngestQueues, IngestSettings } from '@embedpool/core/ingest';
 import type { Logger } from '@embedpool/core/logger';
-import type { UrlPolicy } from '@embedpool/core/net';
 import type { Counter } from 'prom-client';
 import type { EmbedPipeline } from '../embed-pipeline';
 
@@ -23,8 +23,8 @@ export interface IngestDeps {
   logger: Logger;
   /** True once the worker is shutting down: the planner hands its job back at the next page. */
   closing: () => boolean;
-  /** Signed completion callbacks (absent without CALLBACK_SECRET). */
-  callback?: { secret: string; policy: UrlPolicy };
+  /** Where completion callbacks are queued (absent without CALLBACK_SECRET). */
+  deliveries?: DeliveryQueue;
   metrics?: IngestMetrics;
 }
 

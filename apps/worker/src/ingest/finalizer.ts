@@ -23,6 +23,7 @@ import {
 } from '@embedpool/core/ingest';
 import type { Job } from 'bullmq';
 import { normalizeEtag } from './blob-download';
+import { queueIngestionCallback } from './callback';
 import type { ChunkIndexFile } from './chunk-processor';
 import type { IngestDeps } from './deps';
 import { permanentStorageFailure, readManifest } from './planner';
@@ -86,6 +87,91 @@ interface MergeResult {
   lost: number;
 }
 
+/** What reading a round's chunk index files needs; `result` collects the shards, repairs and losses. */
+interface ChunkSource {
+  record: IngestionRecord;
+  out: ContainerClient;
+  layout: OutputLayout;
+  written: number[];
+  format: IngestionRecord['request']['output']['format'];
+  run: number;
+  log: IngestDeps['logger'];
+  result: MergeResult;
+}
+
+/**
+ * The round's index entries, chunk by chunk (each chunk's in name order), checking each chunk file
+ * against its shard in one listing of the round's shards: a missing shard's rows are lost (embedded again
+ * next run), a shard rewritten after its index file is read back and trusted.
+ */
+async function* chunkEntries(src: ChunkSource): AsyncGenerator<IndexEntry> {
+  const { record, out, layout, written, format, run, log, result } = src;
+  const listing = out
+    .listBlobsFlat({ prefix: layout.shardsOfRound(record.id, record.round) })
+    [Symbol.asyncIterator]();
+  let head: IteratorResult<BlobItem> = await listing.next();
+  const files = ordered(
+    written.length,
+    (i) => readJson<ChunkIndexFile>(out, layout.chunkIndex(chunkId(record.id, record.round, written[i]!))),
+    PREFETCH,
+  );
+  for await (const file of files) {
+    if (!file) continue;
+    let rows = file.rows;
+    if (file.shard) {
+      const full = layout.path(file.shard);
+      while (!head.done && compareNames(head.value.name, full) < 0) head = await listing.next();
+      const listed = !head.done && head.value.name === full ? head.value : undefined;
+      if (!listed) {
+        log.warn(
+          { shard: full },
+          'shard named by a chunk index is missing: its blobs will be embedded again next run',
+        );
+        result.lost += rows.length;
+        rows = [];
+      } else {
+        const etag = normalizeEtag(listed.properties.etag);
+        if (etag !== file.shardEtag) {
+          const bytes = await out
+            .getBlobClient(full)
+            .downloadToBuffer(0, undefined, { maxRetryRequestsPerBlock: 3 });
+          rows = (await decodeShard(format, bytes, { vectors: false })).map((r) => [r.name, r.etag]);
+          result.repaired++;
+          log.warn({ shard: full }, 'shard was rewritten after its index: index rebuilt from the shard');
+        }
+        result.shards.push({
+          name: file.shard,
+          chunk: file.chunk,
+          run,
+          rows: rows.length,
+          bytes: listed.properties.contentLength ?? 0,
+          etag,
+          schemaVersion: SHARD_SCHEMA_VERSION,
+          supersededRows: 0,
+        });
+      }
+    }
+    const withRow = new Set(rows.map((r) => r[0]));
+    const entries: IndexEntry[] = [
+      ...rows.map(([name, etag]) => ({ name, etag, shard: file.chunk })),
+      ...file.failures
+        .filter(([name]) => !withRow.has(name))
+        .map(([name, etag, code]) => ({ name, etag, failure: code })),
+    ];
+    entries.sort((a, b) => compareNames(a.name, b.name));
+    yield* entries;
+  }
+}
+
+/** A round whose chunks are in no name order (a manifest run): all its entries, sorted in memory. */
+async function* sortedInMemory(src: ChunkSource): AsyncGenerator<IndexEntry> {
+  const all: IndexEntry[] = [];
+  for await (const e of chunkEntries(src)) all.push(e);
+  all.sort((a, b) => compareNames(a.name, b.name));
+  // Two entries for one name cannot come from one round; if they do, keep the later.
+  for (let i = 0; i < all.length; i++) if (all[i + 1]?.name !== all[i]!.name) yield all[i]!;
+}
+
 /**
  * Merges the output's index with the entries of this round's chunks into a new index (both in name order,
  * streamed: memory stays flat however large the output). A chunk entry replaces the base entry of the same
@@ -116,77 +202,12 @@ async function mergeIndex(
     lost: 0,
   };
 
-  async function* chunkEntries(): AsyncGenerator<IndexEntry> {
-    const listing = out
-      .listBlobsFlat({ prefix: layout.shardsOfRound(record.id, record.round) })
-      [Symbol.asyncIterator]();
-    let head: IteratorResult<BlobItem> = await listing.next();
-    const files = ordered(
-      written.length,
-      (i) => readJson<ChunkIndexFile>(out, layout.chunkIndex(chunkId(record.id, record.round, written[i]!))),
-      PREFETCH,
-    );
-    for await (const file of files) {
-      if (!file) continue;
-      let rows = file.rows;
-      if (file.shard) {
-        const full = layout.path(file.shard);
-        while (!head.done && compareNames(head.value.name, full) < 0) head = await listing.next();
-        const listed = !head.done && head.value.name === full ? head.value : undefined;
-        if (!listed) {
-          log.warn(
-            { shard: full },
-            'shard named by a chunk index is missing: its blobs will be embedded again next run',
-          );
-          result.lost += rows.length;
-          rows = [];
-        } else {
-          const etag = normalizeEtag(listed.properties.etag);
-          if (etag !== file.shardEtag) {
-            const bytes = await out
-              .getBlobClient(full)
-              .downloadToBuffer(0, undefined, { maxRetryRequestsPerBlock: 3 });
-            rows = (await decodeShard(format, bytes, { vectors: false })).map((r) => [r.name, r.etag]);
-            result.repaired++;
-            log.warn({ shard: full }, 'shard was rewritten after its index: index rebuilt from the shard');
-          }
-          result.shards.push({
-            name: file.shard,
-            chunk: file.chunk,
-            run,
-            rows: rows.length,
-            bytes: listed.properties.contentLength ?? 0,
-            etag,
-            schemaVersion: SHARD_SCHEMA_VERSION,
-            supersededRows: 0,
-          });
-        }
-      }
-      const withRow = new Set(rows.map((r) => r[0]));
-      const entries: IndexEntry[] = [
-        ...rows.map(([name, etag]) => ({ name, etag, shard: file.chunk })),
-        ...file.failures
-          .filter(([name]) => !withRow.has(name))
-          .map(([name, etag, code]) => ({ name, etag, failure: code })),
-      ];
-      entries.sort((a, b) => compareNames(a.name, b.name));
-      yield* entries;
-    }
-  }
-
-  async function* sortedInMemory(): AsyncGenerator<IndexEntry> {
-    const all: IndexEntry[] = [];
-    for await (const e of chunkEntries()) all.push(e);
-    all.sort((a, b) => compareNames(a.name, b.name));
-    // Two entries for one name cannot come from one round; if they do, keep the later.
-    for (let i = 0; i < all.length; i++) if (all[i + 1]?.name !== all[i]!.name) yield all[i]!;
-  }
-
   const writer = new BlobTextWriter(out.getBlockBlobClient(layout.path(newIndexRel)), 'application/x-ndjson');
   let superseded: BlobTextWriter | undefined;
   const supersededRel = layout.supersededRel(record.id, record.round);
   const base = new IndexCursor(baseName ? out.getBlobClient(layout.path(baseName)) : undefined, 0);
-  const chunks = inMemory ? sortedInMemory() : chunkEntries();
+  const source: ChunkSource = { record, out, layout, written, format, run, log, result };
+  const chunks = inMemory ? sortedInMemory(source) : chunkEntries(source);
   const emit = async (e: IndexEntry) => {
     await writer.write(encodeIndexLine(e));
     result.index.entries++;
@@ -246,6 +267,51 @@ async function mergeIndex(
   }
 }
 
+/** This run's entry in the manifest: `before` is its entry from an earlier round, if any. */
+function manifestRun(
+  record: IngestionRecord,
+  state: IngestionState,
+  before: ManifestRun | undefined,
+  merged: MergeResult,
+  runsSoFar: number,
+  now: string,
+): ManifestRun {
+  const req = record.request;
+  return {
+    run: record.run ?? runsSoFar + 1,
+    ingestionId: record.id,
+    rounds: record.round + 1,
+    state,
+    createdAt: new Date(record.createdAt).toISOString(),
+    finishedAt: now,
+    source: {
+      container: req.source.container,
+      prefix: req.source.prefix,
+      ...(req.source.glob ? { glob: req.source.glob } : {}),
+      ...(req.source.extensions ? { extensions: req.source.extensions } : {}),
+    },
+    counts: {
+      discovered: record.discovered,
+      skipped: record.skipped,
+      embedded: record.done,
+      failed: record.failed,
+      carriedFailures: record.carried,
+      cancelled: record.cancelledBlobs,
+      missingFromSource: record.missing,
+      supersededRows: (before?.counts.supersededRows ?? 0) + merged.supersededRows,
+    },
+    shards: [...(before?.shards ?? []), ...merged.shards.map((s) => s.name)],
+    ...(before?.superseded || merged.supersededFile
+      ? {
+          superseded: [
+            ...(before?.superseded ?? []),
+            ...(merged.supersededFile ? [merged.supersededFile] : []),
+          ],
+        }
+      : {}),
+  };
+}
+
 /**
  * Folds a finished round into the output: the merged index, then `_manifest.json` (the commit point:
  * written last, so a reader never sees shards the manifest does not list, nor an index ahead of it).
@@ -294,39 +360,7 @@ async function commitRound(
   const runs = [...(previous?.runs ?? [])];
   const existing = runs.findIndex((r) => r.ingestionId === record.id);
   const before = existing >= 0 ? runs[existing] : undefined;
-  const runEntry: ManifestRun = {
-    run: record.run ?? runs.length + 1,
-    ingestionId: record.id,
-    rounds: record.round + 1,
-    state,
-    createdAt: new Date(record.createdAt).toISOString(),
-    finishedAt: now,
-    source: {
-      container: req.source.container,
-      prefix: req.source.prefix,
-      ...(req.source.glob ? { glob: req.source.glob } : {}),
-      ...(req.source.extensions ? { extensions: req.source.extensions } : {}),
-    },
-    counts: {
-      discovered: record.discovered,
-      skipped: record.skipped,
-      embedded: record.done,
-      failed: record.failed,
-      carriedFailures: record.carried,
-      cancelled: record.cancelledBlobs,
-      missingFromSource: record.missing,
-      supersededRows: (before?.counts.supersededRows ?? 0) + merged.supersededRows,
-    },
-    shards: [...(before?.shards ?? []), ...merged.shards.map((s) => s.name)],
-    ...(before?.superseded || merged.supersededFile
-      ? {
-          superseded: [
-            ...(before?.superseded ?? []),
-            ...(merged.supersededFile ? [merged.supersededFile] : []),
-          ],
-        }
-      : {}),
-  };
+  const runEntry = manifestRun(record, state, before, merged, runs.length, now);
   if (existing >= 0) runs[existing] = runEntry;
   else runs.push(runEntry);
   const rows = shards.reduce((n, s) => n + s.rows, 0);
@@ -378,7 +412,7 @@ export async function runFinalize(deps: IngestDeps, ingestionId: string, round: 
   if (record.round !== round) return 'stale';
   if (isFinalIngestionState(record.state)) {
     if (record.finalizedRound >= round && record.request.callbackUrl && !record.callback) {
-      await deps.queues.addCallback({ ingestionId, round });
+      await queueIngestionCallback(deps, ingestionId, round);
     }
     return record.state;
   }
@@ -413,7 +447,7 @@ export async function runFinalize(deps: IngestDeps, ingestionId: string, round: 
     { ingestionId, round, state, done: record.done, failed: record.failed, skipped: record.skipped, res },
     'ingestion finished',
   );
-  if (res === 'ok' && req.callbackUrl) await deps.queues.addCallback({ ingestionId, round });
+  if (res === 'ok' && req.callbackUrl) await queueIngestionCallback(deps, ingestionId, round);
   return state;
 }
 

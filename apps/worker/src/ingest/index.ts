@@ -1,5 +1,4 @@
 export { normalizeEtag } from './blob-download';
-export { EVENT_INGESTION_FINISHED, ingestionDeliveryId } from './callback';
 export type { ChunkIndexFile } from './chunk-processor';
 export type { IngestDeps, IngestMetrics } from './deps';
 export {

@@ -1,6 +1,7 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
+import { DeliveryQueue } from '@embedpool/core/delivery';
 import { permanentJobFailure } from '@embedpool/core/errors';
 import {
   type ChunkJobData,
@@ -18,10 +19,9 @@ import type { PreprocessorConfig } from '@embedpool/core/preprocess';
 import { createRedis, prepareRedisAuth } from '@embedpool/core/queue';
 import { type Job, Worker } from 'bullmq';
 import { Counter, type Registry } from 'prom-client';
-import { createCallbackPolicy } from '../delivery-worker';
 import { EmbedPipeline } from '../embed-pipeline';
 import type { WorkerHandle } from '../worker';
-import { runCallback } from './callback';
+import { queueIngestionCallback } from './callback';
 import { createChunkProcessor } from './chunk-processor';
 import type { IngestDeps, IngestMetrics } from './deps';
 import { finalizeOrGiveUp } from './finalizer';
@@ -44,7 +44,8 @@ export function createIngestProcessors(deps: IngestDeps) {
       case INGEST_JOBS.finalize:
         return finalizeOrGiveUp(deps, job, ingestionId, round);
       case INGEST_JOBS.callback:
-        return runCallback(deps, job, ingestionId, round);
+        // Queued by an older worker: callbacks now go through the deliveries queue.
+        return queueIngestionCallback(deps, ingestionId, round);
       default:
         throw permanentJobFailure('BAD_REQUEST', `unknown job ${job.name} on ${INGEST_QUEUES.plan}`);
     }
@@ -186,6 +187,8 @@ export async function startIngestWorker(
     callbackAttempts: config.CALLBACK_ATTEMPTS,
     callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
   });
+  // Completion callbacks leave through the deliveries queue (stages/deliver-callback.ts), like job callbacks.
+  const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
   let closing = false;
   const deps: IngestDeps = {
     store,
@@ -199,9 +202,7 @@ export async function startIngestWorker(
     maxImageBytes: config.MAX_IMAGE_BYTES,
     logger,
     closing: () => closing,
-    ...(config.CALLBACK_SECRET
-      ? { callback: { secret: config.CALLBACK_SECRET, policy: createCallbackPolicy(config) } }
-      : {}),
+    ...(deliveries ? { deliveries } : {}),
     ...(opts.registry ? { metrics: createIngestMetrics(opts.registry) } : {}),
   };
   const processors = createIngestProcessors(deps);
@@ -253,6 +254,7 @@ export async function startIngestWorker(
         await planWorker.close();
         await chunkWorker.close();
         await queues.close();
+        await deliveries?.close();
         redis.disconnect();
         logger.info('ingest worker stopped');
       })();

@@ -1,4 +1,9 @@
-import type { BlobItem, ContainerClient, ContainerListBlobFlatSegmentResponse } from '@azure/storage-blob';
+import type {
+  BlobClient,
+  BlobItem,
+  ContainerClient,
+  ContainerListBlobFlatSegmentResponse,
+} from '@azure/storage-blob';
 import { storageErrorCode, storageStatus, toStorageError } from '@embedpool/core/blob';
 import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
 import {
@@ -302,6 +307,91 @@ async function commitPage(
   return 'ok';
 }
 
+/**
+ * One listing page, as compact tuples. A fresh iterator per page: the SDK's page objects (tens of
+ * properties per blob, the XML text) become garbage before the page's chunks are written, instead of living
+ * on in the iterator across those round trips (which promotes them to the old generation and grows the heap).
+ */
+async function listPage(
+  source: ContainerClient,
+  listOptions: { prefix?: string },
+  maxPageSize: number,
+  token: string | undefined,
+): Promise<{ blobs: ChunkBlob[]; next?: string }> {
+  const it = source.listBlobsFlat(listOptions).byPage({
+    ...(token ? { continuationToken: token } : {}),
+    maxPageSize,
+  });
+  const r = await it.next();
+  if (r.done) return { blobs: [] };
+  const seg: ContainerListBlobFlatSegmentResponse = r.value;
+  const blobs = seg.segment.blobItems.map(
+    (b: BlobItem): ChunkBlob => [b.name, normalizeEtag(b.properties.etag), b.properties.contentLength ?? 0],
+  );
+  return seg.continuationToken ? { blobs, next: seg.continuationToken } : { blobs };
+}
+
+/**
+ * Compares a listing page with the previous run's index (both in name order, walked in step): a blob with
+ * an unchanged row is skipped, an unchanged failure carried (unless retryUnchangedFailures), the rest go to
+ * `buffer` to be cut into chunks. Rows of the index the listing passed by are missing from the source; on
+ * the `last` page, every row left is.
+ */
+async function comparePage(
+  blobs: readonly ChunkBlob[],
+  base: IndexCursor,
+  buffer: ChunkBlob[],
+  opts: { filter: (name: string) => boolean; retryUnchangedFailures: boolean; last: boolean },
+): Promise<{ discovered: number; skipped: number; missing: number; carried: BlobFailure[] }> {
+  const { filter } = opts;
+  let discovered = 0;
+  let skipped = 0;
+  let missing = 0;
+  const carried: BlobFailure[] = [];
+  for (const item of blobs) {
+    const [name, etag, size] = item;
+    if (!filter(name)) continue;
+    discovered++;
+    // The listing and the previous index are both in name order: walk them in step.
+    let e = await base.peek();
+    while (e && compareNames(e.name, name) < 0) {
+      if (e.shard !== undefined && filter(e.name)) missing++;
+      await base.advance();
+      e = await base.peek();
+    }
+    if (e && e.name === name) {
+      await base.advance();
+      if (e.etag === etag) {
+        if (e.shard !== undefined) {
+          skipped++;
+          continue;
+        }
+        if (!opts.retryUnchangedFailures) {
+          carried.push({
+            name,
+            etag,
+            size,
+            code: e.failure ?? 'FAILED',
+            message: `failed in an earlier run (${e.failure}) and has not changed since; not tried again`,
+            permanent: true,
+            carried: true,
+            at: Date.now(),
+          });
+          continue;
+        }
+      }
+    }
+    buffer.push([name, etag, size]);
+  }
+  if (opts.last) {
+    for (let e = await base.peek(); e; e = await base.peek()) {
+      if (e.shard !== undefined && filter(e.name)) missing++;
+      await base.advance();
+    }
+  }
+  return { discovered, skipped, missing, carried };
+}
+
 async function planListing(
   deps: IngestDeps,
   job: Job,
@@ -321,24 +411,8 @@ async function planListing(
   );
   const source = deps.blob.getContainerClient(req.source.container);
   const listOptions = req.source.prefix ? { prefix: req.source.prefix } : {};
-  /**
-   * One page, as compact tuples. A fresh iterator per page: the SDK's page objects (tens of properties per
-   * blob, the XML text) become garbage before the page's chunks are written, instead of living on in the
-   * iterator across those round trips (which promotes them to the old generation and grows the heap).
-   */
-  const fetchPage = async (token: string | undefined): Promise<{ blobs: ChunkBlob[]; next?: string }> => {
-    const it = source.listBlobsFlat(listOptions).byPage({
-      ...(token ? { continuationToken: token } : {}),
-      maxPageSize: deps.settings.INGEST_LIST_PAGE_SIZE,
-    });
-    const r = await it.next();
-    if (r.done) return { blobs: [] };
-    const seg: ContainerListBlobFlatSegmentResponse = r.value;
-    const blobs = seg.segment.blobItems.map(
-      (b: BlobItem): ChunkBlob => [b.name, normalizeEtag(b.properties.etag), b.properties.contentLength ?? 0],
-    );
-    return seg.continuationToken ? { blobs, next: seg.continuationToken } : { blobs };
-  };
+  const fetchPage = (token: string | undefined) =>
+    listPage(source, listOptions, deps.settings.INGEST_LIST_PAGE_SIZE, token);
   let page = ckpt.page;
   let seq = ckpt.seq;
   let listToken = ckpt.token;
@@ -355,51 +429,11 @@ async function planListing(
       const continuation = fetched.next;
       const last = !continuation;
 
-      let discovered = 0;
-      let skipped = 0;
-      let missing = 0;
-      const carried: BlobFailure[] = [];
-      for (const item of fetched.blobs) {
-        const [name, etag, size] = item;
-        if (!filter(name)) continue;
-        discovered++;
-        // The listing and the previous index are both in name order: walk them in step.
-        let e = await base.peek();
-        while (e && compareNames(e.name, name) < 0) {
-          if (e.shard !== undefined && filter(e.name)) missing++;
-          await base.advance();
-          e = await base.peek();
-        }
-        if (e && e.name === name) {
-          await base.advance();
-          if (e.etag === etag) {
-            if (e.shard !== undefined) {
-              skipped++;
-              continue;
-            }
-            if (!req.retryUnchangedFailures) {
-              carried.push({
-                name,
-                etag,
-                size,
-                code: e.failure ?? 'FAILED',
-                message: `failed in an earlier run (${e.failure}) and has not changed since; not tried again`,
-                permanent: true,
-                carried: true,
-                at: Date.now(),
-              });
-              continue;
-            }
-          }
-        }
-        buffer.push([name, etag, size]);
-      }
-      if (last) {
-        for (let e = await base.peek(); e; e = await base.peek()) {
-          if (e.shard !== undefined && filter(e.name)) missing++;
-          await base.advance();
-        }
-      }
+      const { discovered, skipped, missing, carried } = await comparePage(fetched.blobs, base, buffer, {
+        filter,
+        retryUnchangedFailures: req.retryUnchangedFailures === true,
+        last,
+      });
       const cutRes = cut(record, buffer, seq, size, last);
       seq = cutRes.seq;
       page++;
@@ -434,6 +468,55 @@ async function planListing(
 /** Bytes of a manifest input read per planner page (a line must fit in one). */
 const MANIFEST_PAGE_BYTES = 256 * 1024;
 
+/** A manifest's size; MANIFEST_NOT_FOUND when it does not exist. */
+async function manifestSize(blob: BlobClient, where: string): Promise<number> {
+  const props = await blob.getProperties().catch(async (err: unknown) => {
+    if (storageStatus(err) === 404) {
+      throw new PlanningError({ code: 'MANIFEST_NOT_FOUND', message: `manifest ${where} does not exist` });
+    }
+    throw err;
+  });
+  return props.contentLength ?? 0;
+}
+
+/**
+ * One page of manifest lines: each blob name (that passes the filter) or URL goes to `buffer`; an invalid
+ * line is a permanent failure named after its place in the manifest (`<manifest>@<byte offset>:<line>`).
+ */
+function manifestPage(
+  text: string,
+  p: {
+    format: NonNullable<ReturnType<typeof manifestFormat>>;
+    csv: { column: number };
+    where: string;
+    offset: number;
+    filter: (name: string) => boolean;
+  },
+  buffer: ChunkBlob[],
+): { discovered: number; failures: BlobFailure[] } {
+  let discovered = 0;
+  const failures: BlobFailure[] = [];
+  for (const item of parseManifestLines(text, p.format, p.csv)) {
+    if (item.kind === 'invalid') {
+      discovered++;
+      failures.push({
+        name: `${p.where}@${p.offset}:${item.line.slice(0, 200)}`,
+        etag: '',
+        size: -1,
+        code: 'MANIFEST_LINE_INVALID',
+        message: `manifest line ${JSON.stringify(item.line.slice(0, 200))}: ${item.reason}`,
+        permanent: true,
+        at: Date.now(),
+      });
+      continue;
+    }
+    if (item.kind === 'blob' && !p.filter(item.name)) continue;
+    discovered++;
+    buffer.push([item.kind === 'blob' ? item.name : item.url, '', -1]);
+  }
+  return { discovered, failures };
+}
+
 /**
  * A round-0 listing from a manifest input (`source.manifest`) instead of the container: the blob is read
  * in byte pages cut at line ends, and the checkpoint's token is the byte offset of the next line, so a
@@ -467,18 +550,7 @@ async function planManifest(
       throw err;
     }
   };
-  const total =
-    (
-      await blob.getProperties().catch(async (err: unknown) => {
-        if (storageStatus(err) === 404) {
-          throw new PlanningError({
-            code: 'MANIFEST_NOT_FOUND',
-            message: `manifest ${where} does not exist`,
-          });
-        }
-        throw err;
-      })
-    ).contentLength ?? 0;
+  const total = await manifestSize(blob, where);
   const ckpt: PlanCheckpoint = record.checkpoint ?? { page: 0, seq: 0, buffer: [], indexOffset: 0 };
   let page = ckpt.page;
   let seq = ckpt.seq;
@@ -510,26 +582,7 @@ async function planManifest(
         message: `${where}: the line at byte ${offset} is longer than ${MANIFEST_PAGE_BYTES} bytes`,
       });
     }
-    let discovered = 0;
-    const failures: BlobFailure[] = [];
-    for (const item of parseManifestLines(lines.text, format, csv)) {
-      if (item.kind === 'invalid') {
-        discovered++;
-        failures.push({
-          name: `${where}@${offset}:${item.line.slice(0, 200)}`,
-          etag: '',
-          size: -1,
-          code: 'MANIFEST_LINE_INVALID',
-          message: `manifest line ${JSON.stringify(item.line.slice(0, 200))}: ${item.reason}`,
-          permanent: true,
-          at: Date.now(),
-        });
-        continue;
-      }
-      if (item.kind === 'blob' && !filter(item.name)) continue;
-      discovered++;
-      buffer.push([item.kind === 'blob' ? item.name : item.url, '', -1]);
-    }
+    const { discovered, failures } = manifestPage(lines.text, { format, csv, where, offset, filter }, buffer);
     const cutRes = cut(record, buffer, seq, size, eof);
     seq = cutRes.seq;
     page++;

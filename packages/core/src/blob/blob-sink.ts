@@ -433,16 +433,54 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 /**
- * Writes a job's vectors (JSONL, optionally NPY + ids) and then its manifest; safe to call again for the
- * same job. Throws an EmbedpoolError whose `details.storageCode` is the storage service's (or network's)
- * error code when storage fails after the retries.
+ * An earlier attempt's complete output, kept when its manifest says the same job, model and dim and all its
+ * blobs exist (onExisting: 'accept-complete'); undefined otherwise.
  */
-export async function writeJobVectors(opts: WriteJobVectorsOptions): Promise<WriteJobVectorsResult> {
-  const rows = validate(opts);
-  const names = jobBlobNames(opts.pathTemplate, opts.jobId, opts.jobDate);
-  const writer = new Writer(opts);
-  const failedIds = opts.items.filter((i) => i.vector === null).map((i) => i.id);
+async function adoptExisting(
+  opts: WriteJobVectorsOptions,
+  writer: Writer,
+  names: ReturnType<typeof jobBlobNames>,
+): Promise<WriteJobVectorsResult | undefined> {
+  if (opts.onExisting !== 'accept-complete') return undefined;
+  const existing = await writer.readManifest(names.manifest);
+  if (existing.jobId !== opts.jobId || existing.model !== opts.model || existing.dim !== opts.dim) {
+    return undefined;
+  }
+  const blobs: WrittenBlob[] = [];
+  for (const [kind, file] of Object.entries(existing.files)) {
+    const props = await writer.head(file.name);
+    if (!props) return undefined;
+    blobs.push({
+      kind: kind as JobBlobKind,
+      name: file.name,
+      url: redactUrl(writer.container.getBlockBlobClient(file.name).url),
+      bytes: file.bytes,
+      md5: file.md5,
+      etag: props.etag,
+      outcome: 'existing',
+    });
+  }
+  const mprops = await writer.head(names.manifest);
+  blobs.push({
+    kind: 'manifest',
+    name: names.manifest,
+    url: redactUrl(writer.container.getBlockBlobClient(names.manifest).url),
+    bytes: mprops?.bytes ?? 0,
+    md5: mprops?.md5?.toString('base64') ?? '',
+    etag: mprops?.etag,
+    outcome: 'existing',
+  });
+  opts.logger?.warn({ jobId: opts.jobId, manifest: names.manifest }, 'kept an earlier complete job output');
+  return assemble(opts.container, names.basePath, blobs, existing.count, existing.failedIds ?? [], true);
+}
 
+/** The data blobs' bytes (JSON lines, and .npy + ids when asked) and the manifest naming them. */
+async function encodePayloads(
+  opts: WriteJobVectorsOptions,
+  rows: { id: string; vector: Float32Array }[],
+  names: ReturnType<typeof jobBlobNames>,
+  failedIds: string[],
+): Promise<{ data: Payload[]; manifestPayload: Payload }> {
   const data: Payload[] = [];
   if (opts.formats.npy) {
     data.push(
@@ -480,6 +518,21 @@ export async function writeJobVectors(opts: WriteJobVectorsOptions): Promise<Wri
     Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`),
     'application/json',
   );
+  return { data, manifestPayload };
+}
+
+/**
+ * Writes a job's vectors (JSONL, optionally NPY + ids) and then its manifest; safe to call again for the
+ * same job. Throws an EmbedpoolError whose `details.storageCode` is the storage service's (or network's)
+ * error code when storage fails after the retries.
+ */
+export async function writeJobVectors(opts: WriteJobVectorsOptions): Promise<WriteJobVectorsResult> {
+  const rows = validate(opts);
+  const names = jobBlobNames(opts.pathTemplate, opts.jobId, opts.jobDate);
+  const writer = new Writer(opts);
+  const failedIds = opts.items.filter((i) => i.vector === null).map((i) => i.id);
+
+  const { data, manifestPayload } = await encodePayloads(opts, rows, names, failedIds);
 
   if (opts.createContainer) {
     await writer.withRetry('create container', undefined, (abortSignal) =>
@@ -487,39 +540,7 @@ export async function writeJobVectors(opts: WriteJobVectorsOptions): Promise<Wri
     );
   }
 
-  const adopt = async (): Promise<WriteJobVectorsResult | undefined> => {
-    if (opts.onExisting !== 'accept-complete') return undefined;
-    const existing = await writer.readManifest(names.manifest);
-    if (existing.jobId !== opts.jobId || existing.model !== opts.model || existing.dim !== opts.dim) {
-      return undefined;
-    }
-    const blobs: WrittenBlob[] = [];
-    for (const [kind, file] of Object.entries(existing.files)) {
-      const props = await writer.head(file.name);
-      if (!props) return undefined;
-      blobs.push({
-        kind: kind as JobBlobKind,
-        name: file.name,
-        url: redactUrl(writer.container.getBlockBlobClient(file.name).url),
-        bytes: file.bytes,
-        md5: file.md5,
-        etag: props.etag,
-        outcome: 'existing',
-      });
-    }
-    const mprops = await writer.head(names.manifest);
-    blobs.push({
-      kind: 'manifest',
-      name: names.manifest,
-      url: redactUrl(writer.container.getBlockBlobClient(names.manifest).url),
-      bytes: mprops?.bytes ?? 0,
-      md5: mprops?.md5?.toString('base64') ?? '',
-      etag: mprops?.etag,
-      outcome: 'existing',
-    });
-    opts.logger?.warn({ jobId: opts.jobId, manifest: names.manifest }, 'kept an earlier complete job output');
-    return assemble(opts.container, names.basePath, blobs, existing.count, existing.failedIds ?? [], true);
-  };
+  const adopt = () => adoptExisting(opts, writer, names);
 
   // The manifest is the commit point: present means an earlier attempt completed the set.
   const before = await writer.head(names.manifest);

@@ -1,6 +1,7 @@
 /**
  * Producer side of callback deliveries: one BullMQ job per delivery on its own queue, so a failing
- * receiver is retried (with backoff) without ever re-running inference.
+ * receiver is retried (with backoff) without ever re-running inference. Async jobs' results and
+ * ingestions' completion callbacks both go this way.
  */
 import { createHash } from 'node:crypto';
 import { type BackoffStrategy, Queue } from 'bullmq';
@@ -12,6 +13,12 @@ import { type JobOutput, type JobRecord, type JobStore, jobKeys } from '../jobs'
 import { loadLua } from '../lua';
 import { JOBS, QUEUES } from '../queue/names';
 import { bullmqTelemetry } from '../telemetry';
+import {
+  type IngestionDeliveryData,
+  ingestionDeliveryId,
+  ingestionDeliveryQueueJobId,
+  ingestionDeliverySchema,
+} from './ingestion-delivery';
 import type { DeliveryKind } from './payload';
 
 /** The custom backoff type deliveries use; the delivery worker registers `deliveryBackoffStrategy` for it. */
@@ -21,8 +28,8 @@ export const DELIVERY_BACKOFF_CAP_MS = 10 * 60_000;
 /** Record hash field counting redrives (next to the `delivery` field; not part of JobRecord). */
 export const REDRIVE_FIELD = 'deliveryRedrives';
 
-/** What a delivery job carries: where to send and what to build. The body is built at send time. */
-export const deliveryJobSchema = z.object({
+/** What an async job's delivery carries: where to send and what to build. The body is built at send time. */
+export const embedJobDeliverySchema = z.object({
   jobId: z.string().min(1).max(128),
   url: z.string().url(),
   kind: z.enum(['vectors', 'blob-pointer']),
@@ -32,7 +39,11 @@ export const deliveryJobSchema = z.object({
   /** Attempts made by earlier runs (before a redrive), so the record's count is cumulative. */
   attemptOffset: z.number().int().min(0).default(0),
 });
-export type DeliveryJobData = z.infer<typeof deliveryJobSchema>;
+export type EmbedJobDeliveryData = z.infer<typeof embedJobDeliverySchema>;
+
+/** What a BullMQ job on the `deliveries` queue carries: an async job's delivery or an ingestion's. */
+export const deliveryJobSchema = z.union([embedJobDeliverySchema, ingestionDeliverySchema]);
+export type DeliveryJobData = EmbedJobDeliveryData | IngestionDeliveryData;
 
 export interface DeliveryRequest {
   jobId: string;
@@ -222,15 +233,9 @@ export class DeliveryQueue {
       attemptOffset = Number((JSON.parse(previous) as { attempts?: number }).attempts ?? 0) || 0;
     }
 
-    const data: DeliveryJobData = { jobId, url, kind, deliveryId, redrive, attemptOffset };
+    const data: EmbedJobDeliveryData = { jobId, url, kind, deliveryId, redrive, attemptOffset };
     try {
-      await this.queue.add(JOBS.deliver, data, {
-        jobId: queueJobId,
-        attempts: this.opts.attempts,
-        backoff: { type: DELIVERY_BACKOFF_TYPE, delay: this.opts.backoffMs },
-        removeOnComplete: true,
-        removeOnFail: { age: this.opts.failedRetentionSeconds ?? 7 * 24 * 3600 },
-      });
+      await this.queue.add(JOBS.deliver, data, { jobId: queueJobId, ...this.runOptions });
     } catch (err) {
       if (redrive > 0) {
         await this.redis.eval(UNCLAIM, 1, key, previous, String(previousRedrives)).catch(() => {});
@@ -242,6 +247,48 @@ export class DeliveryQueue {
       await this.queue.remove(deliveryQueueJobId(jobId, previousRedrives)).catch(() => 0);
     }
     return result({ outcome });
+  }
+
+  /**
+   * Queues the completion callback of an ingestion's round. Idempotent per (ingestion, round): the BullMQ
+   * job id is `${ingestionId}-cb${round}`. The delivery worker writes the outcome to the ingestion
+   * record's `callback` field. CONFIG_INVALID without a secret.
+   */
+  async enqueueIngestionFinished(request: {
+    ingestionId: string;
+    round: number;
+    url: string;
+  }): Promise<{ deliveryId: string; queueJobId: string }> {
+    if (!this.opts.secret) {
+      throw new EmbedpoolError('CONFIG_INVALID', 'CALLBACK_SECRET is not set: callbacks cannot be signed');
+    }
+    const { ingestionId, round, url } = request;
+    const deliveryId = ingestionDeliveryId(ingestionId, round);
+    const parsed = ingestionDeliverySchema.safeParse({
+      kind: 'ingestion-finished',
+      ingestionId,
+      round,
+      url,
+      deliveryId,
+    });
+    if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid delivery: ${parsed.error.message}`);
+    const queueJobId = ingestionDeliveryQueueJobId(ingestionId, round);
+    try {
+      await this.queue.add(JOBS.deliver, parsed.data, { jobId: queueJobId, ...this.runOptions });
+    } catch (err) {
+      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
+    }
+    return { deliveryId, queueJobId };
+  }
+
+  /** One retry policy for every delivery: CALLBACK_ATTEMPTS, the capped jittered backoff, dead letters kept. */
+  private get runOptions() {
+    return {
+      attempts: this.opts.attempts,
+      backoff: { type: DELIVERY_BACKOFF_TYPE, delay: this.opts.backoffMs },
+      removeOnComplete: true,
+      removeOnFail: { age: this.opts.failedRetentionSeconds ?? 7 * 24 * 3600 },
+    };
   }
 
   /** The number the next redrive of `jobId` gets (1 for the first). */

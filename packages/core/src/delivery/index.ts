@@ -11,11 +11,20 @@ export {
   deliveryJobSchema,
   deliveryQueueJobId,
   deliveryTargetFor,
+  type EmbedJobDeliveryData,
   type EnqueueOutcome,
   type EnqueueResult,
+  embedJobDeliverySchema,
   REDRIVE_FIELD,
   redriveDelivery,
 } from './delivery-queue';
+export {
+  INGESTION_DELIVERY_KIND,
+  type IngestionDeliveryData,
+  ingestionDeliveryId,
+  ingestionDeliveryQueueJobId,
+  ingestionDeliverySchema,
+} from './ingestion-delivery';
 export {
   type BlobPointerPayload,
   blobPointerPayload,
@@ -36,6 +45,7 @@ export {
   DELIVERY_USER_AGENT,
   deliveryHeaders,
   EVENT_HEADER,
+  EVENT_INGESTION_FINISHED,
   EVENT_JOB_COMPLETED,
   type ParsedSignatureHeader,
   parseSignatureHeader,

@@ -8,6 +8,8 @@ export const SIGNATURE_HEADER = 'Embedpool-Signature';
 export const DELIVERY_ID_HEADER = 'Embedpool-Delivery-Id';
 export const EVENT_HEADER = 'Embedpool-Event';
 export const EVENT_JOB_COMPLETED = 'job.completed';
+/** The event of an ingestion's completion callback (docs/ingestion.md). */
+export const EVENT_INGESTION_FINISHED = 'ingestion.finished';
 export const DELIVERY_USER_AGENT = 'embedpool';
 /** How far (either way) a signature's timestamp may be from the receiver's clock by default. */
 export const DEFAULT_TOLERANCE_SECONDS = 300;
@@ -24,18 +26,19 @@ export function signatureHeader(secret: string, timestamp: number, body: string 
   return `t=${timestamp},v1=${signPayload(secret, timestamp, body)}`;
 }
 
-/** Every header of one delivery attempt; `timestamp` (Unix seconds) defaults to now. */
+/** Every header of one delivery attempt; `timestamp` (Unix seconds) defaults to now, `event` to job.completed. */
 export function deliveryHeaders(opts: {
   secret: string;
   deliveryId: string;
   body: string | Uint8Array;
   timestamp?: number;
+  event?: string;
 }): Record<string, string> {
   const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
   return {
     'Content-Type': 'application/json',
     'User-Agent': DELIVERY_USER_AGENT,
-    [EVENT_HEADER]: EVENT_JOB_COMPLETED,
+    [EVENT_HEADER]: opts.event ?? EVENT_JOB_COMPLETED,
     [DELIVERY_ID_HEADER]: opts.deliveryId,
     [SIGNATURE_HEADER]: signatureHeader(opts.secret, timestamp, opts.body),
   };

@@ -91,11 +91,11 @@ export {
   type ShardMeta,
   type ShardRow,
 } from './shard-format';
-export {
-  type CheckpointStatus,
-  type ChunkContext,
-  type ChunkOutcome,
-  type CommitStatus,
-  IngestionStore,
-  type PageCheckpoint,
-} from './store';
+export { IngestionStore } from './store';
+export type {
+  CheckpointStatus,
+  ChunkContext,
+  ChunkOutcome,
+  CommitStatus,
+  PageCheckpoint,
+} from './store-types';

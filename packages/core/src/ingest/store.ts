@@ -1,51 +1,28 @@
+/**
+ * IngestionStore: ingestion records and their bookkeeping in Redis. Split by concern: the record's hash
+ * layout is record-codec.ts, the failure sets failure-store.ts, the shapes of a planner page and a chunk
+ * outcome store-types.ts, the atomic writes lua/*.lua; this file runs them.
+ */
 import type { Redis } from 'ioredis';
 import { HSET_IF_EXISTS, loadLua } from '../lua';
+import { failureEntries, readFailurePage } from './failure-store';
 import { ingestionKeys, ingestKeys } from './names';
-import {
-  type BlobFailure,
-  blobFailureSchema,
-  type CreateIngestionRequest,
-  type IngestionError,
-  type IngestionRecord,
-  type IngestionState,
-  ingestionRecordSchema,
-  type PlanCheckpoint,
-  type RetryNote,
+import { decodeIngestionRecord } from './record-codec';
+import type {
+  BlobFailure,
+  CreateIngestionRequest,
+  IngestionError,
+  IngestionRecord,
+  IngestionState,
+  RetryNote,
 } from './schemas';
-
-const JSON_FIELDS = ['request', 'checkpoint', 'baseIndex', 'error', 'callback', 'retrying'] as const;
-const BOOL_FIELDS = ['listingDone', 'cancelRequested', 'plannerParked'] as const;
-const NUMBER_FIELDS = [
-  'createdAt',
-  'startedAt',
-  'finishedAt',
-  'updatedAt',
-  'round',
-  'run',
-  'dim',
-  'planned',
-  'committed',
-  'finalizedRound',
-  'discovered',
-  'skipped',
-  'queued',
-  'done',
-  'failed',
-  'carried',
-  'cancelledBlobs',
-  'missing',
-  'bytes',
-  'listCalls',
-] as const;
-
-function decode(hash: Record<string, string>): IngestionRecord {
-  const raw: Record<string, unknown> = { ...hash };
-  for (const f of JSON_FIELDS) if (hash[f] !== undefined && hash[f] !== '') raw[f] = JSON.parse(hash[f]);
-  for (const f of JSON_FIELDS) if (hash[f] === '') delete raw[f];
-  for (const f of NUMBER_FIELDS) if (hash[f] !== undefined) raw[f] = Number(hash[f]);
-  for (const f of BOOL_FIELDS) raw[f] = hash[f] === '1';
-  return ingestionRecordSchema.parse(raw);
-}
+import type {
+  CheckpointStatus,
+  ChunkContext,
+  ChunkOutcome,
+  CommitStatus,
+  PageCheckpoint,
+} from './store-types';
 
 // The scripts live in lua/ beside this file (what each takes and returns is said at its top);
 // CHECKPOINT and COMMIT start with the shared functions complete_check and refresh_lock.
@@ -60,59 +37,6 @@ const CANCEL = loadLua('ingest-cancel', import.meta.url);
 const ABORT = loadLua('ingest-abort', import.meta.url);
 const FINISH = loadLua('ingest-finish', import.meta.url);
 const RETRY = loadLua('ingest-retry', import.meta.url);
-
-export interface ChunkContext {
-  id: string;
-  state: IngestionState;
-  round: number;
-  request: CreateIngestionRequest;
-  run: number;
-  outputKey: string;
-  cancelRequested: boolean;
-}
-
-export type CheckpointStatus = 'ok' | 'conflict' | 'stale' | 'done' | 'missing';
-export type CommitStatus = 'ok' | 'dup' | 'stale' | 'missing';
-
-export interface PageCheckpoint {
-  round: number;
-  page: number;
-  checkpoint: PlanCheckpoint;
-  planned: number;
-  discovered?: number;
-  skipped?: number;
-  queued?: number;
-  missing?: number;
-  listingDone?: boolean;
-  carried?: BlobFailure[];
-  /** Failures of this run found while planning (bad manifest lines): counted as failed, not carried. */
-  failures?: BlobFailure[];
-  error?: IngestionError;
-  /**
-   * A retry round stopping early puts the failures it did not queue back: the snapshot's names from `name`
-   * on (all of them without a name).
-   */
-  restoreFrom?: { name?: string; inclusive?: boolean };
-}
-
-export interface ChunkOutcome {
-  round: number;
-  seq: number;
-  blobs: number;
-  done: number;
-  bytes: number;
-  /** The chunk left a shard or an index file (rows or permanent failures). */
-  written: boolean;
-  cancelled: boolean;
-  failures: BlobFailure[];
-  /** Wake the planner when this few chunks (or fewer) remain queued. */
-  wakeBelow: number;
-  chunk: string;
-}
-
-function failureEntries(failures: readonly BlobFailure[], carried = 1): string {
-  return JSON.stringify(failures.map((f) => [f.name, JSON.stringify(f), carried]));
-}
 
 /**
  * Ingestion records and their bookkeeping in Redis. Every write that must be counted once (a planner page,
@@ -175,7 +99,7 @@ export class IngestionStore {
 
   async get(id: string): Promise<IngestionRecord | null> {
     const hash = await this.redis.hgetall(this.key(id));
-    return Object.keys(hash).length === 0 ? null : decode(hash);
+    return Object.keys(hash).length === 0 ? null : decodeIngestionRecord(hash);
   }
 
   /**
@@ -221,7 +145,7 @@ export class IngestionStore {
     const items: IngestionRecord[] = [];
     const gone: string[] = [];
     res.forEach(([err, hash], i) => {
-      if (!err && hash && Object.keys(hash).length > 0) items.push(decode(hash));
+      if (!err && hash && Object.keys(hash).length > 0) items.push(decodeIngestionRecord(hash));
       else gone.push(ids[i]!);
     });
     // Expired records leave their id behind: drop it now.
@@ -440,33 +364,20 @@ export class IngestionStore {
     after: string | undefined,
     limit: number,
   ): Promise<BlobFailure[]> {
-    const snap = ingestKeys.retrySnapshot(this.prefix, id, round);
-    const names = await this.redis.zrangebylex(
-      snap,
-      after === undefined ? '-' : `(${after}`,
-      '+',
-      'LIMIT',
-      0,
-      limit,
-    );
-    if (names.length === 0) return [];
-    const infos = await this.redis.hmget(ingestKeys.retrySnapshotInfo(this.prefix, id, round), ...names);
-    return names.map((name, i) => parseFailure(name, infos[i] ?? null));
+    const keys = {
+      names: ingestKeys.retrySnapshot(this.prefix, id, round),
+      info: ingestKeys.retrySnapshotInfo(this.prefix, id, round),
+    };
+    return readFailurePage(this.redis, keys, after, limit);
   }
 
   /** Failures in name order, `limit` after `cursor` (the last name of the previous page). */
   async failures(id: string, opts: { cursor?: string; limit: number }): Promise<BlobFailure[]> {
-    const names = await this.redis.zrangebylex(
-      ingestKeys.failures(this.prefix, id),
-      opts.cursor === undefined ? '-' : `(${opts.cursor}`,
-      '+',
-      'LIMIT',
-      0,
-      opts.limit,
-    );
-    if (names.length === 0) return [];
-    const infos = await this.redis.hmget(ingestKeys.failureInfo(this.prefix, id), ...names);
-    return names.map((name, i) => parseFailure(name, infos[i] ?? null));
+    const keys = {
+      names: ingestKeys.failures(this.prefix, id),
+      info: ingestKeys.failureInfo(this.prefix, id),
+    };
+    return readFailurePage(this.redis, keys, opts.cursor, opts.limit);
   }
 
   /** Images done in the last `windowMs` (from the per-chunk samples). */
@@ -490,12 +401,4 @@ export class IngestionStore {
     await this.redis.del(...ingestionKeys(this.prefix, record.id, record.round));
     await this.redis.zrem(ingestKeys.all(this.prefix), record.id);
   }
-}
-
-function parseFailure(name: string, info: string | null): BlobFailure {
-  if (info) {
-    const parsed = blobFailureSchema.safeParse(JSON.parse(info));
-    if (parsed.success) return parsed.data;
-  }
-  return { name, etag: '', size: 0, code: 'UNKNOWN', message: 'details expired', permanent: false, at: 0 };
 }

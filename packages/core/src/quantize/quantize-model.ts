@@ -138,6 +138,124 @@ function checkDisjoint(calibration: LoadedImage[], holdout: LoadedImage[]): void
 
 const fmt = (x: number) => x.toFixed(4);
 
+/** The model's weight MatMuls, grouped by shared input; MODEL_INVALID when there is none to quantize. */
+function probeMatMuls(
+  source: ModelProto,
+  input: string,
+  log: (line: string) => void,
+): { probeIndex: GraphIndex; probeGroups: ReturnType<typeof groupMatMuls>; matmuls: number } {
+  const probeIndex = new GraphIndex(source);
+  const probeGroups = groupMatMuls(probeIndex, findWeightMatMuls(probeIndex, source.graph!.node ?? []));
+  const matmuls = probeGroups.reduce((n, g) => n + g.matmuls.length, 0);
+  if (matmuls === 0) {
+    throw new EmbedpoolError('MODEL_INVALID', `${input} has no MatMul by a float32 weight to quantize`);
+  }
+  log(
+    `${matmuls} weight MatMuls in ${probeGroups.length} groups; ` +
+      `${probeGroups.filter((g) => g.site).length} groups behind a LayerNorm that smoothing can fold into`,
+  );
+  return { probeIndex, probeGroups, matmuls };
+}
+
+/** The float MatMuls ranked by how far their inputs' outlier channels hurt int8 (worst first). */
+function rankOutliers(
+  probeIndex: GraphIndex,
+  probeGroups: ReturnType<typeof groupMatMuls>,
+  stats: Awaited<ReturnType<typeof collectActivationStats>>,
+  smooth: boolean,
+  alpha: number,
+): ReturnType<typeof outlierRanking> {
+  const weightCache = new Map<string, Float32Array>();
+  const floatWeights = (name: string) => {
+    let w = weightCache.get(name);
+    if (!w) {
+      w = floatData(probeIndex.initializers.get(name)!);
+      weightCache.set(name, w);
+    }
+    return w;
+  };
+  const ranking = outlierRanking(probeGroups, stats, smooth, alpha, floatWeights);
+  weightCache.clear();
+  return ranking;
+}
+
+type Built = { model: ModelProto; rewrite: RewriteReport; session: InferenceSession; calib: Agreement };
+
+/**
+ * Rewrites a copy of the model to int8 and compares it with fp32 on the calibration photos; while it falls
+ * short of `minCosine`, keeps the worst-ranked MatMul in float32 and tries again (up to maxFloatFallback).
+ * The caller releases the returned session.
+ */
+async function buildWithFallback(
+  opts: QuantizeOptions,
+  source: ModelProto,
+  fp32: InferenceSession,
+  calibration: Awaited<ReturnType<typeof loadImageDir>>,
+  q: {
+    stats: Awaited<ReturnType<typeof collectActivationStats>>;
+    ranking: ReturnType<typeof outlierRanking>;
+    alpha: number;
+    smooth: boolean;
+    weightBits: 7 | 8;
+    minCosine: number;
+    log: (line: string) => void;
+  },
+): Promise<Built> {
+  const keepFloat = new Set(opts.keepFloat ?? []);
+  const budget = opts.maxFloatFallback ?? 4;
+  const { stats, ranking, alpha, smooth, weightBits, minCosine, log } = q;
+  let built: Built;
+  for (let fallback = 0; ; fallback++) {
+    const candidate = cloneModel(source);
+    const index = new GraphIndex(candidate);
+    const groups = groupMatMuls(index, findWeightMatMuls(index, candidate.graph!.node ?? []));
+    const rewrite = rewriteInt8(candidate, groups, stats, { alpha, smooth, weightBits, keepFloat });
+    const session = await openSession(encodeModel(candidate), { threads: opts.threads ?? 0 });
+    const calib = await compareSessions(fp32, session, calibration);
+    built = { model: candidate, rewrite, session, calib };
+    log(
+      `int8 (${rewrite.quantized.length} MatMuls, ${rewrite.keptFloat.length} float32): ` +
+        `calibration photos min cosine ${fmt(calib.minCosine)}`,
+    );
+    const next = ranking.find((r) => !keepFloat.has(r.name));
+    if (calib.minCosine >= minCosine || fallback >= budget || !next) break;
+    await session.release();
+    keepFloat.add(next.name);
+    log(`keeping ${next.name} in float32 (input max/median channel ${next.ratio.toFixed(1)})`);
+  }
+  return built;
+}
+
+/** What the int8 model says about itself (the embedpool.* metadata keys). */
+function int8Metadata(
+  m: {
+    smooth: boolean;
+    alpha: number;
+    weightBits: number;
+    gate: Agreement;
+    id: string;
+    sha256: string;
+    calibrationDigest: string;
+  },
+  built: Built,
+  calibrationImages: number,
+): Record<string, string> {
+  return {
+    [META.precision]: 'int8',
+    [META.method]: m.smooth ? 'smoothquant+dynamic-int8' : 'dynamic-int8',
+    [META.alpha]: m.smooth ? String(m.alpha) : '',
+    [META.weightBits]: String(m.weightBits),
+    [META.floatMatMuls]: built.rewrite.keptFloat.join(','),
+    [META.minCosine]: m.gate.minCosine.toFixed(6),
+    [META.meanCosine]: m.gate.meanCosine.toFixed(6),
+    [META.normRatio]: `${m.gate.minNormRatio.toFixed(4)}..${m.gate.maxNormRatio.toFixed(4)}`,
+    [META.heldOut]: String(m.gate.images),
+    [META.calibration]: `${calibrationImages} images sha256:${m.calibrationDigest}`,
+    [META.sourceId]: m.id,
+    [META.sourceSha256]: m.sha256,
+  };
+}
+
 /**
  * Quantizes a float32 DINOv2 ONNX model to int8 (DynamicQuantizeMatMul, per-column int8 weights),
  * SmoothQuant-style by default, then measures it against the float32 model on held-out photos.
@@ -167,19 +285,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeResu
     const holdout = await load(opts.holdoutDir ?? DEFAULT_HOLDOUT_DIR);
     checkDisjoint(calibration, holdout);
 
-    const probeIndex = new GraphIndex(source);
-    const probeGroups = groupMatMuls(probeIndex, findWeightMatMuls(probeIndex, source.graph!.node ?? []));
-    const matmuls = probeGroups.reduce((n, g) => n + g.matmuls.length, 0);
-    if (matmuls === 0) {
-      throw new EmbedpoolError(
-        'MODEL_INVALID',
-        `${opts.input} has no MatMul by a float32 weight to quantize`,
-      );
-    }
-    log(
-      `${matmuls} weight MatMuls in ${probeGroups.length} groups; ` +
-        `${probeGroups.filter((g) => g.site).length} groups behind a LayerNorm that smoothing can fold into`,
-    );
+    const { probeIndex, probeGroups, matmuls } = probeMatMuls(source, opts.input, log);
     const stats = await collectActivationStats(
       source,
       probeGroups.map((g) => g.input),
@@ -188,39 +294,17 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeResu
     );
     log(`activation statistics from ${calibration.length} calibration photos`);
 
-    const weightCache = new Map<string, Float32Array>();
-    const floatWeights = (name: string) => {
-      let w = weightCache.get(name);
-      if (!w) {
-        w = floatData(probeIndex.initializers.get(name)!);
-        weightCache.set(name, w);
-      }
-      return w;
-    };
-    const ranking = outlierRanking(probeGroups, stats, smooth, alpha, floatWeights);
-    weightCache.clear();
+    const ranking = rankOutliers(probeIndex, probeGroups, stats, smooth, alpha);
 
-    const keepFloat = new Set(opts.keepFloat ?? []);
-    const budget = opts.maxFloatFallback ?? 4;
-    let built: { model: ModelProto; rewrite: RewriteReport; session: InferenceSession; calib: Agreement };
-    for (let fallback = 0; ; fallback++) {
-      const candidate = cloneModel(source);
-      const index = new GraphIndex(candidate);
-      const groups = groupMatMuls(index, findWeightMatMuls(index, candidate.graph!.node ?? []));
-      const rewrite = rewriteInt8(candidate, groups, stats, { alpha, smooth, weightBits, keepFloat });
-      const session = await openSession(encodeModel(candidate), { threads: opts.threads ?? 0 });
-      const calib = await compareSessions(fp32, session, calibration);
-      built = { model: candidate, rewrite, session, calib };
-      log(
-        `int8 (${rewrite.quantized.length} MatMuls, ${rewrite.keptFloat.length} float32): ` +
-          `calibration photos min cosine ${fmt(calib.minCosine)}`,
-      );
-      const next = ranking.find((r) => !keepFloat.has(r.name));
-      if (calib.minCosine >= minCosine || fallback >= budget || !next) break;
-      await session.release();
-      keepFloat.add(next.name);
-      log(`keeping ${next.name} in float32 (input max/median channel ${next.ratio.toFixed(1)})`);
-    }
+    const built = await buildWithFallback(opts, source, fp32, calibration, {
+      stats,
+      ranking,
+      alpha,
+      smooth,
+      weightBits,
+      minCosine,
+      log,
+    });
 
     try {
       const gate = await compareSessions(fp32, built.session, holdout);
@@ -229,20 +313,11 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeResu
         .update(calibration.map((i) => i.sha256).join('\n'))
         .digest('hex');
       const id = sourceIdentity(opts.input, sourceMeta, opts.sourceId);
-      const metadata: Record<string, string> = {
-        [META.precision]: 'int8',
-        [META.method]: smooth ? 'smoothquant+dynamic-int8' : 'dynamic-int8',
-        [META.alpha]: smooth ? String(alpha) : '',
-        [META.weightBits]: String(weightBits),
-        [META.floatMatMuls]: built.rewrite.keptFloat.join(','),
-        [META.minCosine]: gate.minCosine.toFixed(6),
-        [META.meanCosine]: gate.meanCosine.toFixed(6),
-        [META.normRatio]: `${gate.minNormRatio.toFixed(4)}..${gate.maxNormRatio.toFixed(4)}`,
-        [META.heldOut]: String(gate.images),
-        [META.calibration]: `${calibration.length} images sha256:${calibrationDigest}`,
-        [META.sourceId]: id,
-        [META.sourceSha256]: sha256,
-      };
+      const metadata = int8Metadata(
+        { smooth, alpha, weightBits, gate, id, sha256, calibrationDigest },
+        built,
+        calibration.length,
+      );
       setMetadata(built.model, metadata);
       built.model.docString = `${source.docString ?? ''}${source.docString ? ' | ' : ''}int8 (${metadata[META.method]}) of ${id}`;
       return {

@@ -111,6 +111,60 @@ function replaceInput(node: NodeProto, from: string, to: string): void {
 }
 
 /**
+ * Folds the smoothing scales into the LayerNorm (or Mul/Add) before a group: its gamma and beta divided by
+ * `s`, as new tensors, so the MatMuls' inputs come out divided by what their weights were multiplied by.
+ */
+function divideSite(
+  site: NonNullable<MatMulGroup['site']>,
+  s: Float32Array | number[],
+  names: Names,
+  added: TensorProto[],
+): void {
+  const divide = (t: TensorProto, node: NodeProto) => {
+    const v = floatData(t);
+    for (let j = 0; j < v.length; j++) v[j] = v[j]! / s[j]!;
+    const name = names.fresh(`${t.name}_smoothed`);
+    added.push(floatTensor(name, v, (t.dims ?? []).map(Number)));
+    replaceInput(node, t.name!, name);
+  };
+  if (site.kind === 'layernorm') {
+    divide(site.gamma, site.node);
+    if (site.beta) divide(site.beta, site.node);
+  } else {
+    divide(site.gamma, site.mul);
+    divide(site.beta, site.add);
+  }
+}
+
+/** One MatMul to DynamicQuantizeMatMul: per-column int8 weights and scales, its bias Add folded in. */
+function quantizeMatMul(
+  m: WeightMatMul,
+  w: Float32Array,
+  weightBits: RewriteOptions['weightBits'],
+  names: Names,
+  out: { added: TensorProto[]; dropped: Set<NodeProto> },
+): void {
+  const { added, dropped } = out;
+  const node = m.node;
+  const { q, scale } = quantizeColumns(w, m.k, m.n, weightBits);
+  const qName = names.fresh(`${m.weight.name}_int8`);
+  const sName = names.fresh(`${m.weight.name}_scale`);
+  added.push(int8Tensor(qName, q, [m.k, m.n]), floatTensor(sName, scale, [m.n]));
+  const inputs = [m.input, qName, sName];
+  let output = node.output![0]!;
+  if (m.biasAdd) {
+    inputs.push('', m.biasAdd.bias.name!);
+    output = m.biasAdd.node.output![0]!;
+    dropped.add(m.biasAdd.node);
+  }
+  node.opType = 'DynamicQuantizeMatMul';
+  node.domain = MS_DOMAIN;
+  node.input = inputs;
+  node.output = [output];
+  node.attribute = [];
+}
+
+/**
  * Rewrites `model` in place (pass a clone): folds smoothing scales into the LayerNorms in front of the
  * weight MatMuls, then turns each MatMul (and its bias Add) into com.microsoft DynamicQuantizeMatMul
  * with int8 per-column weights. Activations are quantized per tensor at run time by onnxruntime.
@@ -147,21 +201,7 @@ export function rewriteInt8(
         for (let c = 0; c < m.n; c++) w[row + c] = w[row + c]! * sj;
       }
     }
-    const site = group.site;
-    const divide = (t: TensorProto, node: NodeProto) => {
-      const v = floatData(t);
-      for (let j = 0; j < v.length; j++) v[j] = v[j]! / s[j]!;
-      const name = names.fresh(`${t.name}_smoothed`);
-      added.push(floatTensor(name, v, (t.dims ?? []).map(Number)));
-      replaceInput(node, t.name!, name);
-    };
-    if (site.kind === 'layernorm') {
-      divide(site.gamma, site.node);
-      if (site.beta) divide(site.beta, site.node);
-    } else {
-      divide(site.gamma, site.mul);
-      divide(site.beta, site.add);
-    }
+    divideSite(group.site, s, names, added);
     report.smoothedGroups++;
     for (const v of s) allScales.push(v);
   }
@@ -179,22 +219,7 @@ export function rewriteInt8(
         }
         continue;
       }
-      const { q, scale } = quantizeColumns(w, m.k, m.n, opts.weightBits);
-      const qName = names.fresh(`${m.weight.name}_int8`);
-      const sName = names.fresh(`${m.weight.name}_scale`);
-      added.push(int8Tensor(qName, q, [m.k, m.n]), floatTensor(sName, scale, [m.n]));
-      const inputs = [m.input, qName, sName];
-      let output = node.output![0]!;
-      if (m.biasAdd) {
-        inputs.push('', m.biasAdd.bias.name!);
-        output = m.biasAdd.node.output![0]!;
-        dropped.add(m.biasAdd.node);
-      }
-      node.opType = 'DynamicQuantizeMatMul';
-      node.domain = MS_DOMAIN;
-      node.input = inputs;
-      node.output = [output];
-      node.attribute = [];
+      quantizeMatMul(m, w, opts.weightBits, names, { added, dropped });
       report.quantized.push(m.name);
     }
   }

@@ -135,20 +135,11 @@ export function fillInput(buf: Float32Array, seed = 0): Float32Array {
   return buf;
 }
 
-export async function calibrate(opts: CalibrateOptions = {}): Promise<CalibrationResult> {
-  const started = performance.now();
-  const resources = opts.resources ?? (await detectLocalResources());
-  const provider = opts.provider ?? (resources.gpus.length > 0 ? 'cuda' : 'cpu');
-  const batchSizes = positiveList(opts.batchSizes ?? DEFAULT_CALIBRATE_BATCH_SIZES, 'batch sizes');
-  const seconds = opts.seconds ?? DEFAULT_CALIBRATE_SECONDS;
-  if (!(seconds > 0)) throw new EmbedpoolError('CONFIG_INVALID', 'seconds must be positive');
-  const maxBatch = batchSizes.at(-1)!;
-  const basePlan = planForResources(resources, { provider, batchSize: maxBatch });
-  const threads = positiveList(
-    opts.threads ?? [Math.max(1, Math.floor(basePlan.intraOpThreads / 2)), basePlan.intraOpThreads],
-    'threads',
-  );
-
+/** The model to measure: the given one, or the random DINOv2 built once in the cache (and its int8 copy). */
+async function calibrationModel(
+  opts: CalibrateOptions,
+  provider: ExecutionProvider,
+): Promise<{ modelPath: string; builtModel: boolean }> {
   let modelPath = opts.modelPath;
   let builtModel = false;
   if (modelPath === undefined) {
@@ -186,26 +177,95 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
       seconds: (performance.now() - t) / 1000,
     });
   }
-  const modelBytes = await fileSize(modelPath);
-  if (modelBytes === null) throw new EmbedpoolError('MODEL_NOT_FOUND', `model file not found: ${modelPath}`);
-  const precision = (await readModelPrecision(modelPath)).precision;
-  const modelVariant: ModelVariant | undefined =
-    precision === 'int8'
-      ? 'int8'
-      : precision === 'float16'
-        ? 'fp16'
-        : precision === 'float32'
-          ? 'fp32'
-          : undefined;
-  if (opts.int8 && modelVariant !== 'int8') {
-    throw new EmbedpoolError(
-      'CONFIG_INVALID',
-      `${modelPath} is not an int8 model (embedpool model quantize)`,
-    );
-  }
-  // Only int8 changes the plan (it is CPU-only); fp32 vs fp16 follows the provider as before.
-  const variantOpt: Pick<PlanOptions, 'modelVariant'> = modelVariant === 'int8' ? { modelVariant } : {};
+  return { modelPath, builtModel };
+}
 
+/** The plan's name for a model file's precision; undefined when it is none of the three. */
+function variantOf(precision: string): ModelVariant | undefined {
+  return precision === 'int8'
+    ? 'int8'
+    : precision === 'float16'
+      ? 'fp16'
+      : precision === 'float32'
+        ? 'fp32'
+        : undefined;
+}
+
+/**
+ * Every batch size for `seconds` each on a loaded engine, all its sessions busy at once, after one warm-up
+ * run of the largest batch per session (so arenas are grown before timing starts). Appends one row per size.
+ */
+async function measure(
+  engine: Engine,
+  m: { intra: number; sessions: number; batchSizes: number[]; seconds: number; maxBatch: number },
+  rows: CalibrationRow[],
+  onProgress: CalibrateOptions['onProgress'],
+): Promise<void> {
+  const { intra, sessions, batchSizes, seconds, maxBatch } = m;
+  const height = engine.info.height ?? 224;
+  const width = engine.info.width ?? 224;
+  const per = 3 * height * width;
+  const buffers = Array.from({ length: sessions }, () => fillInput(new Float32Array(maxBatch * per)));
+  // Warm-up: every session runs the largest batch once, so arenas are grown before timing starts.
+  await Promise.all(
+    buffers.map(async (b, i) => {
+      buffers[i] = (await engine.infer(b, maxBatch, height, width)).input;
+    }),
+  );
+  for (const batch of batchSizes) {
+    let runs = 0;
+    const t0 = performance.now();
+    const deadline = t0 + seconds * 1000;
+    await Promise.all(
+      buffers.map(async (_, i) => {
+        let mine = 0;
+        while (mine === 0 || performance.now() < deadline) {
+          buffers[i] = (await engine.infer(buffers[i]!, batch, height, width)).input;
+          mine++;
+          runs++;
+        }
+      }),
+    );
+    const elapsed = (performance.now() - t0) / 1000;
+    const row: CalibrationRow = {
+      intraOpThreads: intra,
+      sessions,
+      batchSize: batch,
+      runs,
+      images: runs * batch,
+      seconds: elapsed,
+      imagesPerSecond: (runs * batch) / elapsed,
+      msPerBatch: (elapsed * 1000 * sessions) / runs,
+    };
+    rows.push(row);
+    onProgress?.({ type: 'row', row });
+  }
+}
+
+/**
+ * Loads the model once per intra-op thread count (with as many sessions as the plan would run) and
+ * measures every batch size; a thread count whose layout cannot fit this machine is skipped.
+ */
+async function measureLayouts(
+  opts: CalibrateOptions,
+  c: {
+    resources: Resources;
+    provider: ExecutionProvider;
+    threads: number[];
+    batchSizes: number[];
+    seconds: number;
+    maxBatch: number;
+    modelPath: string;
+    modelBytes: number;
+    variantOpt: Pick<PlanOptions, 'modelVariant'>;
+  },
+): Promise<{
+  rows: CalibrationRow[];
+  actualProvider: ExecutionProvider;
+  fallbackReason: string | undefined;
+}> {
+  const { resources, provider, threads, batchSizes, seconds, maxBatch, modelPath, modelBytes, variantOpt } =
+    c;
   const rows: CalibrationRow[] = [];
   let actualProvider: ExecutionProvider = provider;
   let fallbackReason: string | undefined;
@@ -239,48 +299,53 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
     actualProvider = engine.provider;
     fallbackReason = engine.fallbackReason;
     try {
-      const height = engine.info.height ?? 224;
-      const width = engine.info.width ?? 224;
-      const per = 3 * height * width;
-      const buffers = Array.from({ length: sessions }, () => fillInput(new Float32Array(maxBatch * per)));
-      // Warm-up: every session runs the largest batch once, so arenas are grown before timing starts.
-      await Promise.all(
-        buffers.map(async (b, i) => {
-          buffers[i] = (await engine.infer(b, maxBatch, height, width)).input;
-        }),
-      );
-      for (const batch of batchSizes) {
-        let runs = 0;
-        const t0 = performance.now();
-        const deadline = t0 + seconds * 1000;
-        await Promise.all(
-          buffers.map(async (_, i) => {
-            let mine = 0;
-            while (mine === 0 || performance.now() < deadline) {
-              buffers[i] = (await engine.infer(buffers[i]!, batch, height, width)).input;
-              mine++;
-              runs++;
-            }
-          }),
-        );
-        const elapsed = (performance.now() - t0) / 1000;
-        const row: CalibrationRow = {
-          intraOpThreads: intra,
-          sessions,
-          batchSize: batch,
-          runs,
-          images: runs * batch,
-          seconds: elapsed,
-          imagesPerSecond: (runs * batch) / elapsed,
-          msPerBatch: (elapsed * 1000 * sessions) / runs,
-        };
-        rows.push(row);
-        opts.onProgress?.({ type: 'row', row });
-      }
+      await measure(engine, { intra, sessions, batchSizes, seconds, maxBatch }, rows, opts.onProgress);
     } finally {
       await engine.close();
     }
   }
+  return { rows, actualProvider, fallbackReason };
+}
+
+export async function calibrate(opts: CalibrateOptions = {}): Promise<CalibrationResult> {
+  const started = performance.now();
+  const resources = opts.resources ?? (await detectLocalResources());
+  const provider = opts.provider ?? (resources.gpus.length > 0 ? 'cuda' : 'cpu');
+  const batchSizes = positiveList(opts.batchSizes ?? DEFAULT_CALIBRATE_BATCH_SIZES, 'batch sizes');
+  const seconds = opts.seconds ?? DEFAULT_CALIBRATE_SECONDS;
+  if (!(seconds > 0)) throw new EmbedpoolError('CONFIG_INVALID', 'seconds must be positive');
+  const maxBatch = batchSizes.at(-1)!;
+  const basePlan = planForResources(resources, { provider, batchSize: maxBatch });
+  const threads = positiveList(
+    opts.threads ?? [Math.max(1, Math.floor(basePlan.intraOpThreads / 2)), basePlan.intraOpThreads],
+    'threads',
+  );
+
+  const { modelPath, builtModel } = await calibrationModel(opts, provider);
+  const modelBytes = await fileSize(modelPath);
+  if (modelBytes === null) throw new EmbedpoolError('MODEL_NOT_FOUND', `model file not found: ${modelPath}`);
+  const precision = (await readModelPrecision(modelPath)).precision;
+  const modelVariant = variantOf(precision);
+  if (opts.int8 && modelVariant !== 'int8') {
+    throw new EmbedpoolError(
+      'CONFIG_INVALID',
+      `${modelPath} is not an int8 model (embedpool model quantize)`,
+    );
+  }
+  // Only int8 changes the plan (it is CPU-only); fp32 vs fp16 follows the provider as before.
+  const variantOpt: Pick<PlanOptions, 'modelVariant'> = modelVariant === 'int8' ? { modelVariant } : {};
+
+  const { rows, actualProvider, fallbackReason } = await measureLayouts(opts, {
+    resources,
+    provider,
+    threads,
+    batchSizes,
+    seconds,
+    maxBatch,
+    modelPath,
+    modelBytes,
+    variantOpt,
+  });
   if (rows.length === 0) {
     throw new EmbedpoolError('CONFIG_INVALID', 'no thread count could be measured: none fits this machine');
   }

@@ -343,12 +343,103 @@ export function planForSize(size: string | VmSize, opts: PlanOptions = {}): Work
   return buildPlan(resources, opts, vm.size, extra);
 }
 
-function buildPlan(
+/** What a worker process runs with, before the memory check: the plan's numbers and why. */
+interface Layout {
+  processCount: number;
+  vcpusPerProcess: number;
+  intra: number;
+  sessions: number;
+  decode: number;
+  batch: number;
+  batchWaitMs: number;
+  gpuMemoryGib: number | null;
+}
+
+/** One process per GPU; its vCPUs mostly decode (a GPU embeds far faster than one core decodes). */
+function gpuLayout(res: Required<Resources>, opts: PlanOptions, notes: string[], warnings: string[]): Layout {
+  const processCount = res.gpus.length;
+  const vcpusPerProcess = Math.max(1, Math.floor(res.vcpus / processCount));
+  const gpuMemoryGib = Math.min(...res.gpus.map((g) => g.memoryGib));
+  const decode = opts.decodeThreads ?? Math.max(1, vcpusPerProcess - 1);
+  const intra = opts.intraOpThreads ?? 1;
+  const sessions = opts.inferenceThreads ?? 2;
+  const batch = opts.batchSize ?? (gpuMemoryGib >= 32 ? 64 : 32);
+  const batchWaitMs = opts.batchWaitMs ?? 10;
+  notes.push(
+    `one process per GPU (${processCount}), ${vcpusPerProcess} vCPUs each`,
+    `decoding gets ${decode} of them: a GPU embeds far faster than one core decodes`,
+    `${sessions} CUDA sessions per GPU overlap host copies with kernels; ${intra} intra-op thread each`,
+    `batch ${batch} on ${gpuMemoryGib} GiB GPUs, waiting up to ${batchWaitMs} ms to fill`,
+  );
+  if (res.vcpus < processCount) {
+    warnings.push(`${res.vcpus} vCPUs for ${processCount} GPUs: decoding will starve the GPUs`);
+  }
+  return { processCount, vcpusPerProcess, intra, sessions, decode, batch, batchWaitMs, gpuMemoryGib };
+}
+
+/** One process; intra-op sessions on the physical cores, decoding on SMT siblings or a few cores. */
+function cpuLayout(
   res: Required<Resources>,
   opts: PlanOptions,
-  size: string | null,
-  extraWarnings: string[] = [],
-): WorkerPlan {
+  m: { physicalCores: number; modelVariant: ModelVariant },
+  notes: string[],
+  warnings: string[],
+): Layout {
+  const { physicalCores, modelVariant } = m;
+  let decode: number;
+  let intra: number;
+  let sessions: number;
+  const processCount = 1;
+  const vcpusPerProcess = res.vcpus;
+  let inferenceCores: number;
+  if (res.smt) {
+    decode = opts.decodeThreads ?? Math.max(1, Math.ceil(physicalCores / 4));
+    inferenceCores = physicalCores;
+    notes.push(
+      `${res.vcpus} vCPUs are SMT siblings: ${physicalCores} physical cores carry the intra-op threads, ` +
+        `${decode} decode thread(s) use the spare siblings`,
+    );
+  } else {
+    decode = opts.decodeThreads ?? Math.max(1, Math.ceil(res.vcpus / 8));
+    inferenceCores = res.vcpus < 8 ? res.vcpus : Math.max(1, res.vcpus - decode);
+    notes.push(
+      res.vcpus < 8
+        ? `${res.vcpus} whole cores: inference uses all of them and ${decode} decode thread(s) share them ` +
+            '(decoding is ~10 % of the work; reserving a core would idle more than it saves)'
+        : `${res.vcpus} whole cores: ${decode} for decoding, ${inferenceCores} for inference`,
+    );
+  }
+  if (opts.intraOpThreads !== undefined) {
+    intra = opts.intraOpThreads;
+    sessions = opts.inferenceThreads ?? Math.max(1, Math.floor(inferenceCores / intra));
+  } else {
+    sessions = opts.inferenceThreads ?? Math.ceil(inferenceCores / MAX_INTRA_OP_PER_SESSION);
+    intra = Math.max(1, Math.floor(inferenceCores / sessions));
+  }
+  const batch = opts.batchSize ?? (intra <= 4 ? 4 : 8);
+  const batchWaitMs = opts.batchWaitMs ?? 2;
+  notes.push(
+    `${sessions} session(s) x ${intra} intra-op threads (one session scales poorly past ` +
+      `${MAX_INTRA_OP_PER_SESSION} threads)`,
+    `batch ${batch}, wait ${batchWaitMs} ms: batching buys little on CPU and adds latency`,
+  );
+  if (modelVariant === 'int8') {
+    notes.push(
+      'int8 model (embedpool model quantize): ~2-2.9x the fp32 images/s on CPUs with VNNI ' +
+        '(AVX512-VNNI, AVX-VNNI), less on AVX2 only; see docs/sizing.md',
+    );
+  }
+  if (intra * sessions > res.vcpus) {
+    warnings.push(`${intra * sessions} intra-op threads oversubscribe ${res.vcpus} vCPUs`);
+  }
+  return { processCount, vcpusPerProcess, intra, sessions, decode, batch, batchWaitMs, gpuMemoryGib: null };
+}
+
+/** Refuses options no plan can honour; the provider (GPUs: cuda) and model variant the plan is for. */
+function checkPlanOptions(
+  res: Required<Resources>,
+  opts: PlanOptions,
+): { provider: ExecutionProvider; modelVariant: ModelVariant } {
   positiveInt(opts.batchSize, 'batchSize', MAX_BATCH);
   positiveInt(opts.intraOpThreads, 'intraOpThreads');
   positiveInt(opts.inferenceThreads, 'inferenceThreads');
@@ -368,84 +459,29 @@ function buildPlan(
     throw invalid('the fp16 model is for GPUs; on CPU use fp32 or int8 (embedpool model quantize)');
   }
   const modelVariant: ModelVariant = opts.modelVariant ?? (provider === 'cuda' ? 'fp16' : 'fp32');
+  return { provider, modelVariant };
+}
+
+function buildPlan(
+  res: Required<Resources>,
+  opts: PlanOptions,
+  size: string | null,
+  extraWarnings: string[] = [],
+): WorkerPlan {
+  const { provider, modelVariant } = checkPlanOptions(res, opts);
   const modelBytes = opts.modelBytes ?? DEFAULT_MODEL_BYTES[modelVariant];
   const memoryModel: MemoryModel = { ...DEFAULT_MEMORY_MODEL, ...opts.memory };
   const physicalCores = res.smt ? Math.max(1, Math.floor(res.vcpus / 2)) : res.vcpus;
   const notes: string[] = [];
   const warnings = [...extraWarnings];
 
-  let processCount: number;
-  let vcpusPerProcess: number;
-  let intra: number;
-  let sessions: number;
-  let decode: number;
-  let batch: number;
-  let batchWaitMs: number;
-  let gpuMemoryGib: number | null = null;
-
-  if (provider === 'cuda') {
-    processCount = res.gpus.length;
-    vcpusPerProcess = Math.max(1, Math.floor(res.vcpus / processCount));
-    gpuMemoryGib = Math.min(...res.gpus.map((g) => g.memoryGib));
-    decode = opts.decodeThreads ?? Math.max(1, vcpusPerProcess - 1);
-    intra = opts.intraOpThreads ?? 1;
-    sessions = opts.inferenceThreads ?? 2;
-    batch = opts.batchSize ?? (gpuMemoryGib >= 32 ? 64 : 32);
-    batchWaitMs = opts.batchWaitMs ?? 10;
-    notes.push(
-      `one process per GPU (${processCount}), ${vcpusPerProcess} vCPUs each`,
-      `decoding gets ${decode} of them: a GPU embeds far faster than one core decodes`,
-      `${sessions} CUDA sessions per GPU overlap host copies with kernels; ${intra} intra-op thread each`,
-      `batch ${batch} on ${gpuMemoryGib} GiB GPUs, waiting up to ${batchWaitMs} ms to fill`,
-    );
-    if (res.vcpus < processCount) {
-      warnings.push(`${res.vcpus} vCPUs for ${processCount} GPUs: decoding will starve the GPUs`);
-    }
-  } else {
-    processCount = 1;
-    vcpusPerProcess = res.vcpus;
-    let inferenceCores: number;
-    if (res.smt) {
-      decode = opts.decodeThreads ?? Math.max(1, Math.ceil(physicalCores / 4));
-      inferenceCores = physicalCores;
-      notes.push(
-        `${res.vcpus} vCPUs are SMT siblings: ${physicalCores} physical cores carry the intra-op threads, ` +
-          `${decode} decode thread(s) use the spare siblings`,
-      );
-    } else {
-      decode = opts.decodeThreads ?? Math.max(1, Math.ceil(res.vcpus / 8));
-      inferenceCores = res.vcpus < 8 ? res.vcpus : Math.max(1, res.vcpus - decode);
-      notes.push(
-        res.vcpus < 8
-          ? `${res.vcpus} whole cores: inference uses all of them and ${decode} decode thread(s) share them ` +
-              '(decoding is ~10 % of the work; reserving a core would idle more than it saves)'
-          : `${res.vcpus} whole cores: ${decode} for decoding, ${inferenceCores} for inference`,
-      );
-    }
-    if (opts.intraOpThreads !== undefined) {
-      intra = opts.intraOpThreads;
-      sessions = opts.inferenceThreads ?? Math.max(1, Math.floor(inferenceCores / intra));
-    } else {
-      sessions = opts.inferenceThreads ?? Math.ceil(inferenceCores / MAX_INTRA_OP_PER_SESSION);
-      intra = Math.max(1, Math.floor(inferenceCores / sessions));
-    }
-    batch = opts.batchSize ?? (intra <= 4 ? 4 : 8);
-    batchWaitMs = opts.batchWaitMs ?? 2;
-    notes.push(
-      `${sessions} session(s) x ${intra} intra-op threads (one session scales poorly past ` +
-        `${MAX_INTRA_OP_PER_SESSION} threads)`,
-      `batch ${batch}, wait ${batchWaitMs} ms: batching buys little on CPU and adds latency`,
-    );
-    if (modelVariant === 'int8') {
-      notes.push(
-        'int8 model (embedpool model quantize): ~2-2.9x the fp32 images/s on CPUs with VNNI ' +
-          '(AVX512-VNNI, AVX-VNNI), less on AVX2 only; see docs/sizing.md',
-      );
-    }
-    if (intra * sessions > res.vcpus) {
-      warnings.push(`${intra * sessions} intra-op threads oversubscribe ${res.vcpus} vCPUs`);
-    }
-  }
+  const layout =
+    provider === 'cuda'
+      ? gpuLayout(res, opts, notes, warnings)
+      : cpuLayout(res, opts, { physicalCores, modelVariant }, notes, warnings);
+  const { processCount, vcpusPerProcess, intra, sessions, decode, gpuMemoryGib } = layout;
+  let { batch } = layout;
+  const { batchWaitMs } = layout;
 
   const concurrencyFor = (b: number) => opts.workerConcurrency ?? (sessions + 1) * b + decode;
   const estimate = (b: number) =>

@@ -99,6 +99,32 @@ export function parseDib(bytes: Uint8Array, start: number, fileOffset: number, f
   let dataOffset = fileOffset;
   if (fileOffset === 14 + headerSize && bits <= 8) dataOffset += 4 * colors;
 
+  const layout = pixelLayout(bits, compression, masks, format);
+
+  let palette: Uint8Array | undefined;
+  if (layout === 'palette') {
+    palette = readPalette(bytes, pos, colors, paletteEntryBytes, format);
+    pos += colors * paletteEntryBytes;
+  }
+  return {
+    width,
+    height,
+    bits,
+    compression,
+    topDown,
+    layout,
+    palette,
+    dataOffset: dataOffset || pos,
+  };
+}
+
+/** How the pixels are stored, from the depth and the compression; refuses what Pillow refuses. */
+function pixelLayout(
+  bits: number,
+  compression: number,
+  masks: [number, number, number, number] | undefined,
+  format: string,
+): PixelLayout {
   let layout: PixelLayout;
   if (bits === 1 || bits === 4 || bits === 8) layout = 'palette';
   else if (bits === 16) layout = 'bgr15';
@@ -113,31 +139,28 @@ export function parseDib(bytes: Uint8Array, start: number, fileOffset: number, f
   } else if (compression !== RAW) {
     throw decodeFailed(format, `unsupported BMP compression ${compression}`);
   }
+  return layout;
+}
 
-  let palette: Uint8Array | undefined;
-  if (layout === 'palette') {
-    if (!(colors > 0 && colors <= 65536)) throw decodeFailed(format, `unsupported palette size ${colors}`);
-    palette = new Uint8Array(256 * 3);
-    const n = Math.min(colors, 256);
-    if (pos + n * paletteEntryBytes > bytes.length) throw truncated(format);
-    for (let i = 0; i < n; i++) {
-      const p = pos + i * paletteEntryBytes;
-      palette[i * 3] = bytes[p + 2]!;
-      palette[i * 3 + 1] = bytes[p + 1]!;
-      palette[i * 3 + 2] = bytes[p]!;
-    }
-    pos += colors * paletteEntryBytes;
+/** The colour table at `pos` as RGB triples (256 entries; a larger table's rest is skipped). */
+function readPalette(
+  bytes: Uint8Array,
+  pos: number,
+  colors: number,
+  entryBytes: number,
+  format: string,
+): Uint8Array {
+  if (!(colors > 0 && colors <= 65536)) throw decodeFailed(format, `unsupported palette size ${colors}`);
+  const palette = new Uint8Array(256 * 3);
+  const n = Math.min(colors, 256);
+  if (pos + n * entryBytes > bytes.length) throw truncated(format);
+  for (let i = 0; i < n; i++) {
+    const p = pos + i * entryBytes;
+    palette[i * 3] = bytes[p + 2]!;
+    palette[i * 3 + 1] = bytes[p + 1]!;
+    palette[i * 3 + 2] = bytes[p]!;
   }
-  return {
-    width,
-    height,
-    bits,
-    compression,
-    topDown,
-    layout,
-    palette,
-    dataOffset: dataOffset || pos,
-  };
+  return palette;
 }
 
 /** The bitfield layouts Pillow accepts; anything else is an error there too. */

@@ -1,18 +1,41 @@
+/**
+ * The fetch stage: one image reference to its encoded bytes. URLs are fetched under the URL policy
+ * (core/net safe-fetch); base64 and data: URIs are decoded; inline refs are read from the job's inline
+ * bytes (Redis or blob staging); ingestion blobs arrive already in hand.
+ */
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { safeFetch, type UrlPolicy } from '@embedpool/core/net';
 import type { ImageRef, InlineReader, LoadedImage } from '@embedpool/core/queue';
+import { inSpan } from '@embedpool/core/telemetry';
+import type { WorkerMetrics } from '../metrics';
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 const DATA_URI = /^data:([^;,]*)(?:;[^,]*)?;base64,/i;
+
+export interface FetchOptions {
+  policy: UrlPolicy;
+  maxBytes: number;
+  signal?: AbortSignal;
+  inline?: InlineReader;
+}
+
+/** loadImageBytes as a traced stage (`fetch` span); URL fetches are timed in the `fetch` stage metric. */
+export async function fetchImage(
+  ref: ImageRef | LoadedImage,
+  opts: FetchOptions,
+  metrics?: WorkerMetrics,
+): Promise<Uint8Array> {
+  const started = performance.now();
+  const bytes = await inSpan('fetch', { 'embedpool.image.kind': ref.kind }, () => loadImageBytes(ref, opts));
+  if (ref.kind === 'url') metrics?.stage.observe({ stage: 'fetch' }, (performance.now() - started) / 1000);
+  return bytes;
+}
 
 /**
  * The encoded bytes of one image: fetched under the URL policy, decoded from base64, read from the job's
  * inline bytes, or already in hand.
  */
-export async function loadImageBytes(
-  ref: ImageRef | LoadedImage,
-  opts: { policy: UrlPolicy; maxBytes: number; signal?: AbortSignal; inline?: InlineReader },
-): Promise<Uint8Array> {
+export async function loadImageBytes(ref: ImageRef | LoadedImage, opts: FetchOptions): Promise<Uint8Array> {
   if (ref.kind === 'bytes' || ref.kind === 'inline') {
     const bytes = ref.kind === 'bytes' ? ref.bytes : await readInline(ref, opts.inline);
     if (bytes.byteLength === 0) throw new EmbedpoolError('IMAGE_EMPTY', 'image is empty');
