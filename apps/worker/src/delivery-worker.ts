@@ -10,17 +10,24 @@ import {
   type DeliveryJobData,
   deliveryBackoffStrategy,
   deliveryHeaders,
-  deliveryJobSchema,
   goneReason,
 } from '@embedpool/core/delivery';
-import { type ErrorCode, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { decodeJobFailure, type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
 import { type DeliveryState, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { createUrlPolicy, safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
-import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
+import { safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
+import {
+  createDispatcher,
+  createRedis,
+  JOBS,
+  JobProducer,
+  prepareRedisAuth,
+  QUEUES,
+} from '@embedpool/core/queue';
 import { bullmqTelemetry } from '@embedpool/core/telemetry';
-import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createCallbackPolicy, type WorkerDeps } from './deps';
 
 /** A URL the policy refuses can never become deliverable by retrying: dead-lettered at once. */
 const UNRECOVERABLE_CODES: ReadonlySet<ErrorCode> = new Set([
@@ -73,19 +80,7 @@ export function createDeliveryMetrics(registry: Registry) {
 
 export type DeliveryMetrics = ReturnType<typeof createDeliveryMetrics>;
 
-/** Callback URLs pass the same address rules as image URLs (FETCH_ALLOW, FETCH_* timeouts); no redirects. */
-export function createCallbackPolicy(config: Config): UrlPolicy {
-  return createUrlPolicy({
-    allow: config.FETCH_ALLOW,
-    maxRedirects: 0,
-    connectTimeoutMs: config.FETCH_CONNECT_TIMEOUT_MS,
-    headersTimeoutMs: config.FETCH_HEADERS_TIMEOUT_MS,
-    totalTimeoutMs: config.FETCH_TOTAL_TIMEOUT_MS,
-    // The receiver's response body is never read (it is discarded once the status is known), so this only
-    // keeps a large declared Content-Length on a 2xx from counting as a failure.
-    maxBytes: 1 << 30,
-  });
-}
+export { createCallbackPolicy } from './deps';
 
 export interface StartDeliveryWorkerOptions {
   config: Config;
@@ -93,8 +88,10 @@ export interface StartDeliveryWorkerOptions {
   registry?: Registry;
   /** Defaults to a JobStore on this worker's own Redis connection (QUEUE_PREFIX, JOB_TTL_S). */
   store?: JobStore;
-  /** Defaults to createCallbackPolicy(config). */
+  /** Defaults to deps.callbackPolicy, else createCallbackPolicy(config). */
   policy?: UrlPolicy;
+  /** The process's shared Redis client and policies (the embed worker's `handle.deps`); its owner closes it. */
+  deps?: WorkerDeps;
   /** Parallel POSTs; default 16. */
   concurrency?: number;
 }
@@ -115,24 +112,21 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   });
   const registry = opts.registry ?? new Registry();
   const metrics = createDeliveryMetrics(registry);
-  const policy = opts.policy ?? createCallbackPolicy(config);
-  await prepareRedisAuth(config);
-  const redis = createRedis(config, 'consumer');
-  const store = opts.store ?? new JobStore(redis, prefix, config.JOB_TTL_S);
+  const shared = opts.deps;
+  const policy = opts.policy ?? shared?.callbackPolicy ?? createCallbackPolicy(config);
+  if (!shared) await prepareRedisAuth(config);
+  const redis = shared?.redis ?? createRedis(config, 'consumer');
+  const store = opts.store ?? shared?.jobStore ?? new JobStore(redis, prefix, config.JOB_TTL_S);
   const secret = config.CALLBACK_SECRET;
   if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
 
-  const queue = new Queue<DeliveryJobData>(QUEUES.deliveries, { connection: redis, prefix });
-  queue.on('error', () => {});
+  // Read-only (the dead-letter count): a producer of its own, closed with this worker.
+  const producer = new JobProducer(redis, { prefix });
+  const queue = producer.queue(QUEUES.deliveries);
   metrics.setDeadLetterSource(() => queue.getFailedCount());
 
-  const processor = async (job: Job<DeliveryJobData>) => {
-    const parsed = deliveryJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      throw permanentJobFailure('BAD_REQUEST', `invalid delivery job: ${parsed.error.message}`);
-    }
-    const data = parsed.data;
+  const deliver = async (job: Job<DeliveryJobData>) => {
+    const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const log = logger.child({ jobId: data.jobId, deliveryId: data.deliveryId, attempt });
@@ -206,7 +200,15 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     return { status };
   };
 
-  const workerConnection = createRedis(config, 'consumer');
+  const dispatch = createDispatcher(QUEUES.deliveries, { [JOBS.deliver]: deliver });
+  const processor = (job: Job<DeliveryJobData>) =>
+    dispatch(job).catch((err: unknown) => {
+      // Refused on dequeue (an invalid payload, an unknown name): dead at once, and counted as such.
+      if (err instanceof UnrecoverableError && decodeJobFailure(err.message)?.code === 'BAD_REQUEST')
+        metrics.deliveries.inc({ outcome: 'dead' });
+      throw err;
+    });
+  const workerConnection = shared ? shared.workerConnection() : createRedis(config, 'consumer');
   const worker = new Worker<DeliveryJobData>(QUEUES.deliveries, processor, {
     connection: workerConnection,
     prefix,
@@ -227,9 +229,9 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   const close = () => {
     closing ??= (async () => {
       await worker.close();
-      await queue.close();
+      await producer.close();
       workerConnection.disconnect();
-      redis.disconnect();
+      if (!shared) redis.disconnect();
       logger.info('delivery worker stopped');
     })();
     return closing;

@@ -1,9 +1,8 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { BlobStaging, writeJobVectors } from '@embedpool/core/blob';
-import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type EmbedJobData,
-  embedJobSchema,
   type JobLocation,
   type JobRecord,
   type JobStore,
@@ -53,19 +52,9 @@ function l2normalize(v: Float32Array): void {
  */
 export function createJobProcessor(deps: JobProcessorDeps) {
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
-    const parsed = embedJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      const refusal = permanentJobFailure('BAD_REQUEST', `invalid job payload: ${parsed.error.message}`);
-      // The record must not stay queued for ever: its id is the queue job's id (see JobQueue.add).
-      const raw: unknown = job.data;
-      const id =
-        raw && typeof raw === 'object' && 'jobId' in raw && typeof raw.jobId === 'string'
-          ? raw.jobId
-          : job.id;
-      if (id) await deps.store.fail(id, toEmbedpoolError(refusal).toJSON());
-      throw refusal;
-    }
-    const data = parsed.data;
+    // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts), which also closes the
+    // record of a job it refuses (embed-worker.ts).
+    const data = job.data;
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);
     if (!record) throw permanentJobFailure('NOT_FOUND', `job record ${data.jobId} is gone`);
@@ -133,7 +122,11 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       return { state: finished?.state ?? 'completed' };
     } catch (err) {
       const e = toEmbedpoolError(err);
-      const last = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // A permanent EmbedpoolError ends the job at once (the dispatcher makes it unrecoverable): record it now.
+      const last =
+        err instanceof UnrecoverableError ||
+        (err instanceof EmbedpoolError && err.permanent) ||
+        job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ err: e.message, code: e.code, attempt: job.attemptsMade + 1, last }, 'job attempt failed');
       if (last) {
         const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;

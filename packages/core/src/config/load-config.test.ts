@@ -29,8 +29,15 @@ describe('loadConfig', () => {
       CALLBACK_ATTEMPTS: 8,
       CALLBACK_BACKOFF_MS: 1000,
     });
-    const c = loadConfig({ SCORE_ATTEMPTS: '1', SCORE_BACKOFF_MS: '50', JOB_BACKOFF_MS: '20', INGEST_BACKOFF_MS: '30' });
-    expect([c.SCORE_ATTEMPTS, c.SCORE_BACKOFF_MS, c.JOB_BACKOFF_MS, c.INGEST_BACKOFF_MS]).toEqual([1, 50, 20, 30]);
+    const c = loadConfig({
+      SCORE_ATTEMPTS: '1',
+      SCORE_BACKOFF_MS: '50',
+      JOB_BACKOFF_MS: '20',
+      INGEST_BACKOFF_MS: '30',
+    });
+    expect([c.SCORE_ATTEMPTS, c.SCORE_BACKOFF_MS, c.JOB_BACKOFF_MS, c.INGEST_BACKOFF_MS]).toEqual([
+      1, 50, 20, 30,
+    ]);
     expect(() => loadConfig({ SCORE_ATTEMPTS: '0' })).toThrow(/SCORE_ATTEMPTS/);
   });
 

@@ -1,6 +1,13 @@
 import type { Job } from 'bullmq';
 import { EmbedpoolError, permanentJobFailure, toJobFailure } from '../errors';
-import { isJobName, JOB_CATALOGUE, type JobData, type JobName, type JobsOn, type QueueName } from './catalogue';
+import {
+  isJobName,
+  JOB_CATALOGUE,
+  type JobData,
+  type JobName,
+  type JobsOn,
+  type QueueName,
+} from './catalogue';
 
 /** What a worker runs for one job name: `job.data` is the payload as its catalogue schema parsed it. */
 export type Handler<K extends JobName> = (job: Job<JobData<K>>, token?: string) => Promise<unknown>;

@@ -77,7 +77,8 @@ export class JobProducer {
   /** The payload checked against its schema (defaults applied); BAD_REQUEST when it does not fit. */
   parse<K extends JobName>(name: K, data: JobInput<K>): ValidJob<K> {
     const parsed = JOB_CATALOGUE[name].schema.safeParse(data);
-    if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid ${name} job: ${parsed.error.message}`);
+    if (!parsed.success)
+      throw new EmbedpoolError('BAD_REQUEST', `invalid ${name} job: ${parsed.error.message}`);
     return parsed.data as ValidJob<K>;
   }
 
@@ -90,8 +91,8 @@ export class JobProducer {
     }
   }
 
-  /** Parses and adds one job. */
-  enqueue<K extends JobName>(name: K, data: JobInput<K>, opts: EnqueueOptions = {}): Promise<Job> {
+  /** Parses and adds one job (a payload that does not fit rejects, as a refused add does). */
+  async enqueue<K extends JobName>(name: K, data: JobInput<K>, opts: EnqueueOptions = {}): Promise<Job> {
     return this.add(name, this.parse(name, data), opts);
   }
 
@@ -101,7 +102,11 @@ export class JobProducer {
     jobs: readonly { data: JobInput<K>; opts?: EnqueueOptions }[],
   ): Promise<Job[]> {
     if (jobs.length === 0) return [];
-    const parsed = jobs.map((j) => ({ name, data: this.parse(name, j.data), opts: this.options(name, j.opts) }));
+    const parsed = jobs.map((j) => ({
+      name,
+      data: this.parse(name, j.data),
+      opts: this.options(name, j.opts),
+    }));
     try {
       return await this.queue(JOB_CATALOGUE[name].queue).addBulk(parsed);
     } catch (err) {
