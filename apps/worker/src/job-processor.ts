@@ -52,8 +52,8 @@ function l2normalize(v: Float32Array): void {
  */
 export function createJobProcessor(deps: JobProcessorDeps) {
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
-    // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts), which also closes the
-    // record of a job it refuses (embed-worker.ts).
+    // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts); embed-worker.ts closes
+    // the record of a job the dispatcher refuses.
     const data = job.data;
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);

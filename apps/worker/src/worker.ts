@@ -32,7 +32,7 @@ export interface StartWorkerOptions {
   registry?: Registry;
   /** Skip model resolution (tests, or a caller that resolved it already). */
   model?: ModelSource;
-  /** Where async jobs with callbacks hand their delivery. */
+  /** Where async jobs with callbacks hand their delivery (ignored with `deps`: its own is used). */
   deliveries?: DeliveryEnqueuer;
   /**
    * Redis clients, storage client and URL policies shared with the process's other consumers (the delivery
