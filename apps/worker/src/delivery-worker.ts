@@ -26,6 +26,7 @@ import {
 } from '@embedpool/core/queue';
 import { bullmqTelemetry } from '@embedpool/core/telemetry';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createCallbackPolicy, type WorkerDeps } from './deps';
 
@@ -104,28 +105,25 @@ export interface DeliveryWorkerHandle {
   close(): Promise<void>;
 }
 
-export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Promise<DeliveryWorkerHandle> {
-  const { config } = opts;
-  const prefix = config.QUEUE_PREFIX;
-  const logger = (opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL })).child({
-    component: 'delivery',
-  });
-  const registry = opts.registry ?? new Registry();
-  const metrics = createDeliveryMetrics(registry);
-  const shared = opts.deps;
-  const policy = opts.policy ?? shared?.callbackPolicy ?? createCallbackPolicy(config);
-  if (!shared) await prepareRedisAuth(config);
-  const redis = shared?.redis ?? createRedis(config, 'consumer');
-  const store = opts.store ?? shared?.jobStore ?? new JobStore(redis, prefix, config.JOB_TTL_S);
-  const secret = config.CALLBACK_SECRET;
-  if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
+interface DeliverDeps {
+  redis: Redis;
+  prefix: string;
+  store: JobStore;
+  secret: string | undefined;
+  policy: UrlPolicy;
+  metrics: DeliveryMetrics;
+  logger: Logger;
+}
 
-  // Read-only (the dead-letter count): a producer of its own, closed with this worker.
-  const producer = new JobProducer(redis, { prefix });
-  const queue = producer.queue(QUEUES.deliveries);
-  metrics.setDeadLetterSource(() => queue.getFailedCount());
-
-  const deliver = async (job: Job<DeliveryJobData>) => {
+/**
+ * The `deliver` handler: builds the body from the job record (and inline result) at send time, signs it
+ * with a fresh timestamp and POSTs it; records every attempt on the record. Long because each outcome
+ * (record gone, already delivered, body gone, no secret, refused address, HTTP failure, delivered) is a
+ * step of one attempt and shares its state.
+ */
+function createDeliverHandler(deps: DeliverDeps) {
+  const { redis, prefix, store, secret, policy, metrics, logger } = deps;
+  return async (job: Job<DeliveryJobData>) => {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
@@ -199,7 +197,30 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     log.info({ status }, 'callback delivered');
     return { status };
   };
+}
 
+export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Promise<DeliveryWorkerHandle> {
+  const { config } = opts;
+  const prefix = config.QUEUE_PREFIX;
+  const logger = (opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL })).child({
+    component: 'delivery',
+  });
+  const registry = opts.registry ?? new Registry();
+  const metrics = createDeliveryMetrics(registry);
+  const shared = opts.deps;
+  const policy = opts.policy ?? shared?.callbackPolicy ?? createCallbackPolicy(config);
+  if (!shared) await prepareRedisAuth(config);
+  const redis = shared?.redis ?? createRedis(config, 'consumer');
+  const store = opts.store ?? shared?.jobStore ?? new JobStore(redis, prefix, config.JOB_TTL_S);
+  const secret = config.CALLBACK_SECRET;
+  if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
+
+  // Read-only (the dead-letter count): a producer of its own, closed with this worker.
+  const producer = new JobProducer(redis, { prefix });
+  const queue = producer.queue(QUEUES.deliveries);
+  metrics.setDeadLetterSource(() => queue.getFailedCount());
+
+  const deliver = createDeliverHandler({ redis, prefix, store, secret, policy, metrics, logger });
   const dispatch = createDispatcher(QUEUES.deliveries, { [JOBS.deliver]: deliver });
   const processor = (job: Job<DeliveryJobData>) =>
     dispatch(job).catch((err: unknown) => {

@@ -48,7 +48,8 @@ function l2normalize(v: Float32Array): void {
 /**
  * An async job: embed every image, write the output (inline result, blobs, or the result a callback will
  * carry), record the outcome, then hand callbacks to the delivery queue. Every step is safe to repeat, so
- * a job retried after a crash or a storage outage ends with one output and one delivery.
+ * a job retried after a crash or a storage outage ends with one output and one delivery. (Long: the steps
+ * share the job's record, inline source and log, and each is commented where it starts.)
  */
 export function createJobProcessor(deps: JobProcessorDeps) {
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {

@@ -96,10 +96,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     logger,
     ...(opts.backlogSweepMs ? { backlogSweepMs: opts.backlogSweepMs } : {}),
   });
-  const fleet = registerFleetMetrics(registry, { redis: deps.redis, config });
   setPlanInfo(metrics, config, opts.plan);
-  const generation = new GenerationWatch({ redis: deps.redis, prefix: config.QUEUE_PREFIX, logger }).start();
-  registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
+  const fleet = watchFleet(registry, deps, logger);
 
   // Before the first heartbeat: /readyz counts this worker only once its first real request is not the
   // one that pays for onnxruntime's first-run allocations.
@@ -132,23 +130,18 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     'worker started',
   );
 
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
-      beat.stop();
-      generation.stop();
-      await embed.close();
-      // Chunks embed through the batcher and engine: they stop before those do.
-      await ingest?.close();
-      await batcher.close();
-      await engine.close();
-      await beat.leave();
-      await fleet.close();
-      if (!opts.deps) await deps.close();
-      logger.info({ workerId: id }, 'worker stopped');
-    })();
-    return closing;
-  };
+  const close = closeOnce(async () => {
+    beat.stop();
+    await embed.close();
+    // Chunks embed through the batcher and engine: they stop before those do.
+    await ingest?.close();
+    await batcher.close();
+    await engine.close();
+    await beat.leave();
+    await fleet.close();
+    if (!opts.deps) await deps.close();
+    logger.info({ workerId: id }, 'worker stopped');
+  });
   return {
     id,
     engine,
@@ -162,6 +155,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
     warmUp: { ...warm, finishedAt: warmedAt },
     firstHeartbeatAt: beat.firstAt,
     close,
+  };
+}
+
+/** `stop`, run at most once however often the returned function is called. */
+function closeOnce(stop: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => {
+    closing ??= stop();
+    return closing;
   };
 }
 
@@ -214,6 +216,23 @@ function workerInfo(
     precision: heartbeatPrecision(precision, model, engine.info.inputType),
     pool: config.WORKER_POOL,
     startedAt: Date.now(),
+  };
+}
+
+/**
+ * The fleet-wide series (queue depth, backlog, desired workers) and the data-loss watch (generation), read
+ * from Redis at scrape time.
+ */
+function watchFleet(registry: Registry, deps: WorkerDeps, logger: Logger): { close(): Promise<void> } {
+  const { config, redis } = deps;
+  const fleet = registerFleetMetrics(registry, { redis, config });
+  const generation = new GenerationWatch({ redis, prefix: config.QUEUE_PREFIX, logger }).start();
+  registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
+  return {
+    close: async () => {
+      generation.stop();
+      await fleet.close();
+    },
   };
 }
 

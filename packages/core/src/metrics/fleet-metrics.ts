@@ -26,7 +26,8 @@ interface Snapshot {
  * Fleet-wide series read from Redis at scrape time: queue depth by state, the backlog in images, live
  * workers, and embedpool_desired_workers{pool} for the autoscaler. Every process that exposes /metrics
  * registers them (once per registry), so any replica (the API included, which runs while a pool is at
- * zero) can be scraped for the same fleet-wide values.
+ * zero) can be scraped for the same fleet-wide values. (Long: one gauge per series, all reading the one
+ * snapshot defined at the top.)
  */
 export function registerFleetMetrics(
   registry: Registry,
