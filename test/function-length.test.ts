@@ -22,17 +22,10 @@ const SKIP_DIRS = new Set(['node_modules', '.types', 'dist', 'testkit', 'test', 
  * The lead empties this list after merging (split each function or give it a `Long:` comment).
  */
 const ALLOWED: ReadonlySet<string> = new Set([
-  // H1 (job catalogue, worker composition root)
-  'apps/worker/src/worker.ts:startWorker',
-  'apps/worker/src/job-processor.ts:createJobProcessor',
-  'apps/worker/src/job-processor.ts:createJobProcessor/returned',
-  'apps/worker/src/ingest/ingest-worker.ts:startIngestWorker',
-  'packages/core/src/metrics/fleet-metrics.ts:registerFleetMetrics',
-  // H2 (API entry point, bin/ -> apps/cli: the paths change with the move)
+  // Pending the merge of the issue-16 branch, which edits these files: the lead splits them after it.
   'apps/api/src/server.ts:startApi',
   'apps/cli/src/commands/ingest.ts:registerIngestCommands',
   'apps/cli/src/commands/model-quantize.ts:registerModelQuantizeCommand',
-  // H4 (sku command)
   'apps/cli/src/commands/sku.ts:registerSkuCommands',
 ]);
 

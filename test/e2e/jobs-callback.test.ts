@@ -67,7 +67,8 @@ describe('async jobs delivered to a signed callback', () => {
       FETCH_ALLOW: '127.0.0.0/8',
     });
     stack = await startStack(config);
-    delivery = await startDeliveryWorker({ config });
+    // As a worker process runs it: on the embed worker's Redis client and callback policy (apps/worker/src/deps.ts).
+    delivery = await startDeliveryWorker({ config, deps: stack.worker!.deps });
     events = new JobEvents(config.QUEUE_PREFIX);
     await events.ready();
   });

@@ -107,7 +107,8 @@ describe('metrics that drive autoscaling', () => {
         headers: { authorization: `Bearer ${TOKEN}` },
       });
       expect(((await api.json()) as { queues: { name: string }[] }).queues.map((q) => q.name).sort()).toEqual(
-        ['embed', 'ingest-chunks', 'ingest-plan'],
+        // Every queue of the job catalogue (deliveries too, whether callbacks are configured or not).
+        ['deliveries', 'embed', 'ingest-chunks', 'ingest-plan'],
       );
     } finally {
       await stack.stop();

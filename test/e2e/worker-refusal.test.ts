@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { decodeJobFailure } from '@embedpool/core/errors';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
 import { parityImages } from '@embedpool/testkit';
 import { Queue, QueueEvents } from 'bullmq';
@@ -84,5 +85,25 @@ describe('a worker refusal reaches the client with its code', () => {
       code: 'BAD_REQUEST',
       message: expect.stringMatching(/invalid job payload/),
     });
+  });
+
+  it('fails a job name the catalogue does not put on the embed queue for good, without a retry', async () => {
+    const jobId = `unknown-${Date.now()}`;
+    const failed = new Promise<string>((resolve) =>
+      queueEvents.on('failed', (e) => {
+        if (e.jobId === jobId) resolve(e.failedReason);
+      }),
+    );
+    // Before the catalogue a worker ran any name but `embed-job` as a score job.
+    await queue.add(
+      'no-such-job',
+      { requestId: jobId, images: [], deadline: Date.now() + 60_000 },
+      { jobId, attempts: 3 },
+    );
+    expect(decodeJobFailure(await failed)).toEqual({
+      code: 'BAD_REQUEST',
+      message: 'unknown job no-such-job on queue embed',
+    });
+    expect((await queue.getJob(jobId))?.attemptsMade).toBe(1);
   });
 });

@@ -7,7 +7,14 @@ import { IngestionService } from '@embedpool/core/ingest';
 import { JobQueue, JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
 import { registerFleetMetrics, registerGenerationMetrics } from '@embedpool/core/metrics';
-import { createRedis, GenerationWatch, keys, prepareRedisAuth, ScoreQueue } from '@embedpool/core/queue';
+import {
+  createRedis,
+  GenerationWatch,
+  JobProducer,
+  keys,
+  prepareRedisAuth,
+  ScoreQueue,
+} from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createApiApp } from './app';
@@ -57,7 +64,9 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     onError: (err) => logger.warn({ err: err.message }, 'Redis token refresh failed'),
   });
   const redis = opts.redis ?? createRedis(config, 'producer');
-  const queue = new ScoreQueue(redis, { prefix });
+  // Every job this process queues goes through one producer: the catalogue's schemas and retry policies.
+  const producer = JobProducer.fromConfig(redis, config);
+  const queue = new ScoreQueue(redis, { prefix, producer });
   const waiter = new ScoreWaiter({
     redisUrl: config,
     prefix,
@@ -80,9 +89,9 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     handoff,
     coalesce: { windowMs: config.SCORE_COALESCE_MS, maxImages: config.MAX_IMAGES_PER_REQUEST },
   });
-  const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
+  const jobQueue = new JobQueue(redis, { prefix, producer });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
-  const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config, producer) : undefined;
   const blobAuth = blobAuthFromConfig(config);
   if (config.JOB_STAGING_CONTAINER && !blobAuth)
     logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
@@ -96,7 +105,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     ...(staging ? { staging } : {}),
     ...(deliveries ? { redrive: (id: string) => redriveDelivery(store, deliveries, id).then(() => {}) } : {}),
   };
-  const ingestions = new IngestionService({ redis, config });
+  const ingestions = new IngestionService({ redis, config, producer });
   const registry = opts.registry ?? new Registry();
   const fleet = registerFleetMetrics(registry, { redis, config });
   // Tells a Redis that came back empty from one that kept its data (logs, /readyz, metric, 410s).
@@ -110,12 +119,8 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     logger,
     registry,
     ingestions,
-    dashboardQueues: [
-      jobQueue.queue,
-      ingestions.queues.plan,
-      ingestions.queues.chunks,
-      ...(deliveries ? [deliveries.queue] : []),
-    ],
+    // Every queue of the job catalogue.
+    dashboardQueues: producer.queues(),
     jobs,
     auth,
     handoff,
@@ -138,6 +143,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     await deliveries?.close().catch(() => {});
     await fleet.close();
     await ingestions.close().catch(() => {});
+    await producer.close();
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
   try {

@@ -9,7 +9,7 @@ import {
   redriveDelivery,
   verifySignature,
 } from '@embedpool/core/delivery';
-import { EmbedpoolError } from '@embedpool/core/errors';
+import { decodeJobFailure, EmbedpoolError } from '@embedpool/core/errors';
 import { type JobLocation, type JobOutput, JobStore, jobKeys } from '@embedpool/core/jobs';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
 import { QueueEvents } from 'bullmq';
@@ -413,5 +413,23 @@ describe('callback delivery worker (real Redis, loopback receivers)', () => {
     await expect(
       h.queue.enqueue({ jobId: randomUUID(), url: 'http://127.0.0.1:9/hook', kind: 'vectors' }),
     ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('dead-letters a delivery whose payload fails its schema on dequeue, or whose name is unknown, at once', async () => {
+    const h = await harness();
+    for (const [name, data] of [
+      ['deliver', { jobId: 'j', url: 'not a url' }],
+      ['no-such-job', { jobId: 'j', url: 'http://127.0.0.1:9/hook' }],
+    ] as const) {
+      const id = randomUUID();
+      const done = settled(h.events, id);
+      // As a producer of another version would queue it: past the catalogue, straight into BullMQ.
+      await h.queue.queue.add(name, data, { jobId: id, attempts: 5 });
+      const result = await done;
+      expect(result.outcome).toBe('failed');
+      expect(decodeJobFailure(result.reason)?.code).toBe('BAD_REQUEST');
+      expect((await h.queue.queue.getJob(id))?.attemptsMade).toBe(1);
+    }
+    expect(await counter(h.registry, 'dead')).toBe(2);
   });
 });

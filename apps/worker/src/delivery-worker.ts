@@ -1,7 +1,7 @@
 /**
- * The callback delivery worker: runs the signed-callback part of the deliver stage
- * (stages/deliver-callback.ts) on QUEUES.deliveries, for async jobs' results and ingestions' completion
- * callbacks alike. A failing receiver is retried with backoff here, never re-embedded.
+ * The callback delivery worker: takes delivery jobs off QUEUES.deliveries, builds the body from the job
+ * record (and inline result) at send time, signs it with a fresh timestamp, and POSTs it under the same
+ * address policy as image URLs. A failing receiver is retried with backoff here, never re-embedded.
  */
 import type { Config } from '@embedpool/core/config';
 import {
@@ -9,14 +9,23 @@ import {
   type DeliveryJobData,
   deliveryBackoffStrategy,
 } from '@embedpool/core/delivery';
+import { decodeJobFailure } from '@embedpool/core/errors';
 import { IngestionStore } from '@embedpool/core/ingest';
 import { JobStore } from '@embedpool/core/jobs';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { createUrlPolicy, type UrlPolicy } from '@embedpool/core/net';
-import { createRedis, prepareRedisAuth, QUEUES } from '@embedpool/core/queue';
+import type { UrlPolicy } from '@embedpool/core/net';
+import {
+  createDispatcher,
+  createRedis,
+  JOBS,
+  JobProducer,
+  prepareRedisAuth,
+  QUEUES,
+} from '@embedpool/core/queue';
 import { bullmqTelemetry } from '@embedpool/core/telemetry';
-import { Queue, Worker } from 'bullmq';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createCallbackPolicy, type WorkerDeps } from './deps';
 import { createDeliverProcessor } from './stages/deliver-callback';
 
 export const DELIVERY_CONCURRENCY = 16;
@@ -62,19 +71,7 @@ export function createDeliveryMetrics(registry: Registry) {
 
 export type DeliveryMetrics = ReturnType<typeof createDeliveryMetrics>;
 
-/** Callback URLs pass the same address rules as image URLs (FETCH_ALLOW, FETCH_* timeouts); no redirects. */
-export function createCallbackPolicy(config: Config): UrlPolicy {
-  return createUrlPolicy({
-    allow: config.FETCH_ALLOW,
-    maxRedirects: 0,
-    connectTimeoutMs: config.FETCH_CONNECT_TIMEOUT_MS,
-    headersTimeoutMs: config.FETCH_HEADERS_TIMEOUT_MS,
-    totalTimeoutMs: config.FETCH_TOTAL_TIMEOUT_MS,
-    // The receiver's response body is never read (it is discarded once the status is known), so this only
-    // keeps a large declared Content-Length on a 2xx from counting as a failure.
-    maxBytes: 1 << 30,
-  });
-}
+export { createCallbackPolicy } from './deps';
 
 export interface StartDeliveryWorkerOptions {
   config: Config;
@@ -82,8 +79,10 @@ export interface StartDeliveryWorkerOptions {
   registry?: Registry;
   /** Defaults to a JobStore on this worker's own Redis connection (QUEUE_PREFIX, JOB_TTL_S). */
   store?: JobStore;
-  /** Defaults to createCallbackPolicy(config). */
+  /** Defaults to deps.callbackPolicy, else createCallbackPolicy(config). */
   policy?: UrlPolicy;
+  /** The process's shared Redis client and policies (the embed worker's `handle.deps`); its owner closes it. */
+  deps?: WorkerDeps;
   /** Parallel POSTs; default 16. */
   concurrency?: number;
 }
@@ -104,18 +103,20 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   });
   const registry = opts.registry ?? new Registry();
   const metrics = createDeliveryMetrics(registry);
-  const policy = opts.policy ?? createCallbackPolicy(config);
-  await prepareRedisAuth(config);
-  const redis = createRedis(config, 'consumer');
-  const store = opts.store ?? new JobStore(redis, prefix, config.JOB_TTL_S);
+  const shared = opts.deps;
+  const policy = opts.policy ?? shared?.callbackPolicy ?? createCallbackPolicy(config);
+  if (!shared) await prepareRedisAuth(config);
+  const redis = shared?.redis ?? createRedis(config, 'consumer');
+  const store = opts.store ?? shared?.jobStore ?? new JobStore(redis, prefix, config.JOB_TTL_S);
   const secret = config.CALLBACK_SECRET;
   if (!secret) logger.warn('CALLBACK_SECRET is not set: callback deliveries will fail until it is');
 
-  const queue = new Queue<DeliveryJobData>(QUEUES.deliveries, { connection: redis, prefix });
-  queue.on('error', () => {});
+  // Read-only (the dead-letter count): a producer of its own, closed with this worker.
+  const producer = new JobProducer(redis, { prefix });
+  const queue = producer.queue(QUEUES.deliveries);
   metrics.setDeadLetterSource(() => queue.getFailedCount());
 
-  const processor = createDeliverProcessor({
+  const deliver = createDeliverProcessor({
     jobs: store,
     ingestions: new IngestionStore(redis, prefix, config.JOB_TTL_S),
     redis,
@@ -125,8 +126,15 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
     metrics,
     logger,
   });
-
-  const workerConnection = createRedis(config, 'consumer');
+  const dispatch = createDispatcher(QUEUES.deliveries, { [JOBS.deliver]: deliver });
+  const processor = (job: Job<DeliveryJobData>) =>
+    dispatch(job).catch((err: unknown) => {
+      // Refused on dequeue (an invalid payload, an unknown name): dead at once, and counted as such.
+      if (err instanceof UnrecoverableError && decodeJobFailure(err.message)?.code === 'BAD_REQUEST')
+        metrics.deliveries.inc({ outcome: 'dead' });
+      throw err;
+    });
+  const workerConnection = shared ? shared.workerConnection() : createRedis(config, 'consumer');
   const worker = new Worker<DeliveryJobData>(QUEUES.deliveries, processor, {
     connection: workerConnection,
     prefix,
@@ -147,9 +155,9 @@ export async function startDeliveryWorker(opts: StartDeliveryWorkerOptions): Pro
   const close = () => {
     closing ??= (async () => {
       await worker.close();
-      await queue.close();
+      await producer.close();
       workerConnection.disconnect();
-      redis.disconnect();
+      if (!shared) redis.disconnect();
       logger.info('delivery worker stopped');
     })();
     return closing;

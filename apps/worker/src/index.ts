@@ -5,6 +5,13 @@ export {
   type StartDeliveryWorkerOptions,
   startDeliveryWorker,
 } from './delivery-worker';
+export {
+  createFetchPolicy,
+  createWorkerBlobClient,
+  createWorkerDeps,
+  type WorkerDeps,
+  type WorkerDepsOptions,
+} from './deps';
 export { createIngestProcessors, type IngestWorkerHandle, startIngestWorker } from './ingest';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics';
 export { startMetricsServer } from './metrics-server';

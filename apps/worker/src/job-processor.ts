@@ -1,7 +1,7 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { BlobStaging } from '@embedpool/core/blob';
-import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
-import { type EmbedJobData, embedJobSchema, type JobStore, jobKeys } from '@embedpool/core/jobs';
+import { EmbedpoolError, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { type EmbedJobData, type JobStore, jobKeys } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
 import { deleteInline, type InlineBlobStore, InlineReader, type ItemFailure } from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
@@ -40,23 +40,14 @@ function l2normalize(v: Float32Array): void {
 /**
  * An async job: embed every image, write the output (inline result, blobs, or the result a callback will
  * carry), record the outcome, then hand callbacks to the delivery queue. Every step is safe to repeat, so
- * a job retried after a crash or a storage outage ends with one output and one delivery.
+ * a job retried after a crash or a storage outage ends with one output and one delivery. (Long: the steps
+ * share the job's record, inline source and log, and each is commented where it starts.)
  */
 export function createJobProcessor(deps: JobProcessorDeps) {
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
-    const parsed = embedJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      const refusal = permanentJobFailure('BAD_REQUEST', `invalid job payload: ${parsed.error.message}`);
-      // The record must not stay queued for ever: its id is the queue job's id (see JobQueue.add).
-      const raw: unknown = job.data;
-      const id =
-        raw && typeof raw === 'object' && 'jobId' in raw && typeof raw.jobId === 'string'
-          ? raw.jobId
-          : job.id;
-      if (id) await deps.store.fail(id, toEmbedpoolError(refusal).toJSON());
-      throw refusal;
-    }
-    const data = parsed.data;
+    // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts); embed-worker.ts closes
+    // the record of a job the dispatcher refuses.
+    const data = job.data;
     const log = deps.logger.child({ jobId: data.jobId });
     const record = await deps.store.get(data.jobId);
     if (!record) throw permanentJobFailure('NOT_FOUND', `job record ${data.jobId} is gone`);
@@ -124,7 +115,11 @@ export function createJobProcessor(deps: JobProcessorDeps) {
       return { state: finished?.state ?? 'completed' };
     } catch (err) {
       const e = toEmbedpoolError(err);
-      const last = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // A permanent EmbedpoolError ends the job at once (the dispatcher makes it unrecoverable): record it now.
+      const last =
+        err instanceof UnrecoverableError ||
+        (err instanceof EmbedpoolError && err.permanent) ||
+        job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ err: e.message, code: e.code, attempt: job.attemptsMade + 1, last }, 'job attempt failed');
       if (last) {
         const storageCode = typeof e.details?.storageCode === 'string' ? e.details.storageCode : undefined;

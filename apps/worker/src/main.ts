@@ -14,6 +14,7 @@ import {
 } from '@embedpool/core/process';
 import type { DetectedSku } from '@embedpool/core/sku';
 import { startDeliveryWorker } from './delivery-worker';
+import { createWorkerDeps } from './deps';
 import { startMetricsServer } from './metrics-server';
 import { planDefaults } from './plan';
 import { startWorker } from './worker';
@@ -35,12 +36,25 @@ export interface WorkerPartsOptions {
   metricsServer: boolean;
 }
 
-/** Starts the queue worker and the delivery worker (and the metrics listener), each adding its stop. */
+/**
+ * The worker process's composition: what its consumers share (Redis client, job store, blob client, URL
+ * policies, the delivery queue: deps.ts) is built once here and handed to the queue worker and the delivery
+ * worker (and through the queue worker to the ingest workers). Each adds its stop; the shared parts close
+ * after every consumer has drained.
+ */
 export async function startWorkerParts(ctx: ProcessContext, opts: WorkerPartsOptions): Promise<void> {
   const { config, logger, registry } = ctx;
-  const worker = await startWorker({ config, logger, registry, ...(opts.plan ? { plan: opts.plan } : {}) });
+  const deps = await createWorkerDeps(config, { logger });
+  ctx.shutdown.first(deps.close);
+  const worker = await startWorker({
+    config,
+    logger,
+    registry,
+    deps,
+    ...(opts.plan ? { plan: opts.plan } : {}),
+  });
   ctx.shutdown.first(worker.close);
-  const delivery = await startDeliveryWorker({ config, logger, registry });
+  const delivery = await startDeliveryWorker({ config, logger, registry, deps });
   ctx.shutdown.first(delivery.close);
   if (opts.metricsServer && config.WORKER_METRICS_PORT > 0) {
     const metrics = await startMetricsServer(

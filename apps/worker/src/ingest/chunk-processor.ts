@@ -1,11 +1,10 @@
 import { toStorageError } from '@embedpool/core/blob';
-import { EmbedpoolError, ERROR_CODES, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, ERROR_CODES, toEmbedpoolError } from '@embedpool/core/errors';
 import {
   type BlobFailure,
   type ChunkContext,
   type ChunkJobData,
   chunkId,
-  chunkJobSchema,
   encodeShard,
   isFinalIngestionState,
   OutputLayout,
@@ -88,10 +87,8 @@ function embedFailure(err: unknown, blob: ChunkJobData['blobs'][number], chunk: 
  */
 export function createChunkProcessor(deps: IngestDeps) {
   return async (job: Job<ChunkJobData>): Promise<string> => {
-    const parsed = chunkJobSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw permanentJobFailure('BAD_REQUEST', `invalid chunk job: ${parsed.error.message}`);
-    const data = parsed.data;
+    // Validated on dequeue by the dispatcher (ingest-worker.ts).
+    const data = job.data;
     const chunk = chunkId(data.ingestionId, data.round, data.seq);
     const ctx = await deps.store.chunkContext(data.ingestionId);
     if (!ctx) return 'missing';

@@ -1,8 +1,6 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue } from '@embedpool/core/delivery';
-import { permanentJobFailure } from '@embedpool/core/errors';
 import {
   type ChunkJobData,
   INGEST_JOBS,
@@ -11,14 +9,14 @@ import {
   IngestQueues,
   type IngestSettings,
   ingestSettingsFrom,
-  planJobSchema,
 } from '@embedpool/core/ingest';
 import { createLogger, type Logger } from '@embedpool/core/logger';
-import { createUrlPolicy } from '@embedpool/core/net';
 import type { PreprocessorConfig } from '@embedpool/core/preprocess';
-import { createRedis, prepareRedisAuth } from '@embedpool/core/queue';
-import { type Job, Worker } from 'bullmq';
+import { createDispatcher, createRedis, prepareRedisAuth } from '@embedpool/core/queue';
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Counter, type Registry } from 'prom-client';
+import { createWorkerBlobClient, type WorkerDeps } from '../deps';
 import { EmbedPipeline } from '../embed-pipeline';
 import type { WorkerHandle } from '../worker';
 import { queueIngestionCallback } from './callback';
@@ -28,28 +26,27 @@ import { finalizeOrGiveUp } from './finalizer';
 import { runPlanner } from './planner';
 
 /**
- * The processors of ingestion's two queues: `ingest-plan` (planner, finalize and callback jobs, by job
- * name) and `ingest-chunks`.
+ * The processors of ingestion's two queues, one handler per catalogue name through the dispatcher:
+ * `ingest-plan` (planner, finalize and callback jobs) and `ingest-chunks`. The processors decide their last
+ * attempt themselves and record failures in the ingestion, so what they throw keeps its retries.
  */
 export function createIngestProcessors(deps: IngestDeps) {
-  const chunk = createChunkProcessor(deps);
-  const plan = async (job: Job, token?: string): Promise<string> => {
-    const parsed = planJobSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw permanentJobFailure('BAD_REQUEST', `invalid ${job.name} job: ${parsed.error.message}`);
-    const { ingestionId, round } = parsed.data;
-    switch (job.name) {
-      case INGEST_JOBS.plan:
-        return runPlanner(deps, job, token, ingestionId, round);
-      case INGEST_JOBS.finalize:
-        return finalizeOrGiveUp(deps, job, ingestionId, round);
-      case INGEST_JOBS.callback:
-        // Queued by an older worker: callbacks now go through the deliveries queue.
-        return queueIngestionCallback(deps, ingestionId, round);
-      default:
-        throw permanentJobFailure('BAD_REQUEST', `unknown job ${job.name} on ${INGEST_QUEUES.plan}`);
-    }
-  };
+  const keepRetries = { failPermanentAtOnce: false };
+  const plan = createDispatcher(
+    INGEST_QUEUES.plan,
+    {
+      [INGEST_JOBS.plan]: (job, token) => runPlanner(deps, job, token, job.data.ingestionId, job.data.round),
+      [INGEST_JOBS.finalize]: (job) => finalizeOrGiveUp(deps, job, job.data.ingestionId, job.data.round),
+      // Queued by an older worker: callbacks now go through the deliveries queue.
+      [INGEST_JOBS.callback]: (job) => queueIngestionCallback(deps, job.data.ingestionId, job.data.round),
+    },
+    keepRetries,
+  );
+  const chunk = createDispatcher(
+    INGEST_QUEUES.chunks,
+    { [INGEST_JOBS.chunk]: createChunkProcessor(deps) },
+    keepRetries,
+  );
   return { plan, chunk };
 }
 
@@ -105,8 +102,10 @@ export interface StartIngestWorkerOptions {
   registry?: Registry;
   /** Overrides of the INGEST_* settings (default: from `config`, then the defaults). */
   settings?: Partial<IngestSettings>;
-  /** Default: the deployment's storage account (blobAuthFromConfig). */
+  /** Default: the deployment's storage account (deps.blob, else blobAuthFromConfig). */
   blob?: BlobServiceClient;
+  /** The process's shared Redis client, storage client and policies (worker.ts passes its own). */
+  deps?: WorkerDeps;
 }
 
 export interface IngestWorkerHandle {
@@ -131,105 +130,45 @@ export async function startIngestWorker(
   const logger = (opts.logger ?? createLogger({ name: 'worker', level: config.LOG_LEVEL })).child({
     component: 'ingest',
   });
-  const auth = blobAuthFromConfig(config);
-  if (!opts.blob && !auth) {
+  const blob = opts.blob ?? (opts.deps ? opts.deps.blob : createWorkerBlobClient(config));
+  if (!blob) {
     logger.info('no storage account configured: ingestion is off');
     return undefined;
   }
-  const blob =
-    opts.blob ??
-    createBlobServiceClient(auth!, {
-      retry: {
-        maxTries: config.BLOB_MAX_TRIES,
-        retryDelayMs: config.BLOB_RETRY_DELAY_MS,
-        maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
-      },
-    });
   const settings = ingestSettingsFrom(config, opts.settings);
-  const worker = opts.worker;
-  const pipeline =
-    opts.pipeline ??
-    (worker
-      ? new EmbedPipeline({
-          batcher: worker.batcher,
-          // Blobs arrive as bytes; the URL policy is never used, but the pipeline wants one.
-          policy: createUrlPolicy({
-            allow: config.FETCH_ALLOW,
-            maxRedirects: config.FETCH_MAX_REDIRECTS,
-            connectTimeoutMs: config.FETCH_CONNECT_TIMEOUT_MS,
-            headersTimeoutMs: config.FETCH_HEADERS_TIMEOUT_MS,
-            totalTimeoutMs: config.FETCH_TOTAL_TIMEOUT_MS,
-            maxBytes: config.MAX_IMAGE_BYTES,
-          }),
-          preprocess: {
-            config: worker.model.preprocessor,
-            maxBytes: config.MAX_IMAGE_BYTES,
-            maxInputPixels: config.MAX_IMAGE_PIXELS,
-            decodeTimeoutSeconds: config.DECODE_TIMEOUT_S,
-          },
-          maxImageBytes: config.MAX_IMAGE_BYTES,
-          decodeConcurrency: config.DECODE_CONCURRENCY,
-          metrics: worker.metrics,
-        })
-      : undefined);
-  if (!pipeline) throw new Error('startIngestWorker needs a pipeline or a worker handle');
-  const modelId = opts.modelId ?? worker?.model.modelId;
-  if (!modelId) throw new Error('startIngestWorker needs a modelId (or a worker handle)');
-  const dim = opts.dim ?? (() => worker?.engine.dim ?? 0);
-  const preprocessor = opts.preprocessor ?? worker?.model.preprocessor;
-
-  await prepareRedisAuth(config);
-  const redis = createRedis(config, 'consumer');
+  const model = ingestModel(opts);
+  const shared = opts.deps;
+  if (!shared) await prepareRedisAuth(config);
+  const redis = shared?.redis ?? createRedis(config, 'consumer');
   const store = new IngestionStore(redis, config.QUEUE_PREFIX, config.JOB_TTL_S);
+  // Its own producer: `settings` may override INGEST_ATTEMPTS (tests, benchmarks) for the jobs it queues.
   const queues = new IngestQueues(redis, {
     prefix: config.QUEUE_PREFIX,
     attempts: settings.INGEST_ATTEMPTS,
+    backoffMs: settings.INGEST_BACKOFF_MS,
     callbackAttempts: config.CALLBACK_ATTEMPTS,
     callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
   });
   // Completion callbacks leave through the deliveries queue (stages/deliver-callback.ts), like job callbacks.
-  const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const sharedDeliveries = shared?.deliveries instanceof DeliveryQueue ? shared.deliveries : undefined;
+  const ownDeliveries =
+    config.CALLBACK_SECRET && !sharedDeliveries ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const deliveries = config.CALLBACK_SECRET ? (sharedDeliveries ?? ownDeliveries) : undefined;
   let closing = false;
   const deps: IngestDeps = {
     store,
     queues,
     blob,
     settings,
-    pipeline,
-    modelId,
-    dim,
-    preprocessor,
+    ...model,
     maxImageBytes: config.MAX_IMAGE_BYTES,
     logger,
     closing: () => closing,
     ...(deliveries ? { deliveries } : {}),
     ...(opts.registry ? { metrics: createIngestMetrics(opts.registry) } : {}),
   };
-  const processors = createIngestProcessors(deps);
-  const common = {
-    prefix: config.QUEUE_PREFIX,
-    lockDuration: config.JOB_LOCK_MS,
-    stalledInterval: config.JOB_LOCK_MS,
-    autorun: false,
-  };
-  const planWorker = new Worker(INGEST_QUEUES.plan, processors.plan, {
-    ...common,
-    connection: createRedis(config, 'consumer'),
-    concurrency: settings.INGEST_PLAN_CONCURRENCY,
-    // A planner killed mid-listing is picked up again from its checkpoint, however often that happens.
-    maxStalledCount: 1_000,
-  });
-  const chunkWorker = new Worker<ChunkJobData>(INGEST_QUEUES.chunks, processors.chunk, {
-    ...common,
-    connection: createRedis(config, 'consumer'),
-    concurrency: settings.INGEST_CHUNK_CONCURRENCY,
-    // The processor itself records a chunk that keeps killing workers (INGEST_MAX_CHUNK_CRASHES).
-    maxStalledCount: settings.INGEST_MAX_CHUNK_CRASHES + 1,
-  });
-  for (const w of [planWorker, chunkWorker]) {
-    w.on('error', (err) => logger.error({ err }, 'ingest worker error'));
-    w.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'ingest job failed'));
-  }
+  const connection = shared ? shared.workerConnection : () => createRedis(config, 'consumer');
+  const { planWorker, chunkWorker } = createIngestConsumers(config, settings, deps, connection, logger);
   void planWorker.run();
   void chunkWorker.run();
   logger.info(
@@ -254,11 +193,81 @@ export async function startIngestWorker(
         await planWorker.close();
         await chunkWorker.close();
         await queues.close();
-        await deliveries?.close();
-        redis.disconnect();
+        await ownDeliveries?.close();
+        if (!shared) redis.disconnect();
         logger.info('ingest worker stopped');
       })();
       return stopping;
     },
   };
+}
+
+/** The pipeline and model facts chunks embed with: the caller's, or made over a started worker's batcher. */
+function ingestModel(
+  opts: StartIngestWorkerOptions,
+): Pick<IngestDeps, 'pipeline' | 'modelId' | 'dim' | 'preprocessor'> {
+  const { config, worker } = opts;
+  const pipeline =
+    opts.pipeline ??
+    (worker
+      ? new EmbedPipeline({
+          batcher: worker.batcher,
+          // Blobs arrive as bytes; the URL policy is never used, but the pipeline wants one.
+          policy: worker.deps.fetchPolicy,
+          preprocess: {
+            config: worker.model.preprocessor,
+            maxBytes: config.MAX_IMAGE_BYTES,
+            maxInputPixels: config.MAX_IMAGE_PIXELS,
+            decodeTimeoutSeconds: config.DECODE_TIMEOUT_S,
+          },
+          maxImageBytes: config.MAX_IMAGE_BYTES,
+          decodeConcurrency: config.DECODE_CONCURRENCY,
+          metrics: worker.metrics,
+        })
+      : undefined);
+  if (!pipeline) throw new Error('startIngestWorker needs a pipeline or a worker handle');
+  const modelId = opts.modelId ?? worker?.model.modelId;
+  if (!modelId) throw new Error('startIngestWorker needs a modelId (or a worker handle)');
+  return {
+    pipeline,
+    modelId,
+    dim: opts.dim ?? (() => worker?.engine.dim ?? 0),
+    preprocessor: opts.preprocessor ?? worker?.model.preprocessor,
+  };
+}
+
+/** The BullMQ workers of `ingest-plan` and `ingest-chunks` (created, not yet running). */
+function createIngestConsumers(
+  config: Config,
+  settings: IngestSettings,
+  deps: IngestDeps,
+  connection: () => Redis,
+  logger: Logger,
+): { planWorker: Worker; chunkWorker: Worker<ChunkJobData> } {
+  const processors = createIngestProcessors(deps);
+  const common = {
+    prefix: config.QUEUE_PREFIX,
+    lockDuration: config.JOB_LOCK_MS,
+    stalledInterval: config.JOB_LOCK_MS,
+    autorun: false,
+  };
+  const planWorker = new Worker(INGEST_QUEUES.plan, processors.plan, {
+    ...common,
+    connection: connection(),
+    concurrency: settings.INGEST_PLAN_CONCURRENCY,
+    // A planner killed mid-listing is picked up again from its checkpoint, however often that happens.
+    maxStalledCount: 1_000,
+  });
+  const chunkWorker = new Worker<ChunkJobData>(INGEST_QUEUES.chunks, processors.chunk, {
+    ...common,
+    connection: connection(),
+    concurrency: settings.INGEST_CHUNK_CONCURRENCY,
+    // The processor itself records a chunk that keeps killing workers (INGEST_MAX_CHUNK_CRASHES).
+    maxStalledCount: settings.INGEST_MAX_CHUNK_CRASHES + 1,
+  });
+  for (const w of [planWorker, chunkWorker]) {
+    w.on('error', (err) => logger.error({ err }, 'ingest worker error'));
+    w.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'ingest job failed'));
+  }
+  return { planWorker, chunkWorker };
 }

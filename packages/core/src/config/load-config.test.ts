@@ -18,6 +18,29 @@ describe('loadConfig', () => {
     expect(c.MODEL_PATH).toBeUndefined();
   });
 
+  it('gives every job its retry policy: attempts and first backoff per job kind', () => {
+    expect(loadConfig({})).toMatchObject({
+      SCORE_ATTEMPTS: 3,
+      SCORE_BACKOFF_MS: 500,
+      JOB_ATTEMPTS: 3,
+      JOB_BACKOFF_MS: 1000,
+      INGEST_ATTEMPTS: 5,
+      INGEST_BACKOFF_MS: 1000,
+      CALLBACK_ATTEMPTS: 8,
+      CALLBACK_BACKOFF_MS: 1000,
+    });
+    const c = loadConfig({
+      SCORE_ATTEMPTS: '1',
+      SCORE_BACKOFF_MS: '50',
+      JOB_BACKOFF_MS: '20',
+      INGEST_BACKOFF_MS: '30',
+    });
+    expect([c.SCORE_ATTEMPTS, c.SCORE_BACKOFF_MS, c.JOB_BACKOFF_MS, c.INGEST_BACKOFF_MS]).toEqual([
+      1, 50, 20, 30,
+    ]);
+    expect(() => loadConfig({ SCORE_ATTEMPTS: '0' })).toThrow(/SCORE_ATTEMPTS/);
+  });
+
   it('coerces numbers, booleans and lists', () => {
     const c = loadConfig({
       PORT: '9000',

@@ -178,6 +178,11 @@ export const envSchema = z.object({
   JOB_STALLED_CHECK_MS: int(100).default(1_000),
   JOB_MAX_STALLED: int(0).max(20).default(2),
   JOB_ATTEMPTS: int(1).max(20).default(3),
+  /** First retry delay of an async job (exponential). The catalogue (queue/catalogue.ts) reads every retry policy here. */
+  JOB_BACKOFF_MS: int(1).default(1_000),
+  /** Tries per /score job (worker crashes count); short backoff: someone is waiting. */
+  SCORE_ATTEMPTS: int(1).max(20).default(3),
+  SCORE_BACKOFF_MS: int(1).default(500),
   WORKER_METRICS_PORT: int(0).max(65535).default(9464),
   WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 

@@ -4,7 +4,7 @@
  * ingestions' completion callbacks both go this way.
  */
 import { createHash } from 'node:crypto';
-import { type BackoffStrategy, Queue } from 'bullmq';
+import type { BackoffStrategy, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config } from '../config';
@@ -12,38 +12,33 @@ import { EmbedpoolError } from '../errors';
 import { type JobOutput, type JobRecord, type JobStore, jobKeys } from '../jobs';
 import { loadLua } from '../lua';
 import { JOBS, QUEUES } from '../queue/names';
-import { bullmqTelemetry } from '../telemetry';
+import { JobProducer } from '../queue/producer';
 import {
-  type IngestionDeliveryData,
   ingestionDeliveryId,
   ingestionDeliveryQueueJobId,
   ingestionDeliverySchema,
 } from './ingestion-delivery';
+import {
+  DELIVERY_BACKOFF_TYPE,
+  type DeliveryJobData,
+  deliveryJobSchema,
+  type EmbedJobDeliveryData,
+  embedJobDeliverySchema,
+} from './job';
 import type { DeliveryKind } from './payload';
 
-/** The custom backoff type deliveries use; the delivery worker registers `deliveryBackoffStrategy` for it. */
-export const DELIVERY_BACKOFF_TYPE = 'embedpool-callback';
+export {
+  DELIVERY_BACKOFF_TYPE,
+  type DeliveryJobData,
+  deliveryJobSchema,
+  type EmbedJobDeliveryData,
+  embedJobDeliverySchema,
+};
+
 /** No single wait between two attempts is longer than this. */
 export const DELIVERY_BACKOFF_CAP_MS = 10 * 60_000;
 /** Record hash field counting redrives (next to the `delivery` field; not part of JobRecord). */
 export const REDRIVE_FIELD = 'deliveryRedrives';
-
-/** What an async job's delivery carries: where to send and what to build. The body is built at send time. */
-export const embedJobDeliverySchema = z.object({
-  jobId: z.string().min(1).max(128),
-  url: z.string().url(),
-  kind: z.enum(['vectors', 'blob-pointer']),
-  deliveryId: z.string().min(1),
-  /** 0 for the first delivery, n for the n-th redrive. */
-  redrive: z.number().int().min(0),
-  /** Attempts made by earlier runs (before a redrive), so the record's count is cumulative. */
-  attemptOffset: z.number().int().min(0).default(0),
-});
-export type EmbedJobDeliveryData = z.infer<typeof embedJobDeliverySchema>;
-
-/** What a BullMQ job on the `deliveries` queue carries: an async job's delivery or an ingestion's. */
-export const deliveryJobSchema = z.union([embedJobDeliverySchema, ingestionDeliverySchema]);
-export type DeliveryJobData = EmbedJobDeliveryData | IngestionDeliveryData;
 
 export interface DeliveryRequest {
   jobId: string;
@@ -80,6 +75,11 @@ export interface DeliveryQueueOptions {
   /** How long dead-lettered (failed) delivery jobs stay for inspection. Default 7 days. */
   failedRetentionSeconds?: number;
   eventsMaxLen?: number;
+  /**
+   * The process's producer: the retry policy (CALLBACK_ATTEMPTS, CALLBACK_BACKOFF_MS, JOB_TTL_S) then comes
+   * from its Config, not from the three options above. Default: one of its own, made from them.
+   */
+  producer?: JobProducer;
 }
 
 /** The id receivers see in Embedpool-Delivery-Id: the same for every attempt and every redrive of a job's delivery. */
@@ -139,25 +139,31 @@ const requestSchema = z.object({
 });
 
 export class DeliveryQueue {
-  readonly queue: Queue<DeliveryJobData>;
+  readonly queue: Queue;
+  private readonly producer: JobProducer;
 
   constructor(
     private readonly redis: Redis,
     private readonly opts: DeliveryQueueOptions,
   ) {
-    this.queue = new Queue<DeliveryJobData>(QUEUES.deliveries, {
-      connection: redis,
-      prefix: opts.prefix,
-      streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
-      // Traces: the producer span, and the trace context carried in the job to the worker.
-      ...bullmqTelemetry(),
-    });
-    this.queue.on('error', () => {});
+    this.producer =
+      opts.producer ??
+      new JobProducer(redis, {
+        prefix: opts.prefix,
+        policy: {
+          CALLBACK_ATTEMPTS: opts.attempts,
+          CALLBACK_BACKOFF_MS: opts.backoffMs,
+          ...(opts.failedRetentionSeconds === undefined ? {} : { JOB_TTL_S: opts.failedRetentionSeconds }),
+        },
+        ...(opts.eventsMaxLen === undefined ? {} : { eventsMaxLen: opts.eventsMaxLen }),
+      });
+    this.queue = this.producer.queue(QUEUES.deliveries);
   }
 
   /** CALLBACK_SECRET, CALLBACK_ATTEMPTS, CALLBACK_BACKOFF_MS, QUEUE_PREFIX; dead letters kept for JOB_TTL_S. */
-  static fromConfig(redis: Redis, config: Config): DeliveryQueue {
+  static fromConfig(redis: Redis, config: Config, producer?: JobProducer): DeliveryQueue {
     return new DeliveryQueue(redis, {
+      ...(producer ? { producer } : {}),
       prefix: config.QUEUE_PREFIX,
       secret: config.CALLBACK_SECRET,
       attempts: config.CALLBACK_ATTEMPTS,
@@ -235,12 +241,12 @@ export class DeliveryQueue {
 
     const data: EmbedJobDeliveryData = { jobId, url, kind, deliveryId, redrive, attemptOffset };
     try {
-      await this.queue.add(JOBS.deliver, data, { jobId: queueJobId, ...this.runOptions });
+      await this.producer.enqueue(JOBS.deliver, data, { jobId: queueJobId });
     } catch (err) {
       if (redrive > 0) {
         await this.redis.eval(UNCLAIM, 1, key, previous, String(previousRedrives)).catch(() => {});
       }
-      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
+      throw err;
     }
     if (redrive > 0) {
       // The run this redrive replaces is no longer a dead letter (the record keeps its lastError).
@@ -274,21 +280,11 @@ export class DeliveryQueue {
     if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid delivery: ${parsed.error.message}`);
     const queueJobId = ingestionDeliveryQueueJobId(ingestionId, round);
     try {
-      await this.queue.add(JOBS.deliver, parsed.data, { jobId: queueJobId, ...this.runOptions });
+      await this.producer.enqueue(JOBS.deliver, parsed.data, { jobId: queueJobId });
     } catch (err) {
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
     return { deliveryId, queueJobId };
-  }
-
-  /** One retry policy for every delivery: CALLBACK_ATTEMPTS, the capped jittered backoff, dead letters kept. */
-  private get runOptions() {
-    return {
-      attempts: this.opts.attempts,
-      backoff: { type: DELIVERY_BACKOFF_TYPE, delay: this.opts.backoffMs },
-      removeOnComplete: true,
-      removeOnFail: { age: this.opts.failedRetentionSeconds ?? 7 * 24 * 3600 },
-    };
   }
 
   /** The number the next redrive of `jobId` gets (1 for the first). */
@@ -297,8 +293,9 @@ export class DeliveryQueue {
     return (Number(current) || 0) + 1;
   }
 
+  /** Closes the queue when it is this wrapper's own (a shared producer is closed by its owner). */
   close(): Promise<void> {
-    return this.queue.close();
+    return this.opts.producer ? Promise.resolve() : this.producer.close();
   }
 }
 

@@ -1,6 +1,6 @@
-import { Job, Queue } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { EmbedpoolError } from '../errors';
+import { JobProducer } from '../queue/producer';
 import { chunkId, INGEST_JOBS, INGEST_QUEUES, ingestJobIds } from './names';
 import type { ChunkJobData, PlanJobData } from './schemas';
 
@@ -8,90 +8,73 @@ export interface IngestQueueOptions {
   prefix: string;
   /** INGEST_ATTEMPTS: tries per job before its failure is recorded. */
   attempts: number;
+  /** INGEST_BACKOFF_MS: the first retry delay (exponential). */
+  backoffMs?: number;
   /** CALLBACK_ATTEMPTS / CALLBACK_BACKOFF_MS for the completion callback. */
   callbackAttempts?: number;
   callbackBackoffMs?: number;
   eventsMaxLen?: number;
+  /**
+   * The process's producer (the retry policies then come from its Config, not from the options above).
+   * Default: one of its own, made from them.
+   */
+  producer?: JobProducer;
 }
 
 /**
- * Producer side of ingestion's two queues. Every job id is deterministic (`<id>-p<round>`,
- * `<id>-c<seq>`, `<id>-f<round>`), so a replay after a crash adds nothing that is still queued, and a job
- * that already ran is recognised by its processor (the committed bitmap, the finalized round).
+ * Producer side of ingestion's two queues, through the job catalogue (which validates each payload and
+ * gives the retry policy). Every job id is deterministic (`<id>-p<round>`, `<id>-c<seq>`, `<id>-f<round>`),
+ * so a replay after a crash adds nothing that is still queued, and a job that already ran is recognised by
+ * its processor (the committed bitmap, the finalized round).
  */
 export class IngestQueues {
   readonly plan: Queue;
   readonly chunks: Queue<ChunkJobData>;
+  private readonly producer: JobProducer;
 
   constructor(
     connection: Redis,
     private readonly opts: IngestQueueOptions,
   ) {
-    const streams = { events: { maxLen: opts.eventsMaxLen ?? 10_000 } };
-    this.plan = new Queue(INGEST_QUEUES.plan, { connection, prefix: opts.prefix, streams });
-    this.chunks = new Queue<ChunkJobData>(INGEST_QUEUES.chunks, { connection, prefix: opts.prefix, streams });
-    this.plan.on('error', () => {});
-    this.chunks.on('error', () => {});
-  }
-
-  private async guard<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
-    }
-  }
-
-  private get common() {
-    return {
-      attempts: this.opts.attempts,
-      backoff: { type: 'exponential', delay: 1_000 },
-      removeOnComplete: true,
-      removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
-    };
+    this.producer =
+      opts.producer ??
+      new JobProducer(connection, {
+        prefix: opts.prefix,
+        policy: {
+          INGEST_ATTEMPTS: opts.attempts,
+          ...(opts.backoffMs === undefined ? {} : { INGEST_BACKOFF_MS: opts.backoffMs }),
+          ...(opts.callbackAttempts === undefined ? {} : { CALLBACK_ATTEMPTS: opts.callbackAttempts }),
+          ...(opts.callbackBackoffMs === undefined ? {} : { CALLBACK_BACKOFF_MS: opts.callbackBackoffMs }),
+        },
+        ...(opts.eventsMaxLen === undefined ? {} : { eventsMaxLen: opts.eventsMaxLen }),
+      });
+    this.plan = this.producer.queue(INGEST_QUEUES.plan);
+    this.chunks = this.producer.queue(INGEST_QUEUES.chunks) as Queue<ChunkJobData>;
   }
 
   addPlan(data: PlanJobData): Promise<unknown> {
-    return this.guard(() =>
-      this.plan.add(INGEST_JOBS.plan, data, {
-        ...this.common,
-        jobId: ingestJobIds.plan(data.ingestionId, data.round),
-      }),
-    );
+    return this.producer.enqueue(INGEST_JOBS.plan, data, {
+      jobId: ingestJobIds.plan(data.ingestionId, data.round),
+    });
   }
 
   addFinalize(data: PlanJobData): Promise<unknown> {
-    return this.guard(() =>
-      this.plan.add(INGEST_JOBS.finalize, data, {
-        ...this.common,
-        jobId: ingestJobIds.finalize(data.ingestionId, data.round),
-      }),
-    );
+    return this.producer.enqueue(INGEST_JOBS.finalize, data, {
+      jobId: ingestJobIds.finalize(data.ingestionId, data.round),
+    });
   }
 
   addCallback(data: PlanJobData): Promise<unknown> {
-    return this.guard(() =>
-      this.plan.add(INGEST_JOBS.callback, data, {
-        attempts: this.opts.callbackAttempts ?? 8,
-        backoff: { type: 'exponential', delay: this.opts.callbackBackoffMs ?? 1_000 },
-        removeOnComplete: true,
-        removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
-        jobId: ingestJobIds.callback(data.ingestionId, data.round),
-      }),
-    );
+    return this.producer.enqueue(INGEST_JOBS.callback, data, {
+      jobId: ingestJobIds.callback(data.ingestionId, data.round),
+    });
   }
 
   /** One addBulk (a single MULTI) for a page's chunks. */
   async addChunks(chunks: readonly ChunkJobData[]): Promise<void> {
-    if (chunks.length === 0) return;
-    await this.guard(() =>
-      this.chunks.addBulk(
-        chunks.map((c) => ({
-          name: INGEST_JOBS.chunk,
-          data: c,
-          opts: { ...this.common, jobId: chunkId(c.ingestionId, c.round, c.seq) },
-        })),
-      ),
+    await this.producer.enqueueBulk(
+      INGEST_JOBS.chunk,
+      chunks.map((c) => ({ data: c, opts: { jobId: chunkId(c.ingestionId, c.round, c.seq) } })),
     );
   }
 
@@ -107,8 +90,8 @@ export class IngestQueues {
     }
   }
 
+  /** Closes the queues when they are this wrapper's own (a shared producer is closed by its owner). */
   async close(): Promise<void> {
-    await this.plan.close().catch(() => {});
-    await this.chunks.close().catch(() => {});
+    if (!this.opts.producer) await this.producer.close();
   }
 }

@@ -4,6 +4,7 @@ import { type BlobTarget, resolveBlobTarget } from '../blob/blob-client';
 import { storageErrorCode, storageStatus } from '../blob/storage-errors';
 import type { Config } from '../config';
 import { EmbedpoolError } from '../errors';
+import type { JobProducer } from '../queue/producer';
 import { validateGlob } from './filter';
 import { manifestFormat } from './manifest-input';
 import { ingestKeys, newIngestionId, OutputLayout, outputKey } from './names';
@@ -23,6 +24,8 @@ export interface IngestionServiceOptions {
   settings?: Partial<IngestSettings>;
   /** The storage account; default: the deployment's (blobAuthFromConfig). */
   blob?: BlobTarget;
+  /** The process's job producer (the API's); default: one of the service's own. */
+  producer?: JobProducer;
 }
 
 /** What GET /v1/ingestions/{id} answers. */
@@ -137,8 +140,10 @@ export class IngestionService {
     this.queues = new IngestQueues(redis, {
       prefix: config.QUEUE_PREFIX,
       attempts: this.settings.INGEST_ATTEMPTS,
+      backoffMs: this.settings.INGEST_BACKOFF_MS,
       callbackAttempts: config.CALLBACK_ATTEMPTS,
       callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
+      ...(opts.producer ? { producer: opts.producer } : {}),
     });
     const auth = blobAuthFromConfig(config);
     this.target =

@@ -24,6 +24,8 @@ export const ingestEnvSchema = z.object({
   INGEST_PLAN_PARK_MS: int(10).default(5_000),
   /** Tries per planner, chunk and finalize job before its failure is recorded. */
   INGEST_ATTEMPTS: int(1).max(50).default(5),
+  /** First retry delay of a planner, chunk or finalize job (exponential). */
+  INGEST_BACKOFF_MS: int(1).default(1_000),
   /** A chunk whose worker died this many times is recorded as failed (a poison image must not loop). */
   INGEST_MAX_CHUNK_CRASHES: int(1).max(100).default(3),
 });

@@ -1,49 +1,52 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
 import { addBacklog, removeBacklog } from '../queue/backlog';
+import { DEFAULT_JOB_PRIORITY } from '../queue/catalogue';
 import { JOBS, QUEUES } from '../queue/names';
-import { bullmqTelemetry } from '../telemetry';
-import { type EmbedJobData, embedJobSchema } from './schemas';
+import { JobProducer } from '../queue/producer';
+import type { EmbedJobData } from './schemas';
 
-/** Sync /score jobs carry no priority and BullMQ serves them first; async jobs queue behind them. */
-export const DEFAULT_JOB_PRIORITY = 100;
+export { DEFAULT_JOB_PRIORITY };
 
-/** Producer side of async jobs on the shared embed queue. */
+export interface JobQueueOptions {
+  prefix: string;
+  /** JOB_ATTEMPTS, when this queue makes its own producer. */
+  attempts?: number;
+  eventsMaxLen?: number;
+  /** The process's producer (its retry policy then comes from its Config); default: one of its own. */
+  producer?: JobProducer;
+}
+
+/** Producer side of async jobs on the shared embed queue: the catalogue validates; this counts the backlog. */
 export class JobQueue {
   readonly queue: Queue;
+  private readonly producer: JobProducer;
 
   constructor(
     private readonly connection: Redis,
-    private readonly opts: { prefix: string; attempts: number; eventsMaxLen?: number },
+    private readonly opts: JobQueueOptions,
   ) {
-    this.queue = new Queue(QUEUES.embed, {
-      connection,
-      prefix: opts.prefix,
-      streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
-      // Traces: the producer span, and the trace context carried in the job to the worker.
-      ...bullmqTelemetry(),
-    });
-    this.queue.on('error', () => {});
+    this.producer =
+      opts.producer ??
+      new JobProducer(connection, {
+        prefix: opts.prefix,
+        policy: opts.attempts === undefined ? {} : { JOB_ATTEMPTS: opts.attempts },
+        ...(opts.eventsMaxLen === undefined ? {} : { eventsMaxLen: opts.eventsMaxLen }),
+      });
+    this.queue = this.producer.queue(QUEUES.embed);
   }
 
-  async add(data: EmbedJobData, priority = DEFAULT_JOB_PRIORITY): Promise<void> {
-    const parsed = embedJobSchema.safeParse(data);
-    if (!parsed.success) throw new EmbedpoolError('BAD_REQUEST', `invalid job: ${parsed.error.message}`);
-    const { jobId } = parsed.data;
+  async add(input: EmbedJobData, priority = DEFAULT_JOB_PRIORITY): Promise<void> {
+    const data = this.producer.parse(JOBS.embedJob, input);
+    const { jobId } = data;
     try {
       // Counted before it is queued, as in ScoreQueue.add: a fast worker's HDEL must find the entry.
-      await addBacklog(this.connection, this.opts.prefix, jobId, parsed.data.images.length);
-      await this.queue.add(JOBS.embedJob, parsed.data, {
-        jobId,
-        priority,
-        attempts: this.opts.attempts,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: true,
-        removeOnFail: { age: 24 * 3600, count: 10_000 },
-      });
+      await addBacklog(this.connection, this.opts.prefix, jobId, data.images.length);
+      await this.producer.add(JOBS.embedJob, data, { jobId, priority });
     } catch (err) {
       await removeBacklog(this.connection, this.opts.prefix, jobId).catch(() => {});
+      if (err instanceof EmbedpoolError) throw err;
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -59,7 +62,8 @@ export class JobQueue {
     }
   }
 
+  /** Closes the queue when it is this wrapper's own (a shared producer is closed by its owner). */
   close(): Promise<void> {
-    return this.queue.close();
+    return this.opts.producer ? Promise.resolve() : this.producer.close();
   }
 }

@@ -1,17 +1,20 @@
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 import type { Config } from '../config';
 import { INGEST_QUEUES } from '../ingest/names';
 import { backlogImages } from '../queue/backlog';
-import { QUEUES } from '../queue/names';
+import { QUEUE_NAMES } from '../queue/catalogue';
+import { JobProducer } from '../queue/producer';
 import { liveWorkers } from '../queue/worker-registry';
 import { fleetBacklog, type PoolDemand, poolDemands } from './fleet-backlog';
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'prioritized', 'paused'] as const;
 
-/** Every queue a worker drains: embed (/score, /v1/jobs), callback deliveries, ingestion planners and chunks. */
-export const DRAINED_QUEUES = [QUEUES.embed, QUEUES.deliveries, INGEST_QUEUES.plan, INGEST_QUEUES.chunks];
+/**
+ * Every queue a worker drains, from the job catalogue: embed (/score, /v1/jobs), callback deliveries,
+ * ingestion planners and chunks, and any queue a new catalogue entry adds.
+ */
+export const DRAINED_QUEUES = QUEUE_NAMES;
 
 interface Snapshot {
   counts: Record<string, Record<string, number>>;
@@ -23,7 +26,8 @@ interface Snapshot {
  * Fleet-wide series read from Redis at scrape time: queue depth by state, the backlog in images, live
  * workers, and embedpool_desired_workers{pool} for the autoscaler. Every process that exposes /metrics
  * registers them (once per registry), so any replica (the API included, which runs while a pool is at
- * zero) can be scraped for the same fleet-wide values.
+ * zero) can be scraped for the same fleet-wide values. (Long: one gauge per series, all reading the one
+ * snapshot defined at the top.)
  */
 export function registerFleetMetrics(
   registry: Registry,
@@ -32,8 +36,9 @@ export function registerFleetMetrics(
   if (registry.getSingleMetric('embedpool_desired_workers')) return { close: async () => {} };
   const { redis, config } = opts;
   const prefix = config.QUEUE_PREFIX;
-  const queues = DRAINED_QUEUES.map((name) => new Queue(name, { connection: redis, prefix }));
-  for (const q of queues) q.on('error', () => {});
+  // Read-only use (job counts): a producer of its own, so closing it never closes another's queues.
+  const producer = new JobProducer(redis, { prefix });
+  const queues = producer.queues();
   const pools = [...config.AUTOSCALE_POOLS];
   if (pools.length === 0) pools.push({ name: 'default' });
   if (!pools.some((p) => p.name === config.WORKER_POOL)) pools.push({ name: config.WORKER_POOL });
@@ -133,5 +138,5 @@ export function registerFleetMetrics(
       if (s) for (const p of s.pools) this.set({ pool: p.pool }, p.desired);
     },
   });
-  return { close: async () => void (await Promise.all(queues.map((q) => q.close().catch(() => {})))) };
+  return { close: () => producer.close() };
 }

@@ -1,5 +1,23 @@
 export { addBacklog, BacklogReconciler, backlogImages, backlogOrphans, removeBacklog } from './backlog';
 export {
+  DEFAULT_JOB_PRIORITY,
+  DEFAULT_RETRY_POLICY,
+  isJobName,
+  JOB_CATALOGUE,
+  JOB_NAMES,
+  type JobData,
+  type JobInput,
+  type JobName,
+  type JobsOn,
+  jobOptions,
+  jobsOn,
+  QUEUE_NAMES,
+  type QueueName,
+  type QueueOf,
+  type RetryPolicy,
+  retryPolicyFrom,
+} from './catalogue';
+export {
   clusterSeeds,
   createRedis,
   isRedisConnectionError,
@@ -7,6 +25,7 @@ export {
   type RedisSettings,
   useEntraRedisAuth,
 } from './connection';
+export { createDispatcher, type Handler, type Handlers } from './dispatch';
 export {
   type Generation,
   GenerationWatch,
@@ -30,7 +49,8 @@ export {
   storeInline,
   tokenMatches,
 } from './inline-images';
-export { hashTagged, JOBS, type JobName, keys, QUEUES, type QueueName } from './names';
+export { hashTagged, JOBS, keys, QUEUES } from './names';
+export { type EnqueueOptions, JobProducer, type JobProducerOptions, type ValidJob } from './producer';
 export { prepareRedisAuth } from './redis-auth';
 export { EntraRedisAuth, nextRefreshDelay, REDIS_ENTRA_SCOPE, tokenObjectId } from './redis-entra';
 export { takeResult, writeResult } from './results';

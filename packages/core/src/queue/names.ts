@@ -1,4 +1,7 @@
-/** Queue and job names, shared by every producer and consumer so the two sides cannot drift apart. */
+/**
+ * Queue and job names, shared by every producer and consumer so the two sides cannot drift apart. Each job
+ * name's queue, schema and options are in catalogue.ts (ingestion's names are in ingest/names.ts).
+ */
 export const QUEUES = {
   /** Image embedding work: synchronous /score requests (and, later, async jobs). */
   embed: 'embed',
@@ -14,9 +17,6 @@ export const JOBS = {
   /** One callback POST. */
   deliver: 'deliver',
 } as const;
-
-export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-export type JobName = (typeof JOBS)[keyof typeof JOBS];
 
 /** Redis keys outside BullMQ's own, all under the deployment's prefix. */
 export const keys = {

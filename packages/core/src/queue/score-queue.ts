@@ -1,47 +1,44 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EmbedpoolError } from '../errors';
-import { bullmqTelemetry } from '../telemetry';
 import { addBacklog, removeBacklog } from './backlog';
 import { JOBS, keys, QUEUES } from './names';
-import { type ScoreJobData, type ScoreJobInput, scoreJobSchema } from './schemas';
+import { JobProducer } from './producer';
+import type { ScoreJobInput } from './schemas';
 
 export interface ScoreQueueOptions {
   prefix: string;
-  /** Worker crashes are retried this many times in all (stalled jobs count as attempts too). */
+  /** SCORE_ATTEMPTS: worker crashes are retried this many times in all (stalled jobs count as attempts too). */
   attempts?: number;
   /** Bound on BullMQ's events stream, so Redis memory stays flat under sustained load. */
   eventsMaxLen?: number;
+  /** The process's producer (its retry policy then comes from its Config); default: one of its own. */
+  producer?: JobProducer;
 }
 
-/** The producer side of the embed queue: validates every payload before it reaches Redis. */
+/** The producer side of /score jobs: the catalogue validates every payload; this adds backlog accounting. */
 export class ScoreQueue {
-  readonly queue: Queue<ScoreJobData>;
-  private readonly attempts: number;
+  readonly queue: Queue;
+  private readonly producer: JobProducer;
   private readonly prefix: string;
 
   constructor(
     private readonly connection: Redis,
-    opts: ScoreQueueOptions,
+    private readonly opts: ScoreQueueOptions,
   ) {
     this.prefix = opts.prefix;
-    this.attempts = opts.attempts ?? 3;
-    this.queue = new Queue<ScoreJobData>(QUEUES.embed, {
-      connection,
-      prefix: opts.prefix,
-      streams: { events: { maxLen: opts.eventsMaxLen ?? 10_000 } },
-      // Traces: the producer span, and the trace context carried in the job to the worker.
-      ...bullmqTelemetry(),
-    });
-    // Errors surface on the calls that hit them; the emitter's copy would only crash the process.
-    this.queue.on('error', () => {});
+    this.producer =
+      opts.producer ??
+      new JobProducer(connection, {
+        prefix: opts.prefix,
+        policy: opts.attempts === undefined ? {} : { SCORE_ATTEMPTS: opts.attempts },
+        ...(opts.eventsMaxLen === undefined ? {} : { eventsMaxLen: opts.eventsMaxLen }),
+      });
+    this.queue = this.producer.queue(QUEUES.embed);
   }
 
   async add(input: ScoreJobInput): Promise<string> {
-    const parsed = scoreJobSchema.safeParse(input);
-    if (!parsed.success)
-      throw new EmbedpoolError('BAD_REQUEST', `invalid score job: ${parsed.error.message}`);
-    const data = parsed.data;
+    const data = this.producer.parse(JOBS.score, input);
     try {
       // Counted before it is queued: a worker may finish the job before this add returns, and its HDEL
       // must find the entry (the other order leaked one entry per such race, for good).
@@ -50,18 +47,11 @@ export class ScoreQueue {
       throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
     }
     try {
-      const job = await this.queue.add(JOBS.score, data, {
-        jobId: data.requestId,
-        attempts: this.attempts,
-        backoff: { type: 'exponential', delay: 500 },
-        // The answer travels through the result key; the job record has no reader once it is done.
-        removeOnComplete: true,
-        removeOnFail: { age: 3600, count: 1000 },
-      });
+      const job = await this.producer.add(JOBS.score, data, { jobId: data.requestId });
       return job.id!;
     } catch (err) {
       await removeBacklog(this.connection, this.prefix, data.requestId).catch(() => {});
-      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
+      throw err;
     }
   }
 
@@ -80,7 +70,8 @@ export class ScoreQueue {
     return 'marked';
   }
 
+  /** Closes the queue when it is this wrapper's own (a shared producer is closed by its owner). */
   close(): Promise<void> {
-    return this.queue.close();
+    return this.opts.producer ? Promise.resolve() : this.producer.close();
   }
 }
