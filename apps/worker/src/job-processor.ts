@@ -44,6 +44,7 @@ function l2normalize(v: Float32Array): void {
  * share the job's record, inline source and log, and each is commented where it starts.)
  */
 export function createJobProcessor(deps: JobProcessorDeps) {
+  // Long: the processor itself; see above.
   return async (job: Job<EmbedJobData>): Promise<{ state: string }> => {
     // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts); embed-worker.ts closes
     // the record of a job the dispatcher refuses.
