@@ -49,6 +49,11 @@ export interface RunningApi {
 // Redis being down at boot must not stop the API from serving /healthz and answering 503 until it is back.
 const READY_WAIT_MS = 5_000;
 
+/**
+ * The API process's parts: authentication decided first, then the Redis-backed services (built once in
+ * createApiServices), the express app over them, the listening socket, and a close that drains requests
+ * before it releases Redis.
+ */
 export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const { config } = opts;
   const logger = opts.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
@@ -59,6 +64,66 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   } else {
     logger.info({ auth: auth.mode, why: auth.why }, 'authentication');
   }
+  const services = await createApiServices(opts, logger);
+  const app = createApiApp({ ...services.app, config, logger, auth });
+
+  const server = http.createServer(app);
+  let closing: Promise<void> | undefined;
+  const connections = trackConnections(server);
+  // Ahead of express, which may answer synchronously: keep-alive connections would otherwise hold a
+  // draining server open after their last answer.
+  server.prependListener('request', (_req, res: http.ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+  });
+  try {
+    await listen(server, config);
+  } catch (err) {
+    await services.release();
+    throw err;
+  }
+  const url = addressUrl(server.address() as AddressInfo);
+  // Workers on this machine reach the API at the address it is bound to; elsewhere INLINE_HANDOFF_URL says.
+  if (config.INLINE_HANDOFF_URL === undefined && isLoopbackHost(config.HOST))
+    services.app.handoff.useBoundAddress(url);
+
+  const prefix = config.QUEUE_PREFIX;
+  if (await readyWithin(services.app.events, opts.readyTimeoutMs ?? READY_WAIT_MS))
+    logger.info({ url, prefix }, 'API listening');
+  else logger.warn({ url, prefix }, 'API listening, but Redis is not reachable yet: /score answers 503');
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      connections.dropIdle();
+      // In-flight requests end by their own time-out at the latest; past it, stop waiting for them.
+      const force = setTimeout(() => server.closeAllConnections(), config.REQUEST_TIMEOUT_MS + 1_000);
+      await drained;
+      clearTimeout(force);
+      await services.release();
+      logger.info({ url }, 'API closed');
+    })();
+    return closing;
+  };
+  return { server, url, close };
+}
+
+interface ApiServices {
+  /** What createApiApp takes besides config, logger and auth. */
+  app: Omit<Parameters<typeof createApiApp>[0], 'config' | 'logger' | 'auth'> & {
+    handoff: InlineHandoff;
+    events: ScoreWaiter;
+  };
+  /** Closes every queue, watcher and connection this built (the caller's Redis is left open). */
+  release(): Promise<void>;
+}
+
+/**
+ * Everything the routes use that talks to Redis or storage, built once per process: one producer over the
+ * job catalogue for every queue, the /score client and its waiter, the job store and staging, deliveries,
+ * ingestions, the fleet metrics and the data-loss watch.
+ */
+async function createApiServices(opts: StartApiOptions, logger: Logger): Promise<ApiServices> {
+  const { config } = opts;
   const prefix = config.QUEUE_PREFIX;
   await prepareRedisAuth(config, {
     onError: (err) => logger.warn({ err: err.message }, 'Redis token refresh failed'),
@@ -92,13 +157,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   const jobQueue = new JobQueue(redis, { prefix, producer });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config, producer) : undefined;
-  const blobAuth = blobAuthFromConfig(config);
-  if (config.JOB_STAGING_CONTAINER && !blobAuth)
-    logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
-  const staging =
-    config.JOB_STAGING_CONTAINER && blobAuth
-      ? new BlobStaging(createBlobServiceClient(blobAuth), config.JOB_STAGING_CONTAINER)
-      : undefined;
+  const staging = jobStaging(config, logger);
   const jobs = {
     store,
     queue: jobQueue,
@@ -111,31 +170,7 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
   // Tells a Redis that came back empty from one that kept its data (logs, /readyz, metric, 410s).
   const generation = new GenerationWatch({ redis, prefix, logger }).start();
   registerGenerationMetrics(registry, generation, config.JOB_TTL_S);
-  const app = createApiApp({
-    config,
-    redis,
-    scoreClient,
-    events: waiter,
-    logger,
-    registry,
-    ingestions,
-    // Every queue of the job catalogue.
-    dashboardQueues: producer.queues(),
-    jobs,
-    auth,
-    handoff,
-    generation,
-  });
-
-  const server = http.createServer(app);
-  let closing: Promise<void> | undefined;
-  const connections = trackConnections(server);
-  // Ahead of express, which may answer synchronously: keep-alive connections would otherwise hold a
-  // draining server open after their last answer.
-  server.prependListener('request', (_req, res: http.ServerResponse) => {
-    if (closing) res.setHeader('Connection', 'close');
-  });
-  const releaseRedis = async () => {
+  const release = async () => {
     generation.stop();
     await waiter.close();
     await queue.close().catch(() => {});
@@ -146,47 +181,54 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     await producer.close();
     if (!opts.redis) await redis.quit().catch(() => redis.disconnect());
   };
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.PORT, config.HOST, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    await releaseRedis();
-    throw err;
-  }
-  const url = addressUrl(server.address() as AddressInfo);
-  // Workers on this machine reach the API at the address it is bound to; elsewhere INLINE_HANDOFF_URL says.
-  if (config.INLINE_HANDOFF_URL === undefined && isLoopbackHost(config.HOST)) handoff.useBoundAddress(url);
+  return {
+    app: {
+      redis,
+      scoreClient,
+      events: waiter,
+      registry,
+      ingestions,
+      // Every queue of the job catalogue.
+      dashboardQueues: producer.queues(),
+      jobs,
+      handoff,
+      generation,
+    },
+    release,
+  };
+}
 
+/** Async jobs' images staged in Blob storage instead of Redis, when a staging container and an account are set. */
+function jobStaging(config: Config, logger: Logger): BlobStaging | undefined {
+  const blobAuth = blobAuthFromConfig(config);
+  if (config.JOB_STAGING_CONTAINER && !blobAuth)
+    logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
+  return config.JOB_STAGING_CONTAINER && blobAuth
+    ? new BlobStaging(createBlobServiceClient(blobAuth), config.JOB_STAGING_CONTAINER)
+    : undefined;
+}
+
+function listen(server: http.Server, config: Config): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.PORT, config.HOST, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Whether the job-events listener reached Redis within `ms` (the API serves either way). */
+async function readyWithin(waiter: ScoreWaiter, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const waited = await Promise.race([
+  const ready = await Promise.race([
     waiter.ready().then(() => true),
     new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), opts.readyTimeoutMs ?? READY_WAIT_MS);
+      timer = setTimeout(() => resolve(false), ms);
     }),
   ]);
   clearTimeout(timer);
-  if (waited) logger.info({ url, prefix }, 'API listening');
-  else logger.warn({ url, prefix }, 'API listening, but Redis is not reachable yet: /score answers 503');
-
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
-      connections.dropIdle();
-      // In-flight requests end by their own time-out at the latest; past it, stop waiting for them.
-      const force = setTimeout(() => server.closeAllConnections(), config.REQUEST_TIMEOUT_MS + 1_000);
-      await drained;
-      clearTimeout(force);
-      await releaseRedis();
-      logger.info({ url }, 'API closed');
-    })();
-    return closing;
-  };
-  return { server, url, close };
+  return ready;
 }
 
 function isLoopbackHost(host: string): boolean {

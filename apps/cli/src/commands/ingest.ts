@@ -291,70 +291,13 @@ export function registerIngestCommands(program: Command): void {
     .option('--watch', 'follow progress until it finishes; exit 0 completed, 2 with failures, 1 failed')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .option('--json', 'print the API answer as JSON')
-    .action(
-      runAction(async (opts: IngestOptions) => {
-        const client = new ApiClient(opts);
-        if (opts.retryFailed) return retryFailed(client, opts.retryFailed, opts);
-        if (!opts.output)
-          throw new EmbedpoolError('BAD_REQUEST', '--output <container[/prefix]> is required');
-        if (!opts.container && !opts.manifest)
-          throw new EmbedpoolError('BAD_REQUEST', '--container (or --manifest) is required');
-        if (opts.format !== 'parquet' && opts.format !== 'jsonl') {
-          throw new EmbedpoolError('BAD_REQUEST', `--format must be parquet or jsonl, not ${opts.format}`);
-        }
-        const manifest = opts.manifest ? parseManifestSource(opts.manifest) : undefined;
-        const body = {
-          source: {
-            container: opts.container ?? manifest!.container,
-            ...(opts.prefix ? { prefix: opts.prefix } : {}),
-            ...(opts.glob ? { glob: opts.glob } : {}),
-            ...(opts.ext ? { extensions: opts.ext } : {}),
-            ...(manifest ? { manifest } : {}),
-          },
-          output: { ...opts.output, format: opts.format },
-          ...(opts.callback ? { callbackUrl: opts.callback } : {}),
-          ...(opts.retryUnchangedFailures ? { retryUnchangedFailures: true } : {}),
-        };
-        const { body: created } = await client.request<View>('POST', '/v1/ingestions', { body });
-        if (!opts.watch) {
-          process.stdout.write(opts.json ? `${JSON.stringify(created)}\n` : `${created.id}\n`);
-          return EXIT_OK;
-        }
-        const from = manifest
-          ? `manifest ${manifest.container}/${manifest.name}`
-          : `${body.source.container}/${opts.prefix ?? ''}`;
-        process.stderr.write(
-          `${created.id}: ${from} -> ${opts.output.container}/${opts.output.prefix} (${opts.format})\n`,
-        );
-        return follow(client, created.id, opts);
-      }),
-    );
+    .action(runAction(startIngestion));
 
   const ingestions = program.command('ingestions').description('list, follow, cancel and retry ingestions');
   apiOptions(ingestions.command('list', { isDefault: true }).description('recent ingestions, newest first'))
     .option('--limit <n>', 'how many', positiveInt, 20)
     .option('--json', 'JSON lines')
-    .action(
-      runAction(async (opts: ApiOptions & { limit: number; json?: boolean }) => {
-        const client = new ApiClient(opts);
-        const page = await client.get<{ items: View[] }>(`/v1/ingestions?limit=${opts.limit}`);
-        for (const v of page.items) {
-          const err = v.error ? `  ${v.error.code}` : '';
-          const eta = FINAL.has(v.state)
-            ? ''
-            : `, ETA ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`;
-          process.stdout.write(
-            opts.json
-              ? `${JSON.stringify(v)}\n`
-              : `${v.id}  ${v.state.padEnd(16)} ${v.source.container}/${v.source.prefix} -> ` +
-                  `${v.output.container}/${v.output.prefix}  listed ${v.counts.discovered}, queued ` +
-                  `${v.counts.queued}, embedded ${v.counts.done}, skipped ${v.counts.skipped}, failed ` +
-                  `${v.counts.failed}  ${v.throughput.imagesPerSecond} img/s${eta}${err}  ${v.createdAt}\n`,
-          );
-        }
-        return EXIT_OK;
-      }),
-    );
+    .action(runAction(listIngestions));
   apiOptions(
     ingestions
       .command('show <id>')
@@ -365,46 +308,14 @@ export function registerIngestCommands(program: Command): void {
     .option('--watch', 'follow progress until it finishes')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .option('--json', "print the API's JSON as it is")
-    .action(
-      runAction(async (id: string, opts: WatchOptions & { json?: boolean }) => {
-        const client = new ApiClient(opts);
-        if (opts.watch) return follow(client, id, opts);
-        const v = await client.get<View>(viewPath(id));
-        if (opts.json) {
-          process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-          return EXIT_OK;
-        }
-        const page =
-          v.counts.failed > 0
-            ? await client.get<{ items: Failure[]; next?: string }>(`${viewPath(id)}/failures?limit=10`)
-            : { items: [] };
-        process.stdout.write(describeIngestion(v, page.items, page.next !== undefined));
-        return EXIT_OK;
-      }),
-    );
+    .action(runAction(showIngestion));
   apiOptions(
     ingestions
       .command('failures <id>')
       .description('the failed blobs of an ingestion, with error codes (JSON lines, every page)'),
   )
     .option('--limit <n>', 'stop after this many', positiveInt)
-    .action(
-      runAction(async (id: string, opts: ApiOptions & { limit?: number }) => {
-        const client = new ApiClient(opts);
-        let cursor: string | undefined;
-        let left = opts.limit ?? Number.POSITIVE_INFINITY;
-        do {
-          const size = Math.min(1000, left);
-          const page = await client.get<{ items: unknown[]; next?: string }>(
-            `${viewPath(id)}/failures?limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
-          );
-          for (const f of page.items) process.stdout.write(`${JSON.stringify(f)}\n`);
-          left -= page.items.length;
-          cursor = page.next;
-        } while (cursor && left > 0);
-        return EXIT_OK;
-      }),
-    );
+    .action(runAction(printFailures));
   apiOptions(
     ingestions
       .command('cancel <id>')
@@ -412,19 +323,7 @@ export function registerIngestCommands(program: Command): void {
   )
     .option('--watch', 'follow it until it is cancelled')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
-    .action(
-      runAction(async (id: string, opts: WatchOptions) => {
-        const client = new ApiClient(opts);
-        const { body: v } = await client.request<View>('DELETE', viewPath(id));
-        process.stdout.write(`${v.id} ${v.state}\n`);
-        if (!opts.watch) return EXIT_OK;
-        const final = await watchIngestion(client, id, {
-          ...(opts.interval ? { intervalMs: opts.interval } : {}),
-          out: process.stderr,
-        });
-        return final.state === 'cancelled' ? EXIT_OK : exitCodeFor(final.state);
-      }),
-    );
+    .action(runAction(cancelIngestion));
   apiOptions(
     ingestions
       .command('retry-failed <id>')
@@ -433,4 +332,109 @@ export function registerIngestCommands(program: Command): void {
     .option('--watch', 'follow progress until it finishes')
     .option('--interval <ms>', 'progress period (ms)', positiveInt)
     .action(runAction(async (id: string, opts: WatchOptions) => retryFailed(new ApiClient(opts), id, opts)));
+}
+
+/** `embedpool ingest`: queue an ingestion (or a retry of its failures), then print its id or follow it. */
+async function startIngestion(opts: IngestOptions): Promise<number> {
+  const client = new ApiClient(opts);
+  if (opts.retryFailed) return retryFailed(client, opts.retryFailed, opts);
+  if (!opts.output) throw new EmbedpoolError('BAD_REQUEST', '--output <container[/prefix]> is required');
+  if (!opts.container && !opts.manifest)
+    throw new EmbedpoolError('BAD_REQUEST', '--container (or --manifest) is required');
+  if (opts.format !== 'parquet' && opts.format !== 'jsonl') {
+    throw new EmbedpoolError('BAD_REQUEST', `--format must be parquet or jsonl, not ${opts.format}`);
+  }
+  const manifest = opts.manifest ? parseManifestSource(opts.manifest) : undefined;
+  const body = {
+    source: {
+      container: opts.container ?? manifest!.container,
+      ...(opts.prefix ? { prefix: opts.prefix } : {}),
+      ...(opts.glob ? { glob: opts.glob } : {}),
+      ...(opts.ext ? { extensions: opts.ext } : {}),
+      ...(manifest ? { manifest } : {}),
+    },
+    output: { ...opts.output, format: opts.format },
+    ...(opts.callback ? { callbackUrl: opts.callback } : {}),
+    ...(opts.retryUnchangedFailures ? { retryUnchangedFailures: true } : {}),
+  };
+  const { body: created } = await client.request<View>('POST', '/v1/ingestions', { body });
+  if (!opts.watch) {
+    process.stdout.write(opts.json ? `${JSON.stringify(created)}\n` : `${created.id}\n`);
+    return EXIT_OK;
+  }
+  const from = manifest
+    ? `manifest ${manifest.container}/${manifest.name}`
+    : `${body.source.container}/${opts.prefix ?? ''}`;
+  process.stderr.write(
+    `${created.id}: ${from} -> ${opts.output.container}/${opts.output.prefix} (${opts.format})\n`,
+  );
+  return follow(client, created.id, opts);
+}
+
+/** `embedpool ingestions list`: one line (or JSON line) per recent ingestion. */
+async function listIngestions(opts: ApiOptions & { limit: number; json?: boolean }): Promise<number> {
+  const client = new ApiClient(opts);
+  const page = await client.get<{ items: View[] }>(`/v1/ingestions?limit=${opts.limit}`);
+  for (const v of page.items) {
+    const err = v.error ? `  ${v.error.code}` : '';
+    const eta = FINAL.has(v.state)
+      ? ''
+      : `, ETA ${v.etaIsLowerBound && v.etaSeconds !== null ? '>' : ''}${formatDuration(v.etaSeconds)}`;
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify(v)}\n`
+        : `${v.id}  ${v.state.padEnd(16)} ${v.source.container}/${v.source.prefix} -> ` +
+            `${v.output.container}/${v.output.prefix}  listed ${v.counts.discovered}, queued ` +
+            `${v.counts.queued}, embedded ${v.counts.done}, skipped ${v.counts.skipped}, failed ` +
+            `${v.counts.failed}  ${v.throughput.imagesPerSecond} img/s${eta}${err}  ${v.createdAt}\n`,
+    );
+  }
+  return EXIT_OK;
+}
+
+/** `embedpool ingestions show`: the state of one ingestion and its first failures. */
+async function showIngestion(id: string, opts: WatchOptions & { json?: boolean }): Promise<number> {
+  const client = new ApiClient(opts);
+  if (opts.watch) return follow(client, id, opts);
+  const v = await client.get<View>(viewPath(id));
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+    return EXIT_OK;
+  }
+  const page =
+    v.counts.failed > 0
+      ? await client.get<{ items: Failure[]; next?: string }>(`${viewPath(id)}/failures?limit=10`)
+      : { items: [] };
+  process.stdout.write(describeIngestion(v, page.items, page.next !== undefined));
+  return EXIT_OK;
+}
+
+/** `embedpool ingestions failures`: every failed blob as a JSON line, page by page. */
+async function printFailures(id: string, opts: ApiOptions & { limit?: number }): Promise<number> {
+  const client = new ApiClient(opts);
+  let cursor: string | undefined;
+  let left = opts.limit ?? Number.POSITIVE_INFINITY;
+  do {
+    const size = Math.min(1000, left);
+    const page = await client.get<{ items: unknown[]; next?: string }>(
+      `${viewPath(id)}/failures?limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+    );
+    for (const f of page.items) process.stdout.write(`${JSON.stringify(f)}\n`);
+    left -= page.items.length;
+    cursor = page.next;
+  } while (cursor && left > 0);
+  return EXIT_OK;
+}
+
+/** `embedpool ingestions cancel`: cancel, and with --watch follow it to the end. */
+async function cancelIngestion(id: string, opts: WatchOptions): Promise<number> {
+  const client = new ApiClient(opts);
+  const { body: v } = await client.request<View>('DELETE', viewPath(id));
+  process.stdout.write(`${v.id} ${v.state}\n`);
+  if (!opts.watch) return EXIT_OK;
+  const final = await watchIngestion(client, id, {
+    ...(opts.interval ? { intervalMs: opts.interval } : {}),
+    out: process.stderr,
+  });
+  return final.state === 'cancelled' ? EXIT_OK : exitCodeFor(final.state);
 }

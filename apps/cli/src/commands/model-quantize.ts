@@ -140,50 +140,51 @@ export function registerModelQuantizeCommand(model: Command): void {
       'after',
       '\nExit status: 0 written; 1 refused by the quality gate (the numbers are printed) or failed.\n',
     )
-    .action(
-      runAction(async (input: string, flags: QuantizeFlags) => {
-        disableOrtTelemetry();
-        await requireModelFile(input);
-        const preprocessor = flags.preprocessorConfig
-          ? await loadPreprocessorConfig(flags.preprocessorConfig)
-          : undefined;
-        // The source's recorded identity (model build/fetch write one beside the file) names the output.
-        const sourceIdentity = await readModelIdentity(input);
-        const sourceId =
-          flags.sourceId ?? (sourceIdentity.status === 'ok' ? sourceIdentity.identity.id : undefined);
-        const result = await quantizeModel({
-          input,
-          method: flags.method,
-          alpha: flags.alpha,
-          weightBits: flags.weightBits === '7' ? 7 : 8,
-          minCosine: flags.minCosine,
-          maxFloatFallback: flags.maxFloatFallback,
-          threads: flags.threads,
-          log: (line) => process.stderr.write(`embedpool: ${line}\n`),
-          ...(flags.calibration ? { calibrationDir: flags.calibration } : {}),
-          ...(flags.holdout ? { holdoutDir: flags.holdout } : {}),
-          ...(flags.keepFloat ? { keepFloat: flags.keepFloat } : {}),
-          ...(sourceId ? { sourceId } : {}),
-          ...(preprocessor ? { preprocessor } : {}),
-        });
-        if (result.passed) {
-          await writeAtomically(flags.out, result.model);
-          // An id of its own, so workers (production refuses a model without one) report what they serve.
-          await writeModelIdentity(flags.out, `${result.source.id}:int8`, {
-            quantizedFrom: result.source,
-            method: result.metadata['embedpool.quantization.method'],
-          });
-        }
-        if (flags.json) {
-          const { model: _bytes, ...rest } = result;
-          const report = { ...rest, written: result.passed ? resolve(flags.out) : null };
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-        } else {
-          const text = `${summary(result, flags.out, result.passed)}\n`;
-          // A refusal is an error: its numbers go where errors go, so a pipeline's stdout stays clean.
-          (result.passed ? process.stdout : process.stderr).write(text);
-        }
-        return result.passed ? EXIT_OK : EXIT_FAILURE;
-      }),
-    );
+    .action(runAction(quantize));
+}
+
+/** `embedpool model quantize`: calibrate, quantize to int8, check the cosine against fp32, write the file. */
+async function quantize(input: string, flags: QuantizeFlags): Promise<number> {
+  disableOrtTelemetry();
+  await requireModelFile(input);
+  const preprocessor = flags.preprocessorConfig
+    ? await loadPreprocessorConfig(flags.preprocessorConfig)
+    : undefined;
+  // The source's recorded identity (model build/fetch write one beside the file) names the output.
+  const sourceIdentity = await readModelIdentity(input);
+  const sourceId =
+    flags.sourceId ?? (sourceIdentity.status === 'ok' ? sourceIdentity.identity.id : undefined);
+  const result = await quantizeModel({
+    input,
+    method: flags.method,
+    alpha: flags.alpha,
+    weightBits: flags.weightBits === '7' ? 7 : 8,
+    minCosine: flags.minCosine,
+    maxFloatFallback: flags.maxFloatFallback,
+    threads: flags.threads,
+    log: (line) => process.stderr.write(`embedpool: ${line}\n`),
+    ...(flags.calibration ? { calibrationDir: flags.calibration } : {}),
+    ...(flags.holdout ? { holdoutDir: flags.holdout } : {}),
+    ...(flags.keepFloat ? { keepFloat: flags.keepFloat } : {}),
+    ...(sourceId ? { sourceId } : {}),
+    ...(preprocessor ? { preprocessor } : {}),
+  });
+  if (result.passed) {
+    await writeAtomically(flags.out, result.model);
+    // An id of its own, so workers (production refuses a model without one) report what they serve.
+    await writeModelIdentity(flags.out, `${result.source.id}:int8`, {
+      quantizedFrom: result.source,
+      method: result.metadata['embedpool.quantization.method'],
+    });
+  }
+  if (flags.json) {
+    const { model: _bytes, ...rest } = result;
+    const report = { ...rest, written: result.passed ? resolve(flags.out) : null };
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const text = `${summary(result, flags.out, result.passed)}\n`;
+    // A refusal is an error: its numbers go where errors go, so a pipeline's stdout stays clean.
+    (result.passed ? process.stdout : process.stderr).write(text);
+  }
+  return result.passed ? EXIT_OK : EXIT_FAILURE;
 }
