@@ -146,8 +146,6 @@ export async function startIngestWorker(
     prefix: config.QUEUE_PREFIX,
     attempts: settings.INGEST_ATTEMPTS,
     backoffMs: settings.INGEST_BACKOFF_MS,
-    callbackAttempts: config.CALLBACK_ATTEMPTS,
-    callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
   });
   // Completion callbacks leave through the deliveries queue (stages/deliver-callback.ts), like job callbacks.
   const sharedDeliveries = shared?.deliveries instanceof DeliveryQueue ? shared.deliveries : undefined;

@@ -10,9 +10,6 @@ export interface IngestQueueOptions {
   attempts: number;
   /** INGEST_BACKOFF_MS: the first retry delay (exponential). */
   backoffMs?: number;
-  /** CALLBACK_ATTEMPTS / CALLBACK_BACKOFF_MS for the completion callback. */
-  callbackAttempts?: number;
-  callbackBackoffMs?: number;
   eventsMaxLen?: number;
   /**
    * The process's producer (the retry policies then come from its Config, not from the options above).
@@ -43,8 +40,6 @@ export class IngestQueues {
         policy: {
           INGEST_ATTEMPTS: opts.attempts,
           ...(opts.backoffMs === undefined ? {} : { INGEST_BACKOFF_MS: opts.backoffMs }),
-          ...(opts.callbackAttempts === undefined ? {} : { CALLBACK_ATTEMPTS: opts.callbackAttempts }),
-          ...(opts.callbackBackoffMs === undefined ? {} : { CALLBACK_BACKOFF_MS: opts.callbackBackoffMs }),
         },
         ...(opts.eventsMaxLen === undefined ? {} : { eventsMaxLen: opts.eventsMaxLen }),
       });
@@ -61,12 +56,6 @@ export class IngestQueues {
   addFinalize(data: PlanJobData): Promise<unknown> {
     return this.producer.enqueue(INGEST_JOBS.finalize, data, {
       jobId: ingestJobIds.finalize(data.ingestionId, data.round),
-    });
-  }
-
-  addCallback(data: PlanJobData): Promise<unknown> {
-    return this.producer.enqueue(INGEST_JOBS.callback, data, {
-      jobId: ingestJobIds.callback(data.ingestionId, data.round),
     });
   }
 

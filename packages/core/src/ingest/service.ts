@@ -141,8 +141,6 @@ export class IngestionService {
       prefix: config.QUEUE_PREFIX,
       attempts: this.settings.INGEST_ATTEMPTS,
       backoffMs: this.settings.INGEST_BACKOFF_MS,
-      callbackAttempts: config.CALLBACK_ATTEMPTS,
-      callbackBackoffMs: config.CALLBACK_BACKOFF_MS,
       ...(opts.producer ? { producer: opts.producer } : {}),
     });
     const auth = blobAuthFromConfig(config);

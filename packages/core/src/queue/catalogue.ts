@@ -102,7 +102,11 @@ export const JOB_CATALOGUE = {
     schema: planJobSchema,
     options: (p) => ingestOptions(p),
   },
-  /** The signed completion callback of an ingestion. */
+  /**
+   * Legacy: an ingestion's completion callback as queued by workers before callbacks moved to `deliveries`.
+   * Nothing queues it now; its handler (apps/worker/src/ingest/ingest-worker.ts) forwards a job still in
+   * Redis from an older release to the deliveries queue. Drop it one release after.
+   */
   [INGEST_JOBS.callback]: {
     queue: INGEST_QUEUES.plan,
     schema: planJobSchema,
