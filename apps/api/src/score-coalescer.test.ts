@@ -117,4 +117,55 @@ describe('ScoreCoalescer', () => {
     expect(Array.from((await long).vectors)).toEqual([3, 3]);
     runs[0]!.release();
   });
+
+  it('past maxJobsInFlight, gathers until one of its jobs ends, then sends everything gathered as one job', async () => {
+    const { runs, run } = manualRunner();
+    const c = new ScoreCoalescer(run, { windowMs: 5, maxImages: 64, maxJobsInFlight: 2 });
+    const a = c.score([img(1)], call('a'));
+    const b = c.score([img(2)], call('b'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(2);
+    const later = [3, 4, 5].map((n) => c.score([img(n)], call(`r${n}`)));
+    // The window passes, but two jobs are in flight: the three wait for a slot.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(2);
+    runs[0]!.release();
+    await a;
+    await tick();
+    expect(runs).toHaveLength(3);
+    expect(runs[2]!.images).toHaveLength(3);
+    runs[2]!.release();
+    runs[1]!.release();
+    await b;
+    expect((await Promise.all(later)).map((x) => Array.from(x.vectors))).toEqual([
+      [3, 3],
+      [4, 4],
+      [5, 5],
+    ]);
+  });
+
+  it("counts a gathered request's deadline from its arrival, and drops one whose client left while gathering", async () => {
+    const { runs, run } = manualRunner();
+    const c = new ScoreCoalescer(run, { windowMs: 5, maxImages: 64, maxJobsInFlight: 1 });
+    void c.score([img(1)], call('a'));
+    const gone = new AbortController();
+    const left = expect(c.score([img(2)], call('b', { signal: gone.signal }))).rejects.toThrow(
+      'client b left',
+    );
+    const short = c.score([img(3)], call('c', { timeoutMs: 30 }));
+    const long = c.score([img(4)], call('d'));
+    gone.abort(new Error('client b left'));
+    await new Promise((r) => setTimeout(r, 25));
+    runs[0]!.release();
+    await tick();
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.images).toHaveLength(2);
+    await left;
+    // 30 ms from its arrival, not from the flush 25 ms later.
+    const t0 = Date.now();
+    await expect(short).rejects.toMatchObject({ code: 'TIMEOUT' });
+    expect(Date.now() - t0).toBeLessThan(20);
+    runs[1]!.release();
+    expect(Array.from((await long).vectors)).toEqual([4, 4]);
+  });
 });

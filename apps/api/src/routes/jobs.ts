@@ -126,7 +126,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
 
     const key = req.get('idempotency-key');
-    const hash = requestHash(request);
+    // Hashing reads every byte of every image: only a request with a key needs it.
+    const hash = key === undefined ? '' : requestHash(request);
     if (key !== undefined) {
       if (!IDEMPOTENCY_KEY.test(key))
         throw new EmbedpoolError('BAD_REQUEST', 'Idempotency-Key: 1-128 of [A-Za-z0-9._:-]');
