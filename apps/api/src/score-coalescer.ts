@@ -21,7 +21,7 @@ export interface CoalescerOptions {
    * workers are busy with our earlier work, so the wait moves queueing from the workers to here at no cost
    * in throughput, and the next job carries everything that arrived meanwhile. Without it, closed-loop
    * clients settle into as many small jobs as fit the window (16 one-image clients: ~4 images per job, ~19
-   * Redis commands per image); with it, about clients / 2 per job. Two jobs of up to `maxImages` each keep
+   * Redis commands per image); with it, about clients / 2 per job (see `solo`). Two jobs of up to `maxImages` each keep
    * a GPU worker busy at far more images per second than one API process can parse.
    */
   maxJobsInFlight?: number;
@@ -35,6 +35,8 @@ interface Member {
   resolve: (a: ScoreAnswer) => void;
   reject: (e: unknown) => void;
   settled: boolean;
+  /** Stops the deadline and abort watch it has while gathering. */
+  stopGathering: () => void;
 }
 
 /**
@@ -69,18 +71,50 @@ export class ScoreCoalescer {
       return this.solo(images, call);
     }
     return new Promise<ScoreAnswer>((resolve, reject) => {
-      this.gathering.push({
+      const m: Member = {
         images,
         call,
         deadline: Date.now() + call.timeoutMs,
         resolve,
         reject,
         settled: false,
-      });
+        stopGathering: () => {},
+      };
+      this.gather(m);
       this.gatheredImages += images.length;
       if (this.gatheredImages >= this.opts.maxImages) this.flush();
       else if (!this.due) this.timer ??= setTimeout(() => this.windowClosed(), this.window());
     });
+  }
+
+  /**
+   * Adds a request to the gathering, watching its deadline and its client meanwhile: waiting for a slot can
+   * take as long as a job, and a request must not outlive its own deadline in here.
+   */
+  private gather(m: Member): void {
+    const leave = (err: unknown) => {
+      const i = this.gathering.indexOf(m);
+      if (i < 0) return;
+      this.gathering.splice(i, 1);
+      this.gatheredImages -= m.images.length;
+      m.stopGathering();
+      m.settled = true;
+      m.reject(err);
+    };
+    const timer = setTimeout(
+      () =>
+        leave(
+          new EmbedpoolError('TIMEOUT', `no answer within ${m.call.timeoutMs} ms; the request was dropped`),
+        ),
+      m.call.timeoutMs,
+    );
+    const onAbort = () => leave(m.call.signal?.reason ?? new Error('aborted'));
+    m.call.signal?.addEventListener('abort', onAbort, { once: true });
+    m.stopGathering = () => {
+      clearTimeout(timer);
+      m.call.signal?.removeEventListener('abort', onAbort);
+    };
+    this.gathering.push(m);
   }
 
   private windowClosed(): void {
@@ -103,7 +137,13 @@ export class ScoreCoalescer {
       return answer;
     } finally {
       this.inFlight--;
-      if (this.due && this.inFlight < (this.opts.maxJobsInFlight ?? 2)) this.flush();
+      if (this.due && this.inFlight < (this.opts.maxJobsInFlight ?? 2)) {
+        // One more window before they go: under load the clients this job just answered send again at
+        // once, and they join this job instead of starting a group of their own (the other job in flight
+        // keeps the workers busy meanwhile). Without it, closed-loop clients split into three groups, not two.
+        this.due = false;
+        this.timer ??= setTimeout(() => this.windowClosed(), this.window());
+      }
     }
   }
 
@@ -111,14 +151,8 @@ export class ScoreCoalescer {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.due = false;
-    const members = this.gathering.filter((m) => {
-      // Gone while gathering (its client left): it never joins a job.
-      if (!m.call.signal?.aborted) return true;
-      m.settled = true;
-      m.reject(m.call.signal.reason);
-      return false;
-    });
-    this.gathering = [];
+    const members = this.gathering;
+    for (const m of members) m.stopGathering();
     this.gathering = [];
     this.gatheredImages = 0;
     if (members.length === 1) {
