@@ -18,12 +18,12 @@ export const MEASURED_WORKER_CPU = {
    * Worker process CPU ms per image, the median of the load phases (/score 1 and 8 per request, jobs inline
    * and blob, ingestion; not the one-client idle phase): read the bytes, decode, batch, hand back.
    */
-  msPerImage: 11.14,
+  msPerImage: 10.94,
   /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
-  decodeAloneMs: 7.17,
+  decodeAloneMs: 8.36,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
   machine:
-    '2-vCPU AMD EPYC (development VM, shared with three other benches and test runs: load average 8.4-9.5)',
+    '2-vCPU AMD EPYC (development VM, shared with three other benches and test runs: load average 2.6-5.3)',
   measuredOn: '2026-12-04',
   command: 'npm run bench -- --sections pipeline',
   /** The run these figures come from, relative to the repository root. */
