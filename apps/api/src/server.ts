@@ -78,7 +78,11 @@ export async function startApi(opts: StartApiOptions): Promise<RunningApi> {
     waiter,
     prefix,
     handoff,
-    coalesce: { windowMs: config.SCORE_COALESCE_MS, maxImages: config.MAX_IMAGES_PER_REQUEST },
+    coalesce: {
+      windowMs: config.SCORE_COALESCE_MS,
+      maxImages: config.MAX_IMAGES_PER_REQUEST,
+      maxJobsInFlight: config.SCORE_COALESCE_MAX_JOBS,
+    },
   });
   const jobQueue = new JobQueue(redis, { prefix, attempts: config.JOB_ATTEMPTS });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
