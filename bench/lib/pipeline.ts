@@ -66,6 +66,11 @@ export interface PipelinePhase {
   ratioToDecode: number;
   redisCommandsPerImage: number;
   redisCommandsByName: Record<string, number>;
+  /**
+   * Redis's own time per image by command (INFO commandstats usec, microseconds; a script's EVALSHA includes
+   * the commands it runs, which are also counted under their own names): where Redis's CPU goes.
+   */
+  redisUsecByName: Record<string, number>;
   /** What the one Redis core would carry at this cost: 1000 / redis ms per image. */
   redisBoundImagesPerSec: number | null;
   /** Median request latency, ms (null for the ingestion). */
@@ -100,6 +105,7 @@ export interface PipelineTarget {
 interface RedisSample {
   cpuSeconds: number;
   calls: Record<string, number>;
+  usec: Record<string, number>;
 }
 
 const IGNORED = new Set(['info', 'ping', 'client|setname', 'client|getname', 'client|info', 'hello']);
@@ -111,6 +117,7 @@ async function redisSample(url: string): Promise<RedisSample> {
     const text = await r.info('all');
     let cpu = 0;
     const calls: Record<string, number> = {};
+    const usec: Record<string, number> = {};
     for (const line of text.split('\r\n')) {
       const i = line.indexOf(':');
       if (i < 0) continue;
@@ -119,10 +126,12 @@ async function redisSample(url: string): Promise<RedisSample> {
       if (k === 'used_cpu_sys' || k === 'used_cpu_user') cpu += Number(v);
       else if (k.startsWith('cmdstat_')) {
         const name = k.slice(8);
-        if (!IGNORED.has(name)) calls[name] = Number(/calls=(\d+)/.exec(v)?.[1] ?? 0);
+        if (IGNORED.has(name)) continue;
+        calls[name] = Number(/calls=(\d+)/.exec(v)?.[1] ?? 0);
+        usec[name] = Number(/usec=(\d+)/.exec(v)?.[1] ?? 0);
       }
     }
-    return { cpuSeconds: cpu, calls };
+    return { cpuSeconds: cpu, calls, usec };
   } finally {
     r.disconnect();
   }
@@ -234,6 +243,11 @@ function phaseFrom(
       commands += d;
     }
   }
+  const usecByName: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.redis.usec)) {
+    const d = v - (a.redis.usec[k] ?? 0);
+    if (d > 0) usecByName[k] = round(d / n, 1);
+  }
   const total = api + worker + redis;
   return {
     name,
@@ -261,6 +275,11 @@ function phaseFrom(
     redisCommandsPerImage: round(commands / n, 2),
     redisCommandsByName: Object.fromEntries(
       Object.entries(byName)
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 12),
+    ),
+    redisUsecByName: Object.fromEntries(
+      Object.entries(usecByName)
         .sort((x, y) => y[1] - x[1])
         .slice(0, 12),
     ),

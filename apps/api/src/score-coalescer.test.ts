@@ -117,4 +117,56 @@ describe('ScoreCoalescer', () => {
     expect(Array.from((await long).vectors)).toEqual([3, 3]);
     runs[0]!.release();
   });
+
+  it('past maxJobsInFlight, gathers until one of its jobs ends, then sends everything gathered as one job', async () => {
+    const { runs, run } = manualRunner();
+    const c = new ScoreCoalescer(run, { windowMs: 5, maxImages: 64, maxJobsInFlight: 2 });
+    const a = c.score([img(1)], call('a'));
+    const b = c.score([img(2)], call('b'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(2);
+    const later = [3, 4, 5].map((n) => c.score([img(n)], call(`r${n}`)));
+    // The window passes, but two jobs are in flight: the three wait for a slot.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(2);
+    runs[0]!.release();
+    await a;
+    // A request answered by that job comes back at once and still makes it into the next one.
+    const again = c.score([img(6)], call('r6'));
+    await tick();
+    expect(runs).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(3);
+    expect(runs[2]!.images).toHaveLength(4);
+    runs[2]!.release();
+    runs[1]!.release();
+    await b;
+    expect((await Promise.all([...later, again])).map((x) => Array.from(x.vectors))).toEqual([
+      [3, 3],
+      [4, 4],
+      [5, 5],
+      [6, 6],
+    ]);
+  });
+
+  it('times out and drops gathered requests on their own deadline and client, even while no slot frees', async () => {
+    const { runs, run } = manualRunner();
+    const c = new ScoreCoalescer(run, { windowMs: 5, maxImages: 64, maxJobsInFlight: 1 });
+    void c.score([img(1)], call('a'));
+    const gone = new AbortController();
+    const left = c.score([img(2)], call('b', { signal: gone.signal }));
+    const short = c.score([img(3)], call('c', { timeoutMs: 30 }));
+    const long = c.score([img(4)], call('d'));
+    gone.abort(new Error('client b left'));
+    await expect(left).rejects.toThrow('client b left');
+    // Job a is still running: the short request times out while gathering, not when the slot frees.
+    await expect(short).rejects.toMatchObject({ code: 'TIMEOUT' });
+    expect(runs).toHaveLength(1);
+    runs[0]!.release();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.images).toHaveLength(1);
+    runs[1]!.release();
+    expect(Array.from((await long).vectors)).toEqual([4, 4]);
+  });
 });

@@ -152,7 +152,11 @@ async function createApiServices(opts: StartApiOptions, logger: Logger): Promise
     waiter,
     prefix,
     handoff,
-    coalesce: { windowMs: config.SCORE_COALESCE_MS, maxImages: config.MAX_IMAGES_PER_REQUEST },
+    coalesce: {
+      windowMs: config.SCORE_COALESCE_MS,
+      maxImages: config.MAX_IMAGES_PER_REQUEST,
+      maxJobsInFlight: config.SCORE_COALESCE_MAX_JOBS,
+    },
   });
   const jobQueue = new JobQueue(redis, { prefix, producer });
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);

@@ -183,7 +183,8 @@ function submitJob(deps: JobsRouteDeps): RequestHandler {
     if (deps.redis.status !== 'ready') throw new EmbedpoolError('UNAVAILABLE', 'redis is unreachable');
 
     const key = req.get('idempotency-key');
-    const hash = requestHash(request);
+    // Hashing reads every byte of every image: only a request with a key needs it.
+    const hash = key === undefined ? '' : requestHash(request);
     if (key !== undefined && (await answerRepeat(deps, req, res, { key, hash, jobId, owner, request })))
       return;
     const release = () =>

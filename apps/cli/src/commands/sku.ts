@@ -81,7 +81,9 @@ export function describeFeed(plan: WorkerPlan, workerCpuMsPerImage?: number): st
     `throughput: CPU side feeds at most ~${f.cpuFeedImagesPerSec} img/s (${Math.max(1, vm.vcpu - 1)} vCPUs x 1000 / ${measured})`,
     ...(f.gpuImagesPerSec === null
       ? [
-          '  no GPU: the model itself runs on these vCPUs and bounds the size; `embedpool calibrate` measures it',
+          vm.gpuCount > 0
+            ? `  GPU rate unknown: no datasheet figure for ${vm.gpuModel ?? 'this GPU'} in packages/core/src/sku/feed.ts; bench/gpu.sh measures it`
+            : '  no GPU: the model itself runs on these vCPUs and bounds the size; `embedpool calibrate` measures it',
         ]
       : [
           `  GPUs expected ~${f.gpuImagesPerSec} img/s (estimate: ${f.gpuSource}; bench/gpu.sh measures it)`,
@@ -126,6 +128,8 @@ function envBlock(plan: WorkerPlan): string {
 function boundCell(vm: Parameters<typeof feedEstimate>[0]): string {
   if (vm.gpuCount === 0) return '-';
   const f = feedEstimate(vm);
+  // No datasheet figure (a partial GPU, a model not in feed.ts): only the CPU side is known.
+  if (f.gpuImagesPerSec === null) return `cpu feeds ~${f.cpuFeedImagesPerSec}, gpu ?`;
   return `${f.bound} ~${f.imagesPerSec}`;
 }
 

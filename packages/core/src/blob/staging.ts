@@ -25,11 +25,18 @@ export class BlobStaging implements InlineBlobStore {
     return { via: 'blob', container: this.container, name };
   }
 
+  /**
+   * The bytes in [offset, offset + length), fewer where the blob ends first (InlineReader reads whole windows
+   * and checks each image's length itself). One ranged GET: downloadToBuffer would pad a short read with zeros.
+   */
   async read(container: string, name: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.client
+    const res = await this.client
       .getContainerClient(container)
       .getBlockBlobClient(name)
-      .downloadToBuffer(offset, length);
+      .download(offset, length);
+    const chunks: Buffer[] = [];
+    for await (const c of res.readableStreamBody ?? []) chunks.push(c as Buffer);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   }
 
   async delete(container: string, name: string): Promise<void> {

@@ -79,6 +79,11 @@ export const envSchema = z.object({
   /** Concurrent /score requests gather this long into one queue job, only while one is already in flight. */
   SCORE_COALESCE_MS: int(0).max(1_000).default(50),
   /**
+   * /score jobs of this API process in flight before gathered requests wait for one to end instead of the
+   * window. Raise it where one API process feeds many GPU workers through small jobs.
+   */
+  SCORE_COALESCE_MAX_JOBS: int(1).default(2),
+  /**
    * How workers reach this API process for the inline images of /score requests (e.g. http://10.0.0.4:8080);
    * `off`: through Redis. Unset: the bound address on a loopback HOST, Redis otherwise.
    */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DINOV2_BASE_CONFIG, parseDinov2Config } from '../model';
 import { getVmSize } from './catalogue';
@@ -30,5 +31,30 @@ describe('feed estimate', () => {
     const cpu = feedEstimate(getVmSize('Standard_D4as_v4'));
     expect(cpu.gpuImagesPerSec).toBeNull();
     expect(cpu.bound).toBe('cpu');
+  });
+
+  it('takes its CPU cost per image from the committed pipeline bench result it names', () => {
+    const file = new URL(`../../../../${MEASURED_WORKER_CPU.resultFile}`, import.meta.url);
+    const run = JSON.parse(readFileSync(file, 'utf8')) as {
+      pipeline: {
+        decode: { cpuMsPerImage: number };
+        phases: { name: string; cpuMsPerImage: { worker: number } }[];
+      };
+    };
+    const worker = run.pipeline.phases
+      .filter((p) => !p.name.startsWith('idle'))
+      .map((p) => p.cpuMsPerImage.worker)
+      .sort((a, b) => a - b);
+    expect(worker).toHaveLength(5);
+    expect(MEASURED_WORKER_CPU.msPerImage).toBe(worker[2]);
+    expect(MEASURED_WORKER_CPU.decodeAloneMs).toBe(run.pipeline.decode.cpuMsPerImage);
+  });
+
+  it('knows the H100 sizes: a GPU rate from the datasheet beside the CPU feed, and which bounds', () => {
+    const h100 = feedEstimate(getVmSize('Standard_NC40ads_H100_v5'));
+    expect(h100.gpuSource).toMatch(/H100 NVL datasheet: 835/);
+    expect(h100.cpuFeedImagesPerSec).toBe(Math.round((39 * 1000) / MEASURED_WORKER_CPU.msPerImage));
+    expect(h100.imagesPerSec).toBe(Math.min(h100.cpuFeedImagesPerSec, h100.gpuImagesPerSec!));
+    expect(feedEstimate(getVmSize('Standard_ND96isr_H100_v5')).gpuSource).toMatch(/H100 SXM5 datasheet: 989/);
   });
 });

@@ -9,27 +9,50 @@ import type { VmSize } from './types';
  * measured that GPU.
  */
 
-/** The pipeline benchmark's worker CPU per image (docs/performance.md, "Pipeline cost per image"). */
+/**
+ * The pipeline benchmark's worker CPU per image (docs/performance.md, "Pipeline cost per image"), copied from
+ * the committed result file below (feed.test.ts checks the two agree).
+ */
 export const MEASURED_WORKER_CPU = {
-  /** Worker process CPU ms per image (median of the five phases): read the bytes, decode, batch, hand back. */
-  msPerImage: 7.4,
+  /**
+   * Worker process CPU ms per image, the median of the load phases (/score 1 and 8 per request, jobs inline
+   * and blob, ingestion; not the one-client idle phase): read the bytes, decode, batch, hand back.
+   */
+  msPerImage: 10.94,
   /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
-  decodeAloneMs: 5.2,
+  decodeAloneMs: 8.36,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
-  machine: '2-vCPU AMD EPYC (development VM, shared; the quietest of four runs)',
+  machine:
+    '2-vCPU AMD EPYC (development VM, shared with three other benches and test runs: load average 2.6-5.3)',
   measuredOn: '2026-12-04',
   command: 'npm run bench -- --sections pipeline',
+  /** The run these figures come from, relative to the repository root. */
+  resultFile: 'bench/results/2026-12-04-vm-pipeline-h4-after.json',
 } as const;
 
 /**
  * Dense FP16 tensor-core peak per GPU, from NVIDIA's datasheets (T4: 65 TFLOPS; V100 PCIe: 112, SXM2: 125;
- * A100 40/80 GB, PCIe and SXM4: 312, without sparsity).
+ * A100 40/80 GB, PCIe and SXM4: 312; A10: 125; H100 NVL (Azure's "H100 PCIe 94GB"): 835; H100 SXM5 and H200:
+ * 989; all without sparsity: the datasheets' headline H100/H200 figures, 1,671 and 1,979, are with it).
  */
 export const GPU_FP16_PEAK_TFLOPS: { match: RegExp; tflops: number; source: string }[] = [
   { match: /\bT4\b/, tflops: 65, source: 'NVIDIA T4 datasheet: 65 TFLOPS mixed-precision FP16' },
   { match: /V100.*SXM2/, tflops: 125, source: 'NVIDIA V100 datasheet: 125 TFLOPS tensor (SXM2)' },
   { match: /V100/, tflops: 112, source: 'NVIDIA V100 datasheet: 112 TFLOPS tensor (PCIe)' },
   { match: /A100/, tflops: 312, source: 'NVIDIA A100 datasheet: 312 TFLOPS FP16 tensor (dense)' },
+  {
+    match: /H100.*94\s*GB|H100 NVL/,
+    tflops: 835,
+    source: 'NVIDIA H100 NVL datasheet: 835 TFLOPS FP16 tensor (dense; 1,671 with sparsity)',
+  },
+  { match: /H100/, tflops: 989, source: 'NVIDIA H100 SXM5 datasheet: 989 TFLOPS FP16 tensor (dense)' },
+  { match: /H200/, tflops: 989, source: 'NVIDIA H200 SXM datasheet: 989 TFLOPS FP16 tensor (dense)' },
+  // A whole A10 only: Azure's partial A10 sizes get a fraction of it, and no datasheet says which.
+  {
+    match: /\bA10\b(?!.*partial)/,
+    tflops: 125,
+    source: 'NVIDIA A10 datasheet: 125 TFLOPS FP16 tensor (dense)',
+  },
 ];
 
 /**
