@@ -258,60 +258,7 @@ export function registerSkuCommands(program: Command): void {
       `worker CPU per image for the throughput bound (default ${MEASURED_WORKER_CPU.msPerImage}, the pipeline bench's)`,
       positiveNumber,
     )
-    .action(
-      runAction(async (size: string | undefined, flags: SkuFlags) => {
-        if (flags.list) {
-          if (size !== undefined) throw new EmbedpoolError('BAD_REQUEST', '--list takes no size');
-          if (flags.json) {
-            const plans = VM_SIZES.map((vm) => ({ vm, plan: planForSize(vm) }));
-            process.stdout.write(`${JSON.stringify(plans, null, 2)}\n`);
-          } else process.stdout.write(listTable());
-          return 0;
-        }
-        const opts = {
-          ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
-          // int8 runs on CPU: on a GPU size it plans the CPU worker.
-          ...(flags.int8 ? { modelVariant: 'int8' as const, provider: 'cpu' as const } : {}),
-        };
-        let plan: WorkerPlan;
-        let source: string | undefined;
-        if (flags.detect) {
-          if (size !== undefined) throw new EmbedpoolError('BAD_REQUEST', '--detect takes no size');
-          const detected = await detectSku({ planOptions: opts });
-          plan = detected.plan;
-          source = detected.source;
-        } else if (size !== undefined) {
-          plan = planForSize(size, opts);
-        } else {
-          throw new EmbedpoolError(
-            'BAD_REQUEST',
-            'give a size, --list or --detect (see embedpool sku --help)',
-          );
-        }
-        if (flags.json) {
-          const out = {
-            ...(source ? { source } : {}),
-            plan,
-            env: planToEnv(plan),
-            throughput: feedEstimate(
-              (plan.size ? findVmSize(plan.size) : undefined) ?? {
-                vcpu: plan.resources.vcpus,
-                gpuModel: plan.resources.gpus[0]?.name ?? null,
-                gpuCount: plan.resources.gpus.length,
-              },
-              flags.cpuMsPerImage === undefined ? {} : { workerCpuMsPerImage: flags.cpuMsPerImage },
-            ),
-          };
-          process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-        } else {
-          if (source) process.stdout.write(`detected from: ${source}\n`);
-          process.stdout.write(
-            `${describePlan(plan)}${describeFeed(plan, flags.cpuMsPerImage)}\n${envBlock(plan)}\n`,
-          );
-        }
-        return 0;
-      }),
-    );
+    .action(runAction(showPlan));
 
   program
     .command('calibrate')
@@ -342,41 +289,93 @@ export function registerSkuCommands(program: Command): void {
       'measure the int8 model: the random model quantized (cached), or --model when that is int8 already',
     )
     .option('--json', 'print the measurements and plan as JSON')
-    .action(
-      runAction(async (flags: CalibrateFlags) => {
-        disableOrtTelemetry();
-        if (flags.model !== undefined) await requireModelFile(flags.model);
-        const progress = (e: CalibrateEvent) => process.stderr.write(`${progressLine(e)}\n`);
-        const r = await calibrate({
-          ...(flags.model === undefined ? {} : { modelPath: flags.model }),
-          ...(flags.batchSizes ? { batchSizes: flags.batchSizes } : {}),
-          ...(flags.threads ? { threads: flags.threads } : {}),
-          ...(flags.int8 ? { int8: true, provider: 'cpu' as const } : {}),
-          seconds: flags.seconds,
-          onProgress: progress,
-        });
-        let written: string[] = [];
-        if (flags.writeEnv !== undefined) {
-          const b = r.best;
-          written = await writeEnvFiles(r.plan, flags.writeEnv, [
-            `embedpool calibrate ${new Date().toISOString()}: ${b.imagesPerSecond.toFixed(2)} images/s ` +
-              `(intra-op ${b.intraOpThreads} x ${b.sessions} session(s), batch ${b.batchSize}, ${r.provider})`,
-            `model ${r.modelPath} (${r.modelVariant})`,
-          ]);
-        }
-        if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ ...r, env: planToEnv(r.plan), written }, null, 2)}\n`);
-          return 0;
-        }
-        process.stdout.write(calibrationTable(r));
-        const b = r.best;
-        process.stdout.write(
-          `\nbest: ${b.imagesPerSecond.toFixed(2)} images/s at intra-op ${b.intraOpThreads} x ` +
-            `${b.sessions} session(s), batch ${b.batchSize} (${r.provider}; ${r.totalSeconds.toFixed(0)} s in all)\n\n`,
-        );
-        process.stdout.write(`${describePlan(r.plan)}\n${envBlock(r.plan)}\n`);
-        for (const p of written) process.stderr.write(`wrote ${p}\n`);
-        return 0;
-      }),
+    .action(runAction(runCalibrate));
+}
+
+/** `embedpool sku`: one size's plan (or --list, or --detect for this machine), with its feed bound. */
+async function showPlan(size: string | undefined, flags: SkuFlags): Promise<number> {
+  if (flags.list) {
+    if (size !== undefined) throw new EmbedpoolError('BAD_REQUEST', '--list takes no size');
+    if (flags.json) {
+      const plans = VM_SIZES.map((vm) => ({ vm, plan: planForSize(vm) }));
+      process.stdout.write(`${JSON.stringify(plans, null, 2)}\n`);
+    } else process.stdout.write(listTable());
+    return 0;
+  }
+  const opts = {
+    ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
+    // int8 runs on CPU: on a GPU size it plans the CPU worker.
+    ...(flags.int8 ? { modelVariant: 'int8' as const, provider: 'cpu' as const } : {}),
+  };
+  let plan: WorkerPlan;
+  let source: string | undefined;
+  if (flags.detect) {
+    if (size !== undefined) throw new EmbedpoolError('BAD_REQUEST', '--detect takes no size');
+    const detected = await detectSku({ planOptions: opts });
+    plan = detected.plan;
+    source = detected.source;
+  } else if (size !== undefined) {
+    plan = planForSize(size, opts);
+  } else {
+    throw new EmbedpoolError('BAD_REQUEST', 'give a size, --list or --detect (see embedpool sku --help)');
+  }
+  if (flags.json) {
+    const out = {
+      ...(source ? { source } : {}),
+      plan,
+      env: planToEnv(plan),
+      throughput: feedEstimate(
+        (plan.size ? findVmSize(plan.size) : undefined) ?? {
+          vcpu: plan.resources.vcpus,
+          gpuModel: plan.resources.gpus[0]?.name ?? null,
+          gpuCount: plan.resources.gpus.length,
+        },
+        flags.cpuMsPerImage === undefined ? {} : { workerCpuMsPerImage: flags.cpuMsPerImage },
+      ),
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    if (source) process.stdout.write(`detected from: ${source}\n`);
+    process.stdout.write(
+      `${describePlan(plan)}${describeFeed(plan, flags.cpuMsPerImage)}\n${envBlock(plan)}\n`,
     );
+  }
+  return 0;
+}
+
+/** `embedpool calibrate`: measure this machine, print (or write) the best plan. */
+async function runCalibrate(flags: CalibrateFlags): Promise<number> {
+  disableOrtTelemetry();
+  if (flags.model !== undefined) await requireModelFile(flags.model);
+  const progress = (e: CalibrateEvent) => process.stderr.write(`${progressLine(e)}\n`);
+  const r = await calibrate({
+    ...(flags.model === undefined ? {} : { modelPath: flags.model }),
+    ...(flags.batchSizes ? { batchSizes: flags.batchSizes } : {}),
+    ...(flags.threads ? { threads: flags.threads } : {}),
+    ...(flags.int8 ? { int8: true, provider: 'cpu' as const } : {}),
+    seconds: flags.seconds,
+    onProgress: progress,
+  });
+  let written: string[] = [];
+  if (flags.writeEnv !== undefined) {
+    const b = r.best;
+    written = await writeEnvFiles(r.plan, flags.writeEnv, [
+      `embedpool calibrate ${new Date().toISOString()}: ${b.imagesPerSecond.toFixed(2)} images/s ` +
+        `(intra-op ${b.intraOpThreads} x ${b.sessions} session(s), batch ${b.batchSize}, ${r.provider})`,
+      `model ${r.modelPath} (${r.modelVariant})`,
+    ]);
+  }
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ ...r, env: planToEnv(r.plan), written }, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(calibrationTable(r));
+  const b = r.best;
+  process.stdout.write(
+    `\nbest: ${b.imagesPerSecond.toFixed(2)} images/s at intra-op ${b.intraOpThreads} x ` +
+      `${b.sessions} session(s), batch ${b.batchSize} (${r.provider}; ${r.totalSeconds.toFixed(0)} s in all)\n\n`,
+  );
+  process.stdout.write(`${describePlan(r.plan)}\n${envBlock(r.plan)}\n`);
+  for (const p of written) process.stderr.write(`wrote ${p}\n`);
+  return 0;
 }
