@@ -6,7 +6,6 @@ import {
   keys,
   type ScoreJobData,
   type ScoreResult,
-  scoreJobSchema,
   writeResult,
 } from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
@@ -43,10 +42,8 @@ function l2normalize(v: Float32Array): void {
  */
 export function createScoreProcessor(deps: ScoreProcessorDeps) {
   return async (job: Job<ScoreJobData>): Promise<ScoreResult> => {
-    const parsed = scoreJobSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw permanentJobFailure('BAD_REQUEST', `invalid job payload: ${parsed.error.message}`);
-    const data = parsed.data;
+    // Validated on dequeue by the dispatcher (@embedpool/core/queue dispatch.ts).
+    const data = job.data;
     const log = deps.logger.child({ jobId: job.id, requestId: data.requestId });
     await assertWanted(deps, job.id!, data.deadline);
 
