@@ -14,16 +14,14 @@ import {
 } from '@embedpool/testkit';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../support/azurite';
-import { testConfig } from '../support/stack';
 import {
-  blobService,
   getJson,
-  IngestEvents,
+  type IngestEvents,
+  type IngestFixture,
   type IngestStack,
   postIngestion,
   readOutput,
-  startIngestStack,
+  startIngestFixture,
 } from './ingest-support';
 
 /** Bulk ingestion of a container of every new format (phone photos, scans, icons), by their bytes. */
@@ -31,15 +29,13 @@ import {
 const fixture = (name: string) => readFileSync(join(FORMATS_DIR, name));
 
 describe('bulk ingestion decodes the new formats', () => {
-  let azurite: Azurite;
+  let fx: IngestFixture;
   let blob: BlobServiceClient;
   let stack: IngestStack;
   let events: IngestEvents;
   const blobs = new Map<string, Uint8Array>();
 
   beforeAll(async () => {
-    azurite = await startAzurite();
-    blob = blobService(azurite.connectionString);
     const { data, info } = await sharp(fixture('photo.png')).raw().toBuffer({ resolveWithObject: true });
     const photo = { width: info.width, height: info.height, channels: 3 as const, data };
     const heic = Buffer.from(fixture('photo.heic'));
@@ -61,23 +57,20 @@ describe('bulk ingestion decodes the new formats', () => {
     blobs.set('bad/absurd.heic', heic);
     blobs.set('bad/cut.bmp', bmp.subarray(0, bmp.length >> 1));
     blobs.set('notes/readme.txt', Buffer.from('not an image'));
-    const source = blob.getContainerClient('uploads');
-    await source.createIfNotExists();
-    for (const [name, body] of blobs) await source.getBlockBlobClient(name).uploadData(Buffer.from(body));
     const env = { INGEST_CHUNK_SIZE: '4' };
-    const config = testConfig({
-      BLOB_CONNECTION_STRING: azurite.connectionString,
-      LOG_LEVEL: 'warn',
-      ...env,
+    fx = await startIngestFixture({
+      env: { LOG_LEVEL: 'warn', ...env },
+      settings: ingestSettingsFrom(env),
+      seed: async (b) => {
+        const source = b.getContainerClient('uploads');
+        await source.createIfNotExists();
+        for (const [name, body] of blobs) await source.getBlockBlobClient(name).uploadData(Buffer.from(body));
+      },
     });
-    stack = await startIngestStack(config, { settings: ingestSettingsFrom(env) });
-    events = new IngestEvents(config.QUEUE_PREFIX);
-    await events.ready();
+    ({ blob, stack, events } = fx);
   });
   afterAll(async () => {
-    await events?.close();
-    await stack?.stop();
-    await azurite?.dispose();
+    await fx?.close();
   });
 
   it('IMAGE_EXTENSIONS takes every image blob (not the .txt); each gets the PNG vector; hostile ones fail with codes', async () => {

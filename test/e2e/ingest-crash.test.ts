@@ -1,17 +1,15 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { IngestionView } from '@embedpool/core/ingest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../support/azurite';
-import { testConfig } from '../support/stack';
 import {
-  blobService,
   getJson,
-  IngestEvents,
+  type IngestEvents,
+  type IngestFixture,
   type IngestStack,
   makeBlobs,
   postIngestion,
   readOutput,
-  startIngestStack,
+  startIngestFixture,
   type TestBlob,
   upload,
   WorkerChild,
@@ -38,7 +36,7 @@ async function expectExactlyOnce(
 }
 
 describe('ingestion survives crashes (worker child processes killed with SIGKILL)', () => {
-  let azurite: Azurite;
+  let fx: IngestFixture;
   let blob: BlobServiceClient;
   let blobs: TestBlob[];
   let stack: IngestStack;
@@ -47,18 +45,17 @@ describe('ingestion survives crashes (worker child processes killed with SIGKILL
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    azurite = await startAzurite();
-    blob = blobService(azurite.connectionString);
     blobs = await makeBlobs(160);
-    await upload(blob.getContainerClient(SOURCE), blobs);
-    const config = testConfig({ BLOB_CONNECTION_STRING: azurite.connectionString, JOB_LOCK_MS: '1500' });
     // The API only: the work happens in the child workers.
-    stack = await startIngestStack(config, { worker: false });
-    events = new IngestEvents(config.QUEUE_PREFIX);
-    await events.ready();
+    fx = await startIngestFixture({
+      env: { JOB_LOCK_MS: '1500' },
+      worker: false,
+      seed: (b) => upload(b.getContainerClient(SOURCE), blobs),
+    });
+    ({ blob, stack, events } = fx);
     env = {
-      QUEUE_PREFIX: config.QUEUE_PREFIX,
-      BLOB_CONNECTION_STRING: azurite.connectionString,
+      QUEUE_PREFIX: fx.config.QUEUE_PREFIX,
+      BLOB_CONNECTION_STRING: fx.azurite.connectionString,
       JOB_LOCK_MS: '1500',
       INGEST_CHUNK_CONCURRENCY: '2',
     };
@@ -68,9 +65,7 @@ describe('ingestion survives crashes (worker child processes killed with SIGKILL
     for (const c of children.splice(0)) await c.kill('SIGKILL');
   });
   afterAll(async () => {
-    await events?.close();
-    await stack?.stop();
-    await azurite?.dispose();
+    await fx?.close();
   });
 
   async function worker(extra: Record<string, string>): Promise<WorkerChild> {

@@ -8,17 +8,15 @@ import type { AddressInfo } from 'node:net';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { blobRowId, ingestSettingsFrom } from '@embedpool/core/ingest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../support/azurite';
-import { testConfig } from '../support/stack';
 import {
-  blobService,
   getJson,
-  IngestEvents,
+  type IngestEvents,
+  type IngestFixture,
   type IngestStack,
   makeBlobs,
   postIngestion,
   readOutput,
-  startIngestStack,
+  startIngestFixture,
   type TestBlob,
   upload,
 } from './ingest-support';
@@ -26,7 +24,7 @@ import {
 const SOURCE = 'manifest-src';
 
 describe('ingestion from a manifest of blob names and URLs (Azurite, Redis, fixture model)', () => {
-  let azurite: Azurite;
+  let fx: IngestFixture;
   let blob: BlobServiceClient;
   let stack: IngestStack;
   let events: IngestEvents;
@@ -36,11 +34,8 @@ describe('ingestion from a manifest of blob names and URLs (Azurite, Redis, fixt
   let base: string;
 
   beforeAll(async () => {
-    azurite = await startAzurite();
-    blob = blobService(azurite.connectionString);
     blobs = await makeBlobs(4);
     served = await makeBlobs(2, { first: 10 });
-    await upload(blob.getContainerClient(SOURCE), blobs);
     files = createServer((req, res) => {
       const b = served.find((x) => `/${x.name}` === req.url);
       if (!b) return void res.writeHead(404).end();
@@ -51,21 +46,17 @@ describe('ingestion from a manifest of blob names and URLs (Azurite, Redis, fixt
     base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
     const env = { INGEST_CHUNK_SIZE: '3' };
     // Loopback URLs are refused unless allowed: the images are served from this process.
-    const config = testConfig({
-      BLOB_CONNECTION_STRING: azurite.connectionString,
-      FETCH_ALLOW: '127.0.0.0/8',
-      ...env,
+    fx = await startIngestFixture({
+      env: { FETCH_ALLOW: '127.0.0.0/8', ...env },
+      settings: ingestSettingsFrom(env),
+      seed: (b) => upload(b.getContainerClient(SOURCE), blobs),
     });
-    stack = await startIngestStack(config, { settings: ingestSettingsFrom(env) });
-    events = new IngestEvents(config.QUEUE_PREFIX);
-    await events.ready();
+    ({ blob, stack, events } = fx);
   });
   afterAll(async () => {
-    await events?.close();
-    await stack?.stop();
+    await fx?.close();
     files?.closeAllConnections();
     await new Promise((r) => files?.close(r));
-    await azurite?.dispose();
   });
 
   async function manifest(name: string, text: string): Promise<void> {

@@ -35,7 +35,8 @@ import { errorHandler } from '../../apps/api/src/http-errors';
 import { requestContext } from '../../apps/api/src/request-context';
 import { ingestionsRouter } from '../../apps/api/src/routes/ingestions';
 import { type IngestWorkerHandle, startIngestWorker } from '../../apps/worker/src/ingest';
-import { cleanPrefix, parityModel, REDIS_URL } from '../support/stack';
+import { type Azurite, startAzurite } from '../support/azurite';
+import { cleanPrefix, parityModel, REDIS_URL, testConfig } from '../support/stack';
 
 export interface TestBlob {
   name: string;
@@ -423,4 +424,59 @@ export class WorkerChild {
 
 export function blobService(connectionString: string): BlobServiceClient {
   return BlobServiceClient.fromConnectionString(connectionString);
+}
+
+/** What every ingestion e2e test starts: Azurite, the in-process ingestion stack over it, the queues' events. */
+export interface IngestFixture {
+  azurite: Azurite;
+  blob: BlobServiceClient;
+  config: Config;
+  stack: IngestStack;
+  events: IngestEvents;
+  /** Stops the events, the stack (and its keys) and Azurite. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Azurite, then (after `seed`, which uploads the source blobs) the stack with `env` on top of the test
+ * config and the account's connection string. A start that fails part-way releases what it started.
+ */
+export async function startIngestFixture(
+  opts: {
+    env?: Record<string, string>;
+    settings?: Partial<IngestSettings>;
+    worker?: boolean;
+    seed?: (blob: BlobServiceClient) => Promise<void>;
+  } = {},
+): Promise<IngestFixture> {
+  const azurite = await startAzurite();
+  const blob = blobService(azurite.connectionString);
+  let stack: IngestStack | undefined;
+  try {
+    await opts.seed?.(blob);
+    const config = testConfig({ BLOB_CONNECTION_STRING: azurite.connectionString, ...opts.env });
+    stack = await startIngestStack(config, {
+      ...(opts.settings ? { settings: opts.settings } : {}),
+      ...(opts.worker === false ? { worker: false } : {}),
+    });
+    const events = new IngestEvents(config.QUEUE_PREFIX);
+    await events.ready();
+    const started = stack;
+    return {
+      azurite,
+      blob,
+      config,
+      stack: started,
+      events,
+      async close() {
+        await events.close();
+        await started.stop();
+        await azurite.dispose();
+      },
+    };
+  } catch (err) {
+    await stack?.stop().catch(() => {});
+    await azurite.dispose();
+    throw err;
+  }
 }

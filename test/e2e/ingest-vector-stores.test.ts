@@ -17,15 +17,13 @@ import * as lancedb from '@lancedb/lancedb';
 import type { Table } from 'apache-arrow';
 import initParquet, { readParquet } from 'parquet-wasm/esm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../support/azurite';
-import { testConfig } from '../support/stack';
 import {
-  blobService,
-  IngestEvents,
+  type IngestEvents,
+  type IngestFixture,
   type IngestStack,
   makeBlobs,
   postIngestion,
-  startIngestStack,
+  startIngestFixture,
   type TestBlob,
   upload,
 } from './ingest-support';
@@ -38,7 +36,7 @@ const SOURCE = 'stores-src';
 const DIM = 192; // the parity fixture model's
 
 describe('the Parquet output loads as it is into vector stores', () => {
-  let azurite: Azurite;
+  let fx: IngestFixture;
   let blob: BlobServiceClient;
   let stack: IngestStack;
   let events: IngestEvents;
@@ -51,15 +49,14 @@ describe('the Parquet output loads as it is into vector stores', () => {
     await initParquet({
       module_or_path: readFileSync(require.resolve('parquet-wasm/esm/parquet_wasm_bg.wasm')),
     });
-    azurite = await startAzurite();
-    blob = blobService(azurite.connectionString);
     blobs = await makeBlobs(12);
-    await upload(blob.getContainerClient(SOURCE), blobs);
     const env = { INGEST_CHUNK_SIZE: '5' };
-    const config = testConfig({ BLOB_CONNECTION_STRING: azurite.connectionString, ...env });
-    stack = await startIngestStack(config, { settings: ingestSettingsFrom(env) });
-    events = new IngestEvents(config.QUEUE_PREFIX);
-    await events.ready();
+    fx = await startIngestFixture({
+      env,
+      settings: ingestSettingsFrom(env),
+      seed: (b) => upload(b.getContainerClient(SOURCE), blobs),
+    });
+    ({ blob, stack, events } = fx);
     dir = await mkdtemp(join(tmpdir(), 'embedpool-stores-'));
 
     const res = await postIngestion(stack.url, {
@@ -79,9 +76,7 @@ describe('the Parquet output loads as it is into vector stores', () => {
     }
   });
   afterAll(async () => {
-    await events?.close();
-    await stack?.stop();
-    await azurite?.dispose();
+    await fx?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

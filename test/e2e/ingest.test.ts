@@ -7,20 +7,18 @@ import { ingestSettingsFrom, parquetShardMetadata } from '@embedpool/core/ingest
 import { cosine, REPO_ROOT } from '@embedpool/testkit';
 import { parquetMetadata } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Azurite, startAzurite } from '../support/azurite';
-import { testConfig } from '../support/stack';
 import {
-  blobService,
   embedAlone,
   getJson,
-  IngestEvents,
+  type IngestEvents,
+  type IngestFixture,
   type IngestStack,
   liveRows,
   makeBlobs,
   makeImage,
   postIngestion,
   readOutput,
-  startIngestStack,
+  startIngestFixture,
   type TestBlob,
   upload,
 } from './ingest-support';
@@ -33,7 +31,7 @@ function expectCountsAddUp(v: IngestionView) {
 }
 
 describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture model)', () => {
-  let azurite: Azurite;
+  let fx: IngestFixture;
   let blob: BlobServiceClient;
   let stack: IngestStack;
   let events: IngestEvents;
@@ -44,10 +42,7 @@ describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture mod
   const added: TestBlob[] = [];
 
   beforeAll(async () => {
-    azurite = await startAzurite();
-    blob = blobService(azurite.connectionString);
     blobs = await makeBlobs(600, { corrupt: 5 });
-    await upload(blob.getContainerClient(SOURCE), blobs);
     refs = await embedAlone(blobs);
     // Through the config (as the wired worker reads them) and as overrides (for startIngestWorker here).
     const ingestEnv = {
@@ -55,19 +50,15 @@ describe('bulk ingestion of an Azure Blob container (Azurite, Redis, fixture mod
       INGEST_LIST_PAGE_SIZE: '200',
       INGEST_MAX_QUEUED_CHUNKS: '4',
     };
-    const config = testConfig({
-      BLOB_CONNECTION_STRING: azurite.connectionString,
-      LOG_LEVEL: 'warn',
-      ...ingestEnv,
+    fx = await startIngestFixture({
+      env: { LOG_LEVEL: 'warn', ...ingestEnv },
+      settings: ingestSettingsFrom(ingestEnv),
+      seed: (b) => upload(b.getContainerClient(SOURCE), blobs),
     });
-    stack = await startIngestStack(config, { settings: ingestSettingsFrom(ingestEnv) });
-    events = new IngestEvents(config.QUEUE_PREFIX);
-    await events.ready();
+    ({ blob, stack, events } = fx);
   });
   afterAll(async () => {
-    await events?.close();
-    await stack?.stop();
-    await azurite?.dispose();
+    await fx?.close();
   });
 
   it('ingests 600 images and 5 corrupt blobs: one matching row per good blob, the 5 as failures', async () => {
