@@ -11,10 +11,11 @@ import {
   newJobId,
 } from '@embedpool/core/jobs';
 import { deleteInline, type Generation, missingIsLost, packImages, storeInline } from '@embedpool/core/queue';
-import express, { type Request, type RequestHandler, type Response, Router } from 'express';
+import { type Request, type RequestHandler, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { ownerOf } from '../auth';
 import { parseJobRequest, requestHash } from '../job-request';
+import { jsonBody } from '../json-body';
 import { admitImages } from '../overload';
 import { requestLog } from '../request-context';
 
@@ -94,10 +95,7 @@ async function load(
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const { config, store, queue } = deps;
   const router = Router();
-  const json = express.json({
-    limit: config.MAX_BODY_BYTES,
-    type: ['application/json', 'application/*+json'],
-  });
+  const json = jsonBody(config.MAX_BODY_BYTES);
 
   router.post('/v1/jobs', json, submitJob(deps));
 
