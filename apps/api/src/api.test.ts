@@ -190,7 +190,7 @@ describe('API with a worker', () => {
     const latin1 = await fetch(`${api.url}/score`, {
       method: 'POST',
       headers: { 'content-type': 'application/json; charset=iso-8859-1' },
-      body: scoreBody([long]),
+      body: JSON.stringify(scoreBody([long])),
     });
     expect(latin1.status).toBe(415);
     expect(((await latin1.json()) as ErrorJson).error.code).toBe('BAD_REQUEST');
