@@ -182,6 +182,27 @@ describe('API with a worker', () => {
     expect(res.json.error.code).toBe('PAYLOAD_TOO_LARGE');
   });
 
+  it('reads bodies with long base64 values as express.json does (json-body.ts): errors and charsets', async () => {
+    const long = 'QUJD'.repeat(2048);
+    const cut = await postJson<ErrorJson>(`${api.url}/score`, `{"input_data": {"data": [["${long}"]]`);
+    expect(cut.status).toBe(400);
+    expect(cut.json.error.code).toBe('BAD_REQUEST');
+    const latin1 = await fetch(`${api.url}/score`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset=iso-8859-1' },
+      body: JSON.stringify(scoreBody([long])),
+    });
+    expect(latin1.status).toBe(415);
+    expect(((await latin1.json()) as ErrorJson).error.code).toBe('BAD_REQUEST');
+    const utf8 = await fetch(`${api.url}/score`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset="UTF-8"' },
+      body: `{"input_data": {"columns": ["image"], "data": [["${long}"], [{"x": 1}]]}}`,
+    });
+    expect(utf8.status).toBe(400);
+    expect(((await utf8.json()) as ErrorJson).error.message).toMatch(/row 1/);
+  });
+
   it('answers 400 JSON for malformed JSON, and 404 JSON for an unknown route', async () => {
     const bad = await postJson<ErrorJson>(`${api.url}/score`, '{"input_data": [');
     expect(bad.status).toBe(400);

@@ -3,7 +3,7 @@ import {
   HANDOFF_TOKEN_HEADER,
   type ImageRef,
   type InlineSource,
-  packImages,
+  packBase64,
   storeInline,
   tokenMatches,
 } from '@embedpool/core/queue';
@@ -53,17 +53,15 @@ export class InlineHandoff {
     ttlSeconds: number,
   ): Promise<{ images: ImageRef[]; inline?: InlineSource }> {
     if (!images.some((r) => r.kind === 'base64')) return { images };
-    const bytes: Buffer[] = [];
+    const base64: string[] = [];
     const at: number[] = [];
     images.forEach((r, i) => {
       if (r.kind === 'base64') {
-        at[i] = bytes.length;
-        bytes.push(
-          Buffer.from(r.data, r.data.includes('-') || r.data.includes('_') ? 'base64url' : 'base64'),
-        );
+        at[i] = base64.length;
+        base64.push(r.data);
       }
     });
-    const { buffer, refs } = packImages(bytes);
+    const { buffer, refs } = packBase64(base64);
     const out = images.map((r, i) => (r.kind === 'base64' ? refs[at[i]!]! : r));
     if (this.baseUrl) {
       const token = randomBytes(24).toString('base64url');

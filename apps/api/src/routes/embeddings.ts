@@ -1,8 +1,9 @@
 import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
-import express, { type ErrorRequestHandler, type RequestHandler, type Response, Router } from 'express';
+import { type ErrorRequestHandler, type RequestHandler, type Response, Router } from 'express';
 import { ClientGoneError, watchClientGone } from '../client-gone';
 import { RETRY_AFTER_S, RowFailuresError } from '../http-errors';
+import { jsonBody } from '../json-body';
 import type { ApiMetrics } from '../metrics';
 import { checkDimensions, embeddingsJson, parseEmbeddingsRequest, toOpenAiError } from '../openai-schema';
 import { admitImages } from '../overload';
@@ -23,10 +24,7 @@ export interface EmbeddingsRouteDeps {
  */
 export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRouteDeps): Router {
   const router = Router();
-  const json = express.json({
-    limit: config.MAX_BODY_BYTES,
-    type: ['application/json', 'application/*+json'],
-  });
+  const json = jsonBody(config.MAX_BODY_BYTES);
 
   router.post('/v1/embeddings', json, async (req, res) => {
     const log = requestLog(res);

@@ -10,11 +10,12 @@ import {
   jobKeys,
   newJobId,
 } from '@embedpool/core/jobs';
-import { deleteInline, type Generation, missingIsLost, packImages, storeInline } from '@embedpool/core/queue';
-import express, { type Request, type RequestHandler, type Response, Router } from 'express';
+import { deleteInline, type Generation, missingIsLost, packBase64, storeInline } from '@embedpool/core/queue';
+import { type Request, type RequestHandler, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import { ownerOf } from '../auth';
 import { parseJobRequest, requestHash } from '../job-request';
+import { jsonBody } from '../json-body';
 import { admitImages } from '../overload';
 import { requestLog } from '../request-context';
 
@@ -94,10 +95,7 @@ async function load(
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const { config, store, queue } = deps;
   const router = Router();
-  const json = express.json({
-    limit: config.MAX_BODY_BYTES,
-    type: ['application/json', 'application/*+json'],
-  });
+  const json = jsonBody(config.MAX_BODY_BYTES);
 
   router.post('/v1/jobs', json, submitJob(deps));
 
@@ -312,17 +310,16 @@ async function stageJobImages(
   ttlSeconds: number,
   staging: BlobStaging | undefined,
 ): Promise<EmbedJobData> {
-  const bytes: Buffer[] = [];
+  const base64: string[] = [];
   const at: number[] = [];
   data.images.forEach((img, i) => {
     if (img.ref.kind === 'base64') {
-      at[i] = bytes.length;
-      const b64 = img.ref.data;
-      bytes.push(Buffer.from(b64, b64.includes('-') || b64.includes('_') ? 'base64url' : 'base64'));
+      at[i] = base64.length;
+      base64.push(img.ref.data);
     }
   });
-  if (bytes.length === 0) return data;
-  const { buffer, refs } = packImages(bytes);
+  if (base64.length === 0) return data;
+  const { buffer, refs } = packBase64(base64);
   const inline = staging
     ? await staging.stage(data.jobId, buffer)
     : await storeInline(redis, prefix, data.jobId, buffer, ttlSeconds);

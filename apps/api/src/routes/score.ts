@@ -1,9 +1,10 @@
 import type { Config } from '@embedpool/core/config';
-import express, { Router } from 'express';
+import { Router } from 'express';
 import { parseScoreRequest } from '../azure-schema';
 import { ClientGoneError, watchClientGone } from '../client-gone';
 import { imageFeaturesJson } from '../features-json';
 import { RowFailuresError } from '../http-errors';
+import { jsonBody } from '../json-body';
 import type { ApiMetrics } from '../metrics';
 import { admitImages } from '../overload';
 import { requestLog, uniqueRequestId } from '../request-context';
@@ -18,10 +19,7 @@ export interface ScoreRouteDeps {
 /** POST /score: the Azure ML online-endpoint contract for image embeddings. */
 export function scoreRouter({ config, scoreClient, metrics }: ScoreRouteDeps): Router {
   const router = Router();
-  const json = express.json({
-    limit: config.MAX_BODY_BYTES,
-    type: ['application/json', 'application/*+json'],
-  });
+  const json = jsonBody(config.MAX_BODY_BYTES);
 
   router.post('/score', json, async (req, res) => {
     const log = requestLog(res);

@@ -45,6 +45,7 @@ export {
   inlineRefSchema,
   inlineSourceSchema,
   type LoadedImage,
+  packBase64,
   packImages,
   storeInline,
   tokenMatches,

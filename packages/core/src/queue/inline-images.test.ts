@@ -10,6 +10,7 @@ import {
   HANDOFF_TOKEN_HEADER,
   InlineReader,
   inlineKey,
+  packBase64,
   packImages,
   storeInline,
   tokenMatches,
@@ -53,6 +54,17 @@ describe('inline images', () => {
       expect(ref.kind).toBe('inline');
       expect(buffer.subarray(ref.offset, ref.offset + ref.length)).toEqual(images[i]);
     });
+  });
+
+  it('packs base64 images (either alphabet, padded or not) as packImages packs their bytes', () => {
+    const b64 = [
+      images[0]!.toString('base64'),
+      images[1]!.toString('base64url'),
+      images[2]!.toString('base64').replace(/=+$/, ''),
+    ];
+    const packed = packBase64(b64);
+    expect(packed.buffer.equals(buffer)).toBe(true);
+    expect(packed.refs).toEqual(refs);
   });
 
   it('reads each image back from one binary Redis key, and nothing once it is deleted', async () => {
