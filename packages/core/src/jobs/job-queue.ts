@@ -1,7 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { EmbedpoolError } from '../errors';
-import { addBacklog, removeBacklog } from '../queue/backlog';
+import { queueCounted, removeBacklog } from '../queue/backlog';
 import { DEFAULT_JOB_PRIORITY } from '../queue/catalogue';
 import { JOBS, QUEUES } from '../queue/names';
 import { JobProducer } from '../queue/producer';
@@ -40,15 +39,9 @@ export class JobQueue {
   async add(input: EmbedJobData, priority = DEFAULT_JOB_PRIORITY): Promise<void> {
     const data = this.producer.parse(JOBS.embedJob, input);
     const { jobId } = data;
-    try {
-      // Counted before it is queued, as in ScoreQueue.add: a fast worker's HDEL must find the entry.
-      await addBacklog(this.connection, this.opts.prefix, jobId, data.images.length);
-      await this.producer.add(JOBS.embedJob, data, { jobId, priority });
-    } catch (err) {
-      await removeBacklog(this.connection, this.opts.prefix, jobId).catch(() => {});
-      if (err instanceof EmbedpoolError) throw err;
-      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
-    }
+    await queueCounted(this.connection, this.opts.prefix, jobId, data.images.length, () =>
+      this.producer.add(JOBS.embedJob, data, { jobId, priority }),
+    );
   }
 
   /** Removes a job that no worker has taken yet; false when it is already running or gone. */

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { EmbedpoolError } from '../errors';
 import { loadLua } from '../lua';
 import { keys } from './names';
 
@@ -16,6 +17,31 @@ export async function addBacklog(redis: Redis, prefix: string, jobId: string, im
 
 export async function removeBacklog(redis: Redis, prefix: string, jobId: string): Promise<void> {
   await redis.hdel(keys.backlog(prefix), jobId);
+}
+
+/**
+ * Counts a job's images, then queues it with `add`, in that order: a worker may finish the job before `add`
+ * returns, and its HDEL must find the entry (the other order leaked one entry per such race, for good). A
+ * failed add takes the entry back. Every producer of image work queues through here.
+ */
+export async function queueCounted<T>(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  images: number,
+  add: () => Promise<T>,
+): Promise<T> {
+  try {
+    await addBacklog(redis, prefix, jobId, images);
+  } catch (err) {
+    throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return await add();
+  } catch (err) {
+    await removeBacklog(redis, prefix, jobId).catch(() => {});
+    throw err;
+  }
 }
 
 export async function backlogImages(redis: Redis, prefix: string): Promise<{ jobs: number; images: number }> {

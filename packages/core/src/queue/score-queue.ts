@@ -1,7 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { EmbedpoolError } from '../errors';
-import { addBacklog, removeBacklog } from './backlog';
+import { queueCounted, removeBacklog } from './backlog';
 import { JOBS, keys, QUEUES } from './names';
 import { JobProducer } from './producer';
 import type { ScoreJobInput } from './schemas';
@@ -39,20 +38,10 @@ export class ScoreQueue {
 
   async add(input: ScoreJobInput): Promise<string> {
     const data = this.producer.parse(JOBS.score, input);
-    try {
-      // Counted before it is queued: a worker may finish the job before this add returns, and its HDEL
-      // must find the entry (the other order leaked one entry per such race, for good).
-      await addBacklog(this.connection, this.prefix, data.requestId, data.images.length);
-    } catch (err) {
-      throw new EmbedpoolError('UNAVAILABLE', `queue unavailable: ${(err as Error).message}`, { cause: err });
-    }
-    try {
-      const job = await this.producer.add(JOBS.score, data, { jobId: data.requestId });
-      return job.id!;
-    } catch (err) {
-      await removeBacklog(this.connection, this.prefix, data.requestId).catch(() => {});
-      throw err;
-    }
+    const job = await queueCounted(this.connection, this.prefix, data.requestId, data.images.length, () =>
+      this.producer.add(JOBS.score, data, { jobId: data.requestId }),
+    );
+    return job.id!;
   }
 
   /** Removes a job nobody waits for any more; an active job cannot be removed, so it is marked instead. */
