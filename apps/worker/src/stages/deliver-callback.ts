@@ -4,13 +4,8 @@
  * send time, signs it with a fresh timestamp, POSTs it under the callback URL policy, and writes the
  * outcome to the record. A failing receiver is retried with backoff by BullMQ, never re-embedded.
  */
-import {
-  type DeliveryJobData,
-  deliveryHeaders,
-  deliveryJobSchema,
-  goneReason,
-} from '@embedpool/core/delivery';
-import { type ErrorCode, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { type DeliveryJobData, deliveryHeaders, goneReason } from '@embedpool/core/delivery';
+import { type ErrorCode, toEmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import { safeFetchStream, type UrlPolicy } from '@embedpool/core/net';
 import { type Job, UnrecoverableError } from 'bullmq';
@@ -38,16 +33,12 @@ export interface DeliverStageOptions extends DeliveryRecordSources {
   logger: Logger;
 }
 
-/** The processor of the `deliveries` queue. */
+/** The `deliver` handler of the `deliveries` queue (run through its dispatcher). */
 export function createDeliverProcessor(opts: DeliverStageOptions) {
   const { metrics, logger } = opts;
   return async (job: Job<DeliveryJobData>) => {
-    const parsed = deliveryJobSchema.safeParse(job.data);
-    if (!parsed.success) {
-      metrics.deliveries.inc({ outcome: 'dead' });
-      throw permanentJobFailure('BAD_REQUEST', `invalid delivery job: ${parsed.error.message}`);
-    }
-    const data = parsed.data;
+    // Validated on dequeue by the dispatcher (delivery-worker.ts), which counts a refused one as dead.
+    const data = job.data;
     const attempt = job.attemptsMade + 1;
     const subject = deliverySubject(data);
     const log = logger.child({ ...subject.log, deliveryId: data.deliveryId, attempt });
