@@ -7,7 +7,6 @@ import type { Logger } from '@embedpool/core/logger';
 import { createUrlPolicy, type UrlPolicy } from '@embedpool/core/net';
 import { createRedis, prepareRedisAuth } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
-import type { DeliveryEnqueuer } from './job-processor';
 
 /**
  * What the consumers of one worker process share, built once from Config: the embed worker, the ingestion
@@ -25,8 +24,8 @@ export interface WorkerDeps {
   fetchPolicy: UrlPolicy;
   /** Callback URLs: the same address rules, no redirects (job and ingestion callbacks alike). */
   callbackPolicy: UrlPolicy;
-  /** Where finished async jobs hand their callbacks; undefined without CALLBACK_SECRET. */
-  deliveries: DeliveryEnqueuer | undefined;
+  /** Where finished async jobs and ingestions hand their callbacks; undefined without CALLBACK_SECRET. */
+  deliveries: DeliveryQueue | undefined;
   /** Opens a BullMQ Worker's own blocking connection. */
   workerConnection(): Redis;
   /** Releases what createWorkerDeps opened (after every consumer using it has closed). */
@@ -72,8 +71,6 @@ export function createWorkerBlobClient(config: Config): BlobServiceClient | unde
 
 export interface WorkerDepsOptions {
   logger?: Logger;
-  /** Instead of a DeliveryQueue of its own (tests, or a caller with its own delivery path). */
-  deliveries?: DeliveryEnqueuer;
 }
 
 export async function createWorkerDeps(config: Config, opts: WorkerDepsOptions = {}): Promise<WorkerDeps> {
@@ -84,9 +81,8 @@ export async function createWorkerDeps(config: Config, opts: WorkerDepsOptions =
   const redis = createRedis(config, 'consumer');
   // Callbacks leave through the delivery queue, so a failing receiver never re-runs the model. Its producer
   // connection fails fast: a job that cannot queue its delivery is retried as a whole.
-  const deliveryRedis =
-    !opts.deliveries && config.CALLBACK_SECRET ? createRedis(config, 'producer') : undefined;
-  const ownDeliveries = deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined;
+  const deliveryRedis = config.CALLBACK_SECRET ? createRedis(config, 'producer') : undefined;
+  const deliveries = deliveryRedis ? DeliveryQueue.fromConfig(deliveryRedis, config) : undefined;
   return {
     config,
     redis,
@@ -94,10 +90,10 @@ export async function createWorkerDeps(config: Config, opts: WorkerDepsOptions =
     blob: createWorkerBlobClient(config),
     fetchPolicy: createFetchPolicy(config),
     callbackPolicy: createCallbackPolicy(config),
-    deliveries: opts.deliveries ?? ownDeliveries,
+    deliveries,
     workerConnection: () => createRedis(config, 'consumer'),
     close: async () => {
-      await ownDeliveries?.close().catch(() => {});
+      await deliveries?.close().catch(() => {});
       deliveryRedis?.disconnect();
       redis.disconnect();
     },

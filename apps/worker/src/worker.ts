@@ -19,7 +19,6 @@ import { createEmbedWorker } from './embed-worker';
 import { heartbeatPrecision, startHeartbeat } from './heartbeat';
 import { loadInference } from './inference';
 import { type IngestWorkerHandle, startIngestWorker } from './ingest';
-import type { DeliveryEnqueuer } from './job-processor';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
 import { type ModelSource, resolveModel } from './model-source';
 import { type WarmUpResult, warmUp } from './warm-up';
@@ -32,8 +31,6 @@ export interface StartWorkerOptions {
   registry?: Registry;
   /** Skip model resolution (tests, or a caller that resolved it already). */
   model?: ModelSource;
-  /** Where async jobs with callbacks hand their delivery (ignored with `deps`: its own is used). */
-  deliveries?: DeliveryEnqueuer;
   /**
    * Redis clients, storage client and URL policies shared with the process's other consumers (the delivery
    * worker): its owner closes them. Default: built here from `config` and closed with the worker.
@@ -79,9 +76,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerHandl
   const registry = opts.registry ?? new Registry();
   const metrics = createWorkerMetrics(registry);
   registerProcessMetrics(registry);
-  const deps =
-    opts.deps ??
-    (await createWorkerDeps(config, { logger, ...(opts.deliveries ? { deliveries: opts.deliveries } : {}) }));
+  const deps = opts.deps ?? (await createWorkerDeps(config, { logger }));
   const loaded = await loadModel(opts, metrics, logger).catch(async (err: unknown) => {
     if (!opts.deps) await deps.close();
     throw err;

@@ -148,10 +148,9 @@ export async function startIngestWorker(
     backoffMs: settings.INGEST_BACKOFF_MS,
   });
   // Completion callbacks leave through the deliveries queue (stages/deliver-callback.ts), like job callbacks.
-  const sharedDeliveries = shared?.deliveries instanceof DeliveryQueue ? shared.deliveries : undefined;
   const ownDeliveries =
-    config.CALLBACK_SECRET && !sharedDeliveries ? DeliveryQueue.fromConfig(redis, config) : undefined;
-  const deliveries = config.CALLBACK_SECRET ? (sharedDeliveries ?? ownDeliveries) : undefined;
+    !shared && config.CALLBACK_SECRET ? DeliveryQueue.fromConfig(redis, config) : undefined;
+  const deliveries = shared ? shared.deliveries : ownDeliveries;
   let closing = false;
   const deps: IngestDeps = {
     store,
