@@ -11,22 +11,12 @@ interface BenchModule {
 // the worker and BullMQ, which the other commands should not pay for.
 const BENCH_ENTRY = new URL('../../../../bench/run.ts', import.meta.url).href;
 
-interface BenchFlags {
+/** What commander hands the action: BenchArgs before the comma lists are split (and without argv). */
+type BenchFlags = Omit<BenchArgs, 'quick' | 'splits' | 'sections' | 'argv'> & {
   quick?: boolean;
-  out?: string;
-  model?: string;
-  cacheDir?: string;
-  provider: 'cpu' | 'cuda';
-  dtype: 'float32' | 'float16';
-  batchSizes?: number[];
   splits?: string;
-  concurrency?: number[];
   sections?: string;
-  ab?: string[];
-  maxBatch?: number;
-  seconds?: number;
-  waitQuiet?: number;
-}
+};
 
 const commaList = (value: string): string[] =>
   value
