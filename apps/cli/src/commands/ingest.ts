@@ -1,36 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { EmbedpoolError } from '@embedpool/core/errors';
+import type { IngestionView } from '@embedpool/core/ingest';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError } from 'commander';
 import { ApiClient, type ApiOptions, apiOptions, isTransientApiError } from './api-client';
 import { EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, positiveInt, runAction } from './cli-support';
 
-/** What the CLI reads of GET /v1/ingestions/{id} (see IngestionView in @embedpool/core/ingest). */
-interface View {
-  id: string;
-  state: string;
-  run?: number;
-  round?: number;
-  source: { container: string; prefix: string };
-  output: { container: string; prefix: string; format: string; manifest?: string };
-  counts: {
-    discovered: number;
-    skipped: number;
-    queued: number;
-    done: number;
-    failed: number;
-    cancelled: number;
-    carriedFailures: number;
-  };
-  listing: { done: boolean };
-  throughput: { imagesPerSecond: number };
-  etaSeconds: number | null;
-  etaIsLowerBound: boolean;
-  error?: { code: string; message: string };
-  retrying?: { step: string; code: string; message: string; attempt: number; attempts: number };
-  createdAt: string;
-  finishedAt?: string;
-}
+/** GET /v1/ingestions/{id}, as the API writes it. */
+type View = IngestionView;
 
 interface Failure {
   blob: string;
