@@ -4,6 +4,7 @@
  * the document's own `XRequestId` parameter and header, `Error` schema and `NotFound`/`Gone`/`Internal`/
  * `Unavailable`/`BadRequest` responses.
  */
+import { INGESTION_STATES } from '@embedpool/core/ingest';
 import { MAX_PAGE } from '../routes/ingestions';
 
 const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -103,16 +104,7 @@ const schemas = {
       id: { type: 'string' },
       state: {
         type: 'string',
-        enum: [
-          'queued',
-          'running',
-          'cancelling',
-          'finalizing',
-          'completed',
-          'partially_failed',
-          'failed',
-          'cancelled',
-        ],
+        enum: [...INGESTION_STATES],
       },
       run: { type: 'integer', minimum: 1 },
       round: { type: 'integer', minimum: 0 },
