@@ -1,17 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { freePort } from '@embedpool/testkit';
 import { Redis } from 'ioredis';
 import { round } from './stats';
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+// The testkit's (a kernel-picked loopback port), re-exported for the bench's other modules.
+export { freePort };
 
 /** A redis-server of the bench's own: its counters see only the bench's traffic. */
 export class PrivateRedis {
