@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseJsonBytes } from './json-body';
+import { parseJsonBytes, plainBytes } from './json-body';
 
 const big = (c: string, n = 5000) => c.repeat(Math.ceil(n / c.length)).slice(0, n);
 const b64 = Buffer.from(big('\u00ff\u0001abc', 6000), 'latin1').toString('base64');
@@ -47,5 +47,25 @@ describe('parseJsonBytes', () => {
     [`{"a": "${b64}\u0001"}`],
   ])('rejects what JSON.parse or strict mode rejects (%#)', (text) => {
     expect(() => parseJsonBytes(Buffer.from(text))).toThrow(SyntaxError);
+  });
+
+  it('finds a control character, a backslash or a non-ASCII byte at any position and alignment', () => {
+    const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
+    // Inside a bigger buffer at every offset, so both the aligned words and the unaligned ends are tried.
+    const pool = Buffer.alloc(64 + 40);
+    for (let offset = 0; offset < 4; offset++) {
+      for (let len = 0; len < 40; len++) {
+        for (let at = -1; at < len; at++) {
+          for (const bad of [0x00, 0x09, 0x1f, 0x5c, 0x80, 0xff, 0x20, 0x7f, 0x41]) {
+            pool.fill(0x41);
+            if (at >= 0) pool[offset + at] = bad;
+            const text = pool.toString('latin1', offset, offset + len);
+            expect(plainBytes(pool, offset, offset + len), `${offset} ${len} ${at} ${bad}`).toBe(
+              PLAIN.test(text),
+            );
+          }
+        }
+      }
+    }
   });
 });

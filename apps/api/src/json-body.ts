@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 
@@ -45,8 +46,6 @@ function isUtf8(contentType: string | undefined): boolean {
 
 /** Strings shorter than this are parsed in place: lifting them would cost more than it saves. */
 const MIN_LIFTED = 1024;
-/** The characters a JSON string may hold unescaped, in ASCII: its bytes are then its value, one to one. */
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
 /**
  * A lifted string's stand-in: a NUL, this process's random tag, its number. A client cannot send a string
  * the reviver would take for one without knowing the tag.
@@ -60,7 +59,7 @@ const BACKSLASH = 0x5c;
 export function parseJsonBytes(buf: Buffer): unknown {
   const start = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
   if (buf.length === start) return {};
-  const ranges = longValues(buf, start);
+  const ranges = longValues(buf, start).filter(([open, close]) => plainBytes(buf, open + 1, close));
   if (ranges.length === 0) return strictParse(buf.toString('utf8', start));
   // One latin1 string of the whole body, its long values slices of it (V8 shares, not copies, the
   // characters): one string to allocate per request, not one per image (a fresh 260 KB string costs ~1 ms).
@@ -70,7 +69,6 @@ export function parseJsonBytes(buf: Buffer): unknown {
   let copied = start;
   for (const [open, close] of ranges) {
     const value = text.slice(open + 1, close);
-    if (!PLAIN.test(value)) continue;
     pieces.push(buf.subarray(copied, open), Buffer.from(`"${MARK_JSON}${lifted.length}"`));
     lifted.push(value);
     copied = close + 1;
@@ -100,6 +98,28 @@ function longValues(buf: Buffer, start: number): [number, number][] {
     pos = close + 1;
   }
   return ranges;
+}
+
+/**
+ * Whether bytes [from, to) of a string's contents are its value one to one: printable ASCII (what JSON
+ * allows unescaped) and no backslash (no quote either: `to` is the first unescaped one). The ASCII and
+ * backslash tests are native scans (~5 us for a 260 KB image); the control characters, which JSON.parse
+ * would refuse, are found four bytes at a time. A regex over the string took ~260 us.
+ */
+export function plainBytes(buf: Buffer, from: number, to: number): boolean {
+  const bytes = buf.subarray(from, to);
+  if (!isAscii(bytes) || bytes.indexOf(BACKSLASH) >= 0) return false;
+  let i = 0;
+  const misaligned = (4 - (bytes.byteOffset % 4)) % 4;
+  for (; i < misaligned; i++) if (i >= bytes.length || bytes[i]! < 0x20) return i >= bytes.length;
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (bytes.length - i) >>> 2);
+  for (let k = 0; k < words.length; k++) {
+    const w = words[k]!;
+    // Some byte below 0x20 (every byte is below 0x80 here): the classic "has less than" word test.
+    if (((w - 0x20202020) & ~w & 0x80808080) !== 0) return false;
+  }
+  for (i += words.length * 4; i < bytes.length; i++) if (bytes[i]! < 0x20) return false;
+  return true;
 }
 
 /** Whether the string that ended before `from` is an object's key (a key is never lifted: only values are put back). */
