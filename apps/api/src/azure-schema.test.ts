@@ -1,8 +1,9 @@
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { describe, expect, it } from 'vitest';
 import { parseScoreRequest } from './azure-schema';
+import { decodedLength } from './base64';
 import { RowFailuresError, toHttpError } from './http-errors';
-import { decodedLength, parseImageCell } from './image-input';
+import { parseImageCell } from './image-input';
 
 const limits = { maxImages: 4, maxImageBytes: 1024 };
 const PNG_B64 = Buffer.from('\x89PNG\r\n\x1a\nfake image bytes', 'latin1').toString('base64');

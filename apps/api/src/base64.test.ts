@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodedLength, decodesWhole } from './image-input';
+import { decodedLength, decodesWhole } from './base64';
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 /** What the slow path accepts: the alphabet, then a length that can be base64. */
