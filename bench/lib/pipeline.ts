@@ -62,7 +62,13 @@ export interface PipelinePhase {
   cpuMsPerImage: { api: number; worker: number; redis: number; total: number; azurite: number };
   /** The same with the background left in. */
   grossCpuMsPerImage: { api: number; worker: number; redis: number; total: number };
-  /** total / decode alone. */
+  /**
+   * Decode alone (CPU ms per image) for this phase: the mean of the measurements taken just before and just
+   * after it, so the ratio compares work done at the same time on a machine whose speed drifts (on the 2-core
+   * VM, decode alone measured 6.1 ms in one run and 8.4 in another: a third, enough to flip a verdict).
+   */
+  decodeMsPerImage: number;
+  /** total / decodeMsPerImage. */
   ratioToDecode: number;
   redisCommandsPerImage: number;
   redisCommandsByName: Record<string, number>;
@@ -81,8 +87,11 @@ export interface PipelinePhase {
 export interface PipelineReport {
   model: { config: typeof TINY_DINOV2; bytes: number };
   image: { name: string; bytes: number; width: number; height: number };
-  /** sharp decode + resize + normalize of the same image alone, sequential, in the bench process. */
-  decode: { cpuMsPerImage: number; wallMsPerImage: number; reps: number };
+  /**
+   * sharp decode + resize + normalize of the same image alone, sequential, in the bench process: the median
+   * of the measurements taken between the phases (`samplesMs`, in order, one more than the phases).
+   */
+  decode: { cpuMsPerImage: number; wallMsPerImage: number; reps: number; samplesMs: number[] };
   settings: Record<string, string>;
   /** CPU ms per second each process spends with no traffic. */
   idleCpuMsPerSecond: { api: number; worker: number; redis: number };
@@ -271,6 +280,7 @@ function phaseFrom(
       redis: round(gRedis, 3),
       total: round(gApi + gWorker + gRedis, 2),
     },
+    decodeMsPerImage: decodeMs,
     ratioToDecode: round(total / decodeMs, 2),
     redisCommandsPerImage: round(commands / n, 2),
     redisCommandsByName: Object.fromEntries(
@@ -288,6 +298,19 @@ function phaseFrom(
     loadAverage: os.loadavg().map((l) => round(l, 2)),
   };
 }
+
+/** Waits (10 s at most) until `pids` together use under a tenth of a core over half a second. */
+async function quiet(pids: number[]): Promise<void> {
+  const ticks = () => pids.reduce((n, pid) => n + (pid > 0 ? (processTicks(pid) ?? 0) : 0), 0);
+  for (let i = 0; i < 20; i++) {
+    const t0 = ticks();
+    await sleep(500);
+    if ((ticks() - t0) * TICK_MS < 50) return;
+  }
+}
+
+/** Seconds of each decode-alone measurement (one before the phases, one after each). */
+const DECODE_SECONDS = 2;
 
 async function decodeAlone(bytes: Uint8Array, seconds: number) {
   const opts = { config: DINOV2_PREPROCESSOR_CONFIG };
@@ -417,8 +440,8 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
     await waitReady(url, procs);
     progress(`pipeline: api pid ${api.pid}, worker pid ${worker.pid}, redis pid ${redis.pid} at ${url}`);
 
-    const decode = await decodeAlone(imageBytes, 3);
-    progress(`pipeline: decode alone ${decode.cpuMsPerImage} ms CPU per image (${imageName})`);
+    const decodes = [await decodeAlone(imageBytes, DECODE_SECONDS)];
+    progress(`pipeline: decode alone ${decodes[0]!.cpuMsPerImage} ms CPU per image (${imageName})`);
     const pids = { api: api.pid, worker: worker.pid, azurite: azuritePid };
     const phases: PipelinePhase[] = [];
     const measure = async (
@@ -430,7 +453,14 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
       const a = await snapshot(redis.url, pids);
       const load = await fn();
       const b = await snapshot(redis.url, pids);
-      const ph = phaseFrom(name, clients, perRequest, a, b, load, decode.cpuMsPerImage, idle);
+      // Decode alone again right after, once the api, the worker and Azurite are idle again (a job's clean-up
+      // or a GC still running would slow the decode and flatter the ratio): this phase's own yardstick.
+      await quiet([api.pid, worker.pid, azuritePid]);
+      const after = await decodeAlone(imageBytes, DECODE_SECONDS);
+      const before = decodes[decodes.length - 1]!;
+      decodes.push(after);
+      const decodeMs = round((before.cpuMsPerImage + after.cpuMsPerImage) / 2, 2);
+      const ph = phaseFrom(name, clients, perRequest, a, b, load, decodeMs, idle);
       phases.push(ph);
       progress(
         `pipeline: ${name}: ${ph.imagesPerSec} img/s; CPU ms/img api ${ph.cpuMsPerImage.api} worker ` +
@@ -536,7 +566,12 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
         width: meta.width ?? 0,
         height: meta.height ?? 0,
       },
-      decode,
+      decode: {
+        cpuMsPerImage: round(median(decodes.map((d) => d.cpuMsPerImage)), 2),
+        wallMsPerImage: round(median(decodes.map((d) => d.wallMsPerImage)), 2),
+        reps: decodes.reduce((n, d) => n + d.reps, 0),
+        samplesMs: decodes.map((d) => d.cpuMsPerImage),
+      },
       settings: env,
       idleCpuMsPerSecond: idle,
       phases,
@@ -633,17 +668,20 @@ export function renderPipeline(r: PipelineReport): string {
     `Near-zero-cost DINOv2 (hidden ${r.model.config.hidden_size}, ${r.model.config.num_hidden_layers} layer), ` +
       `\`embedpool api\` + \`embedpool worker\` + private redis-server; image ${r.image.name} ` +
       `(${r.image.width}x${r.image.height}, ${Math.round(r.image.bytes / 1024)} KB, sent base64). ` +
-      `Decode alone (sharp decode + resize + normalize): ${r.decode.cpuMsPerImage} ms CPU per image. ` +
+      `Decode alone (sharp decode + resize + normalize), measured before the first phase and after each: ` +
+      `${(r.decode.samplesMs ?? [r.decode.cpuMsPerImage]).join(', ')} ms CPU per image (median ${r.decode.cpuMsPerImage}); ` +
+      `each phase is compared with the mean of the two around it. ` +
       `Idle background taken out (CPU ms/s): api ${r.idleCpuMsPerSecond.api}, worker ${r.idleCpuMsPerSecond.worker}, ` +
       `Redis ${r.idleCpuMsPerSecond.redis}. ` +
       `Load average at start ${r.loadAverageAtStart.join(' ')}.`,
     '',
-    '| path | clients | img/s | p50 ms | CPU ms/img api / worker / Redis | total | vs decode | Redis cmds/img | one Redis core carries |',
-    '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+    '| path | clients | img/s | p50 ms | CPU ms/img api / worker / Redis | total | decode alone | vs decode | Redis cmds/img | one Redis core carries |',
+    '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.phases.map(
       (p) =>
         `| ${p.name} | ${p.clients} | ${p.imagesPerSec} | ${p.latencyP50Ms ?? '-'} | ${p.cpuMsPerImage.api} / ${p.cpuMsPerImage.worker} / ` +
-        `**${p.cpuMsPerImage.redis}** | ${p.cpuMsPerImage.total} | ${p.ratioToDecode}x | ${p.redisCommandsPerImage} | ` +
+        `**${p.cpuMsPerImage.redis}** | ${p.cpuMsPerImage.total} | ${p.decodeMsPerImage ?? r.decode.cpuMsPerImage} | ` +
+        `${p.ratioToDecode}x | ${p.redisCommandsPerImage} | ` +
         `${p.redisBoundImagesPerSec ?? '-'} img/s |${p.errors ? ` (${p.errors} errors)` : ''}`,
     ),
     '',
