@@ -59,4 +59,36 @@ describe('async jobs with images staged in blob storage (JOB_STAGING_CONTAINER)'
     expect(await container.getBlockBlobClient(id).exists()).toBe(false);
     redis.disconnect();
   });
+
+  it('answers 503 naming blob storage (not Redis) while the storage account is down, and carries on after', async () => {
+    // Last in this file: it stops the emulator. One try per storage request (BLOB_MAX_TRIES=1), so the
+    // failure comes at once instead of after the SDK's back-off.
+    const quick = await startStack(
+      testConfig({
+        BLOB_CONNECTION_STRING: azurite.connectionString,
+        JOB_STAGING_CONTAINER: 'staging',
+        BLOB_MAX_TRIES: '1',
+      }),
+      { worker: false },
+    );
+    const container = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(
+      'staging',
+    );
+    try {
+      const body = { images: [{ id: 'a', base64: b64(images[0]!.path) }] };
+      await azurite.stop();
+      const refused = await postJson(`${quick.api.url}/v1/jobs`, body);
+      expect(refused.status).toBe(503);
+      expect(refused.json.error).toMatchObject({ code: 'UNAVAILABLE' });
+      expect(String((refused.json.error as { message: string }).message)).toMatch(
+        /^could not stage the job's images in blob storage \(ECONNREFUSED\); retry shortly$/,
+      );
+      await azurite.restart();
+      const accepted = await postJson(`${quick.api.url}/v1/jobs`, body);
+      expect(accepted.status).toBe(202);
+      expect(await container.getBlockBlobClient(accepted.json.id as string).exists()).toBe(true);
+    } finally {
+      await quick.stop();
+    }
+  });
 });

@@ -208,7 +208,17 @@ function jobStaging(config: Config, logger: Logger): BlobStaging | undefined {
   if (config.JOB_STAGING_CONTAINER && !blobAuth)
     logger.warn('JOB_STAGING_CONTAINER is set but no storage account is: job images stay in Redis');
   return config.JOB_STAGING_CONTAINER && blobAuth
-    ? new BlobStaging(createBlobServiceClient(blobAuth), config.JOB_STAGING_CONTAINER)
+    ? new BlobStaging(
+        // The README's storage retry settings hold here too: the SDK's own defaults wait up to ~2 minutes.
+        createBlobServiceClient(blobAuth, {
+          retry: {
+            maxTries: config.BLOB_MAX_TRIES,
+            retryDelayMs: config.BLOB_RETRY_DELAY_MS,
+            maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
+          },
+        }),
+        config.JOB_STAGING_CONTAINER,
+      )
     : undefined;
 }
 

@@ -1,4 +1,5 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
+import { EmbedpoolError } from '../errors';
 import type { InlineBlobStore, InlineSource } from '../queue/inline-images';
 
 /**
@@ -14,14 +15,29 @@ export class BlobStaging implements InlineBlobStore {
     private readonly container: string,
   ) {}
 
+  /**
+   * Throws UNAVAILABLE naming blob storage when the upload fails: a refused connection must not read as
+   * "redis is unreachable" (the API's mapping of bare connection errors), and the storage SDK's message
+   * names hosts the client has no business seeing; the code (ECONNREFUSED, AuthorizationFailure, ...) is kept.
+   */
   async stage(name: string, buffer: Buffer): Promise<InlineSource> {
     const container = this.client.getContainerClient(this.container);
-    this.created ??= container.createIfNotExists().catch((err: unknown) => {
-      this.created = undefined;
-      throw err;
-    });
-    await this.created;
-    await container.getBlockBlobClient(name).uploadData(buffer);
+    try {
+      this.created ??= container.createIfNotExists().catch((err: unknown) => {
+        this.created = undefined;
+        throw err;
+      });
+      await this.created;
+      await container.getBlockBlobClient(name).uploadData(buffer);
+    } catch (err) {
+      const { code, statusCode } = err as { code?: unknown; statusCode?: unknown };
+      const why = [code, statusCode].filter((x) => typeof x === 'string' || typeof x === 'number').join(' ');
+      throw new EmbedpoolError(
+        'UNAVAILABLE',
+        `could not stage the job's images in blob storage${why ? ` (${why})` : ''}; retry shortly`,
+        { cause: err },
+      );
+    }
     return { via: 'blob', container: this.container, name };
   }
 
