@@ -4,6 +4,7 @@
  */
 import { serveRequests } from './lib/children';
 import { type ColdStartInput, runColdStart } from './lib/cold-start';
+import { type DecodeAloneInput, runDecodeAlone } from './lib/decode-alone';
 import { type MicroInput, runMicro } from './lib/micro';
 import { type PreprocessInput, runPreprocess } from './lib/preprocess';
 import { type RawInput, runRaw } from './lib/raw';
@@ -22,6 +23,9 @@ switch (kind) {
     break;
   case 'coldstart':
     serveRequests({ run: (arg: ColdStartInput) => runColdStart(arg) });
+    break;
+  case 'decode':
+    serveRequests({ run: (arg: DecodeAloneInput) => runDecodeAlone(arg) });
     break;
   case 'server':
     serveRequests(createServerHandlers());

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
  * whatever one section leaves behind (ORT arenas, libvips caches, worker threads) cannot skew the next.
  * Parent and child talk over the IPC channel: `{id, cmd, arg}` requests, `{id, ok, value | error}` replies.
  */
-export type ChildKind = 'raw' | 'preprocess' | 'micro' | 'server' | 'coldstart';
+export type ChildKind = 'raw' | 'preprocess' | 'micro' | 'server' | 'coldstart' | 'decode';
 
 export interface ChildRequest {
   id: number;
