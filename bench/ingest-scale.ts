@@ -39,7 +39,7 @@ import { QueueEvents, Worker } from 'bullmq';
 import sharp from 'sharp';
 import type { EmbedPipeline } from '../apps/worker/src/embed-pipeline';
 import { createIngestProcessors, startIngestWorker } from '../apps/worker/src/ingest';
-import { freePort, PrivateRedis, RedisMonitor, RedisProbe, redisDelta, sumCounts } from './lib/redis';
+import { freePort, RedisMonitor, RedisProbe, redisDelta, startBenchRedis, sumCounts } from './lib/redis';
 
 const { values: args } = parseArgs({
   options: {
@@ -203,7 +203,7 @@ async function startMemoryAzurite() {
 }
 
 async function main() {
-  const redis = await PrivateRedis.start();
+  const redis = await startBenchRedis();
   const azurite = await startMemoryAzurite();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

@@ -50,7 +50,7 @@ import { type BenchModel, ensureBenchModel } from './lib/model';
 import { type PipelineReport, pipelineTargets, runPipeline } from './lib/pipeline';
 import type { PreprocessInput, PreprocessResult } from './lib/preprocess';
 import type { RawCell, RawInput, RawResult, Split } from './lib/raw';
-import { PrivateRedis, RedisMonitor, RedisProbe } from './lib/redis';
+import { type PrivateRedis, RedisMonitor, RedisProbe, startBenchRedis } from './lib/redis';
 import { renderMarkdown } from './lib/report';
 import type { ServerStarted } from './lib/server';
 import { WORKER_SETTINGS } from './lib/server';
@@ -817,7 +817,7 @@ export async function runBench(args: BenchArgs): Promise<number> {
   if (args.waitQuiet !== undefined && args.waitQuiet > 0) report.quietWait = await waitQuiet(args.waitQuiet);
 
   const needsRedis = sections.has('e2e') || sections.has('ab') || sections.has('int8');
-  const redis = needsRedis ? await PrivateRedis.start() : undefined;
+  const redis = needsRedis ? await startBenchRedis() : undefined;
   // Ctrl-C or a kill: take the children and the private redis-server down too, not just this process.
   const interrupted = (signal: NodeJS.Signals) => {
     progress(`${signal}: stopping`);

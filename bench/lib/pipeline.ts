@@ -23,7 +23,7 @@ import { ChildHandle } from './children';
 import { cpuShare, cpuSnapshot, processTicks } from './cpu';
 import type { DecodeAlone, DecodeAloneInput } from './decode-alone';
 import { progress } from './log';
-import { freePort, PrivateRedis } from './redis';
+import { freePort, startBenchRedis } from './redis';
 import { median, round, sleep } from './stats';
 
 const TICK_MS = 10; // USER_HZ 100
@@ -396,7 +396,7 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
   const sharp = (await import('sharp')).default;
   const meta = await sharp(imageBytes).metadata();
 
-  const redis = await PrivateRedis.start();
+  const redis = await startBenchRedis();
   let azurite: Azurite | undefined;
   let decoder: ChildHandle | undefined;
   const procs: Proc[] = [];

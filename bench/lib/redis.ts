@@ -1,82 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { freePort } from '@embedpool/testkit';
+import { freePort, PrivateRedis } from '@embedpool/testkit';
 import { Redis } from 'ioredis';
 import { round } from './stats';
 
 // The testkit's (a kernel-picked loopback port), re-exported for the bench's other modules.
-export { freePort };
+export { freePort, PrivateRedis };
 
-/** A redis-server of the bench's own: its counters see only the bench's traffic. */
-export class PrivateRedis {
-  private constructor(
-    readonly port: number,
-    private readonly child: ChildProcess,
-  ) {}
-
-  static async start(): Promise<PrivateRedis> {
-    const port = await freePort();
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--maxmemory-policy',
-        'noeviction',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const onExit = () => child.kill('SIGKILL');
-    process.once('exit', onExit);
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.stderr!.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot start redis-server (is it installed?): ${err.message}`));
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited (${code}): ${out}`));
-      });
-    });
-    // Drain its log so the pipe never fills.
-    child.stdout!.resume();
-    child.stderr!.resume();
-    return new PrivateRedis(port, child);
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = once(this.child, 'exit');
-    this.child.kill('SIGTERM');
-    await exited;
-  }
+/** A redis-server of the bench's own (the testkit's), so its counters see only the bench's traffic. */
+export async function startBenchRedis(): Promise<PrivateRedis> {
+  return PrivateRedis.start(['--maxmemory-policy', 'noeviction']);
 }
 
 export interface RedisCounters {

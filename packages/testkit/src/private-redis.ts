@@ -37,6 +37,11 @@ export class PrivateRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The server's process id (-1 when not running): the bench reads its CPU from /proc. */
+  get pid(): number {
+    return this.child?.pid ?? -1;
+  }
+
   async start(): Promise<void> {
     const child = spawn(
       'redis-server',
@@ -69,9 +74,26 @@ export class PrivateRedis {
         }
       };
       child.stdout?.on('data', onData);
+      child.stderr?.on('data', (chunk: Buffer) => {
+        log += chunk.toString();
+      });
       child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before ready:\n${log}`)));
-      child.once('error', reject);
+      child.once('error', (err) =>
+        reject(new Error(`cannot start redis-server (is it installed?): ${err.message}`)),
+      );
     });
+    // Keep draining both pipes so a chatty server never blocks on a full one.
+    child.stderr?.resume();
+  }
+
+  /** SIGTERM and wait: Redis exits as on a clean shutdown. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exited;
+    this.child = undefined;
   }
 
   /** SIGKILL: Redis vanishes as in a crash, without a goodbye to its clients. */
