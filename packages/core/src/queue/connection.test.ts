@@ -1,5 +1,7 @@
+import { BlobServiceClient } from '@azure/storage-blob';
+import { freePort } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
-import { clusterSeeds, createRedis } from './connection';
+import { clusterSeeds, createRedis, isRedisConnectionError } from './connection';
 
 describe('Redis connection settings', () => {
   it('reads seed nodes, the access key and TLS (Azure Managed Redis: rediss, port 10000) from REDIS_URL', () => {
@@ -25,5 +27,31 @@ describe('Redis connection settings', () => {
     expect(() => createRedis('redis://127.0.0.1:7000,redis://127.0.0.1:7001', 'producer')).toThrow(
       /REDIS_CLUSTER=true/,
     );
+  });
+});
+
+describe('isRedisConnectionError', () => {
+  it('is true for ioredis meeting a closed port and false for the storage SDK meeting one', async () => {
+    const port = await freePort(); // nothing listens there
+    const redis = createRedis(`redis://127.0.0.1:${port}`, 'producer', { lazyConnect: true });
+    const redisErr = await redis.connect().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    redis.disconnect();
+    expect(isRedisConnectionError(redisErr)).toBe(true);
+
+    const blobs = new BlobServiceClient(`http://127.0.0.1:${port}/devstoreaccount1`, undefined, {
+      retryOptions: { maxTries: 1 },
+    });
+    const blobErr = await blobs
+      .getContainerClient('c')
+      .exists()
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect((blobErr as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(isRedisConnectionError(blobErr)).toBe(false);
   });
 });

@@ -141,6 +141,8 @@ const CONNECTION_MESSAGES = [
 /** Whether an error means Redis is unreachable (answer 503 and retry), not that a command was wrong. */
 export function isRedisConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  // The storage SDK's errors carry the same socket codes (ECONNREFUSED to the storage account): not Redis.
+  if (err.name === 'RestError') return false;
   if (err.name === 'MaxRetriesPerRequestError') return true;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code))
