@@ -1,12 +1,13 @@
 /**
  * The pipeline's own cost per image, with the model taken out of the picture: a near-zero-cost DINOv2
  * (hidden 8, one layer, 224 px, built with the project's builder) stands in for a GPU, so whatever the API,
- * the worker and Redis spend per image is all there is. `embedpool api` and `embedpool worker` run as
- * separate processes on a private redis-server (and a private Azurite for blob outputs and ingestion); the
+ * the worker and Redis spend per image is all there is. The API and the worker run as the images run them
+ * (dist/api.mjs and dist/worker.mjs, built for the run), as separate processes on a private redis-server
+ * (and a private Azurite for blob outputs and ingestion); the
  * load comes from this process. Per phase: img/s, CPU ms per image of each process (/proc/<pid>/stat) and
  * of Redis (INFO cpu: used_cpu_sys + used_cpu_user), Redis commands per image (INFO commandstats, script
  * bodies included), and the total as a ratio to decoding the same image alone (sharp decode + resize +
- * normalize, measured in this run, in this process).
+ * normalize, measured in this run, in a child process of its own).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -158,10 +159,35 @@ interface Proc {
   log: string[];
 }
 
+/**
+ * Where the section builds the processes it runs: what the container images run (`npm run build`'s
+ * dist/api.mjs and dist/worker.mjs, plain JavaScript), not the checkout's TypeScript through tsx, whose loader,
+ * source maps and bigger heap cost the API ~0.1-0.8 and the worker ~1-2.6 CPU ms per image more (same
+ * machine, back to back). Inside the repository, so the bundles' bare imports resolve from its node_modules.
+ */
+const DIST = join(REPO_ROOT, '.cache', 'pipeline-dist');
+
+async function buildProcesses(): Promise<void> {
+  const child = spawn(
+    process.execPath,
+    [join(REPO_ROOT, 'scripts/build.mjs'), '--outdir', DIST, '--no-typecheck'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`scripts/build.mjs failed (${code}):\n${out}`);
+}
+
 function spawnEmbedpool(command: 'api' | 'worker', env: Record<string, string>): Proc {
   // EMBEDPOOL_PIPELINE_NODE_ARGS: node flags for both processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
   const nodeArgs = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin/embedpool.js'), command], {
+  const child = spawn(process.execPath, [...nodeArgs, join(DIST, `${command}.mjs`)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -426,6 +452,7 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
       ...input.env,
     };
     for (const k of ['API_KEYS', 'AUTH', 'AUTH_JWT_ISSUER', 'METRICS_TOKEN']) delete process.env[k];
+    await buildProcesses();
     procs.push(spawnEmbedpool('api', env), spawnEmbedpool('worker', env));
     const [api, worker] = procs as [Proc, Proc];
     await waitReady(url, procs);
@@ -667,7 +694,7 @@ export function pipelineTargets(phases: PipelinePhase[]): PipelineTarget[] {
 export function renderPipeline(r: PipelineReport): string {
   const lines = [
     `Near-zero-cost DINOv2 (hidden ${r.model.config.hidden_size}, ${r.model.config.num_hidden_layers} layer), ` +
-      `\`embedpool api\` + \`embedpool worker\` + private redis-server; image ${r.image.name} ` +
+      `\`dist/api.mjs\` + \`dist/worker.mjs\` (built for the run, as the images run them) + private redis-server; image ${r.image.name} ` +
       `(${r.image.width}x${r.image.height}, ${Math.round(r.image.bytes / 1024)} KB, sent base64). ` +
       `Decode alone (sharp decode + resize + normalize, one at a time, in a process of its own, the machine quiet), ` +
       `measured before the first phase and after each: ${(r.decode.samplesMs ?? [r.decode.cpuMsPerImage]).join(', ')} ` +
