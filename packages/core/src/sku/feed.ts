@@ -18,16 +18,15 @@ export const MEASURED_WORKER_CPU = {
    * Worker process CPU ms per image, the median of the load phases (/score 1 and 8 per request, jobs inline
    * and blob, ingestion; not the one-client idle phase): read the bytes, decode, batch, hand back.
    */
-  msPerImage: 10.94,
-  /** The same image decoded alone (sharp decode + resize + normalize), same run: the floor. */
-  decodeAloneMs: 8.36,
+  msPerImage: 9.02,
+  /** The same image decoded alone (sharp decode + resize + normalize), same run: its fastest reading. */
+  decodeAloneMs: 5.89,
   image: 'china.jpg, 640x427 JPEG, 196 KB',
-  machine:
-    '2-vCPU AMD EPYC (development VM, shared with three other benches and test runs: load average 2.6-5.3)',
+  machine: '2-vCPU AMD EPYC (development VM, nothing else running; load average 1.55 at the start)',
   measuredOn: '2026-12-04',
   command: 'npm run bench -- --sections pipeline',
   /** The run these figures come from, relative to the repository root. */
-  resultFile: 'bench/results/2026-12-04-vm-pipeline-h4-after.json',
+  resultFile: 'bench/results/2026-12-04-vm-pipeline-s4-dist.json',
 } as const;
 
 /**
