@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { cosine, parityImages } from '@embedpool/testkit';
 import { startDeliveryWorker } from '@embedpool/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JobEvents, postJson, startStack, testConfig, waitJobFinal } from '../support/stack';
+import { JobEvents, postJson, startStack, testConfig } from '../support/stack';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const images = parityImages().filter((i) => i.reference);
