@@ -9,12 +9,13 @@
  * bodies included), and the total as a ratio to decoding the same image alone (sharp decode + resize +
  * normalize, measured in this run, in a child process of its own).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { writeDinov2Onnx } from '@embedpool/core/model';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
@@ -168,20 +169,13 @@ interface Proc {
 const DIST = join(REPO_ROOT, '.cache', 'pipeline-dist');
 
 async function buildProcesses(): Promise<void> {
-  const child = spawn(
-    process.execPath,
-    [join(REPO_ROOT, 'scripts/build.mjs'), '--outdir', DIST, '--no-typecheck'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const [code] = (await once(child, 'exit')) as [number | null];
-  if (code !== 0) throw new Error(`scripts/build.mjs failed (${code}):\n${out}`);
+  // execFile rejects on a non-zero exit with the build's output in the error.
+  await promisify(execFile)(process.execPath, [
+    join(REPO_ROOT, 'scripts/build.mjs'),
+    '--outdir',
+    DIST,
+    '--no-typecheck',
+  ]);
 }
 
 function spawnEmbedpool(command: 'api' | 'worker', env: Record<string, string>): Proc {

@@ -87,21 +87,20 @@ export class PrivateRedis {
   }
 
   /** SIGTERM and wait: Redis exits as on a clean shutdown. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    await exited;
-    this.child = undefined;
+  stop(): Promise<void> {
+    return this.end('SIGTERM');
   }
 
   /** SIGKILL: Redis vanishes as in a crash, without a goodbye to its clients. */
-  async kill(): Promise<void> {
+  kill(): Promise<void> {
+    return this.end('SIGKILL');
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, 'exit');
-    child.kill('SIGKILL');
+    child.kill(signal);
     await exited;
     this.child = undefined;
   }
