@@ -1,6 +1,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BlobStaging, blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
+import {
+  BlobStaging,
+  blobAuthFromConfig,
+  blobRetryFromConfig,
+  createBlobServiceClient,
+} from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue, redriveDelivery } from '@embedpool/core/delivery';
 import { IngestionService } from '@embedpool/core/ingest';
@@ -210,13 +215,7 @@ function jobStaging(config: Config, logger: Logger): BlobStaging | undefined {
   return config.JOB_STAGING_CONTAINER && blobAuth
     ? new BlobStaging(
         // The README's storage retry settings hold here too: the SDK's own defaults wait up to ~2 minutes.
-        createBlobServiceClient(blobAuth, {
-          retry: {
-            maxTries: config.BLOB_MAX_TRIES,
-            retryDelayMs: config.BLOB_RETRY_DELAY_MS,
-            maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
-          },
-        }),
+        createBlobServiceClient(blobAuth, { retry: blobRetryFromConfig(config) }),
         config.JOB_STAGING_CONTAINER,
       )
     : undefined;

@@ -1,5 +1,5 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { blobAuthFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
+import { blobAuthFromConfig, blobRetryFromConfig, createBlobServiceClient } from '@embedpool/core/blob';
 import type { Config } from '@embedpool/core/config';
 import { DeliveryQueue } from '@embedpool/core/delivery';
 import { JobStore } from '@embedpool/core/jobs';
@@ -60,13 +60,7 @@ export function createFetchPolicy(config: Config): UrlPolicy {
 export function createWorkerBlobClient(config: Config): BlobServiceClient | undefined {
   const auth = blobAuthFromConfig(config);
   if (!auth) return undefined;
-  return createBlobServiceClient(auth, {
-    retry: {
-      maxTries: config.BLOB_MAX_TRIES,
-      retryDelayMs: config.BLOB_RETRY_DELAY_MS,
-      maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
-    },
-  });
+  return createBlobServiceClient(auth, { retry: blobRetryFromConfig(config) });
 }
 
 export interface WorkerDepsOptions {

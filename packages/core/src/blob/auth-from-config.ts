@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import type { BlobAuth } from './blob-client';
+import type { BlobAuth, BlobRetryOptions } from './blob-client';
 
 /** The deployment's storage account, from whichever of the three BLOB_* variables is set (first wins). */
 export function blobAuthFromConfig(config: Config): BlobAuth | undefined {
@@ -15,4 +15,13 @@ export function blobAuthFromConfig(config: Config): BlobAuth | undefined {
     };
   }
   return undefined;
+}
+
+/** The README's storage retry settings: BLOB_MAX_TRIES tries, BLOB_RETRY_DELAY_MS first delay, doubling, capped at 8x. */
+export function blobRetryFromConfig(config: Config): Partial<BlobRetryOptions> {
+  return {
+    maxTries: config.BLOB_MAX_TRIES,
+    retryDelayMs: config.BLOB_RETRY_DELAY_MS,
+    maxRetryDelayMs: config.BLOB_RETRY_DELAY_MS * 8,
+  };
 }

@@ -1,4 +1,4 @@
-export { blobAuthFromConfig } from './auth-from-config';
+export { blobAuthFromConfig, blobRetryFromConfig } from './auth-from-config';
 export {
   type BlobAuth,
   type BlobClientOptions,
