@@ -329,8 +329,8 @@ function phaseFrom(
 
 /**
  * Waits (10 s at most) until the whole machine uses under 0.15 of a core over half a second: not only the
- * api, the worker and Azurite, but Redis, this process and anything else. On the 2-vCPU VM, decode alone read
- * ~50% slower when the other vCPU was busy (the two may share a physical core), which flatters the ratio.
+ * api, the worker and Azurite, but Redis, this process and anything else, so nothing competes with decode
+ * alone for the cores or the caches while it is measured.
  */
 async function quiet(): Promise<void> {
   for (let i = 0; i < 20; i++) {
@@ -452,9 +452,9 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
     await waitReady(url, procs);
     progress(`pipeline: api pid ${api.pid}, worker pid ${worker.pid}, redis pid ${redis.pid} at ${url}`);
 
-    // Decode alone runs in a child process of its own: the bench process itself, after a load phase, carries
-    // garbage and sockets whose clean-up would land in the measurement (decode alone then read ~50% slower
-    // after each phase than before the first).
+    // Decode alone runs in a child process of its own, so the bench process's own work after a load phase
+    // (garbage, sockets) cannot land in the measurement. The readings still drift up between phases (see
+    // PipelinePhase.ratioToDecode): that is not it.
     decoder = ChildHandle.start('decode');
     const decodeAlone = () =>
       decoder!.call<DecodeAlone>('run', { imagePath, seconds: DECODE_SECONDS } satisfies DecodeAloneInput);
@@ -691,7 +691,7 @@ export function renderPipeline(r: PipelineReport): string {
       `\`dist/api.mjs\` + \`dist/worker.mjs\` (built for the run, as the images run them) + private redis-server; image ${r.image.name} ` +
       `(${r.image.width}x${r.image.height}, ${Math.round(r.image.bytes / 1024)} KB, sent base64). ` +
       `Decode alone (sharp decode + resize + normalize, one at a time, in a process of its own, the machine quiet), ` +
-      `measured before the first phase and after each: ${(r.decode.samplesMs ?? [r.decode.cpuMsPerImage]).join(', ')} ` +
+      `measured before the first phase and after each: ${r.decode.samplesMs.join(', ')} ` +
       `ms CPU per image; "vs decode" (the verdicts) divides by the fastest, ${r.decode.cpuMsPerImage} ms; "vs decode around" ` +
       `by the mean of the two measurements around the phase. ` +
       `Idle background taken out (CPU ms/s): api ${r.idleCpuMsPerSecond.api}, worker ${r.idleCpuMsPerSecond.worker}, ` +
@@ -704,7 +704,7 @@ export function renderPipeline(r: PipelineReport): string {
       (p) =>
         `| ${p.name} | ${p.clients} | ${p.imagesPerSec} | ${p.latencyP50Ms ?? '-'} | ${p.cpuMsPerImage.api} / ${p.cpuMsPerImage.worker} / ` +
         `**${p.cpuMsPerImage.redis}** | ${p.cpuMsPerImage.total} | ${p.ratioToDecode}x | ` +
-        `${p.decodeMsPerImage ?? '-'} | ${p.ratioToAdjacentDecode ? `${p.ratioToAdjacentDecode}x` : '-'} | ${p.redisCommandsPerImage} | ` +
+        `${p.decodeMsPerImage} | ${p.ratioToAdjacentDecode}x | ${p.redisCommandsPerImage} | ` +
         `${p.redisBoundImagesPerSec ?? '-'} img/s |${p.errors ? ` (${p.errors} errors)` : ''}`,
     ),
     '',
