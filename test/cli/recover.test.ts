@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBlobServiceClient, writeJobVectors } from '@embedpool/core/blob';
 import { JobStore, newJobId } from '@embedpool/core/jobs';
-import { createRedis } from '@embedpool/core/queue';
 import type { RecoveryReport } from '@embedpool/core/recovery';
+import { readyRedis } from '@embedpool/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Azurite, startAzurite } from '../support/azurite';
@@ -20,8 +19,7 @@ describe('embedpool recover', () => {
 
   beforeAll(async () => {
     azurite = await startAzurite();
-    redis = createRedis(REDIS_URL, 'producer');
-    await once(redis, 'ready');
+    redis = await readyRedis(REDIS_URL);
   }, 60_000);
   afterAll(async () => {
     const left = await redis.keys(`${prefix}:*`);

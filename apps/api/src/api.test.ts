@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createRedis, keys, QUEUES } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   type ErrorJson,
@@ -59,8 +60,7 @@ describe('API with a worker', () => {
     api = await startApi({ config: testConfig({ QUEUE_PREFIX: prefix, MAX_BODY_BYTES: 64 * 1024 }) });
     worker = new FakeWorker(TEST_REDIS_URL, prefix);
     await worker.ready();
-    redis = createRedis(TEST_REDIS_URL, 'producer');
-    await once(redis, 'ready');
+    redis = await readyRedis(TEST_REDIS_URL);
   });
   afterAll(async () => {
     await api?.close();

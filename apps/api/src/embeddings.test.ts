@@ -1,6 +1,6 @@
-import { once } from 'node:events';
 import { EmbedpoolError } from '@embedpool/core/errors';
-import { createRedis, keys, QUEUES } from '@embedpool/core/queue';
+import { keys, QUEUES } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   getJson,
@@ -54,8 +54,7 @@ describe('POST /v1/embeddings with a worker', () => {
     api = await startApi({ config: testConfig({ QUEUE_PREFIX: prefix, MAX_BODY_BYTES: 64 * 1024 }) });
     worker = new FakeWorker(TEST_REDIS_URL, prefix);
     await worker.ready();
-    redis = createRedis(TEST_REDIS_URL, 'producer');
-    await once(redis, 'ready');
+    redis = await readyRedis(TEST_REDIS_URL);
     client = openai(`${api.url}/v1`);
   });
   afterAll(async () => {
@@ -335,8 +334,7 @@ describe('POST /v1/embeddings without a worker', () => {
 
   beforeAll(async () => {
     api = await startApi({ config: testConfig({ QUEUE_PREFIX: prefix, REQUEST_TIMEOUT_MS: 300 }) });
-    producer = createRedis(TEST_REDIS_URL, 'producer');
-    await once(producer, 'ready');
+    producer = await readyRedis(TEST_REDIS_URL);
     queue = new Queue(QUEUES.embed, { connection: producer, prefix });
   });
   afterAll(async () => {
@@ -363,8 +361,7 @@ describe('POST /v1/embeddings when the client goes away', () => {
 
   beforeAll(async () => {
     api = await startApi({ config: testConfig({ QUEUE_PREFIX: prefix, REQUEST_TIMEOUT_MS: 30_000 }) });
-    producer = createRedis(TEST_REDIS_URL, 'producer');
-    await once(producer, 'ready');
+    producer = await readyRedis(TEST_REDIS_URL);
     queue = new Queue(QUEUES.embed, { connection: producer, prefix });
   });
   afterAll(async () => {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { createRedis } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   postJson,
@@ -21,8 +20,7 @@ describe('one Idempotency-Key sent many times at once', () => {
 
   beforeAll(async () => {
     api = await startApi({ config: testConfig({ QUEUE_PREFIX: prefix }) });
-    redis = createRedis(TEST_REDIS_URL, 'producer');
-    await once(redis, 'ready');
+    redis = await readyRedis(TEST_REDIS_URL);
   });
   afterAll(async () => {
     await api?.close();

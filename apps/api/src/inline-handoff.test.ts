@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRedis, HANDOFF_TOKEN_HEADER, inlineKey } from '@embedpool/core/queue';
+import { HANDOFF_TOKEN_HEADER, inlineKey } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import express from 'express';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,8 +21,7 @@ describe('InlineHandoff', () => {
   let handoff: InlineHandoff;
 
   beforeAll(async () => {
-    redis = createRedis(REDIS_URL, 'producer');
-    if (redis.status !== 'ready') await once(redis, 'ready');
+    redis = await readyRedis(REDIS_URL);
     handoff = new InlineHandoff(redis, prefix);
     const app = express();
     app.use(handoff.router());

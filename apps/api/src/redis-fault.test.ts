@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import { newJobId } from '@embedpool/core/jobs';
-import { createRedis } from '@embedpool/core/queue';
-import { PrivateRedis } from '@embedpool/testkit';
+import { PrivateRedis, readyRedis } from '@embedpool/testkit';
 import {
   cleanupPrefix,
   type ErrorJson,
@@ -45,8 +44,7 @@ describe('API when Redis goes away and comes back', () => {
     });
     worker = new FakeWorker(redisServer.url, prefix);
     await worker.ready();
-    admin = createRedis(redisServer.url, 'producer');
-    await once(admin, 'ready');
+    admin = await readyRedis(redisServer.url);
   });
   afterAll(async () => {
     await api?.close();

@@ -12,6 +12,7 @@ import {
 import { decodeJobFailure, EmbedpoolError } from '@embedpool/core/errors';
 import { type JobLocation, type JobOutput, JobStore, jobKeys } from '@embedpool/core/jobs';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type Counter, type Gauge, Registry } from 'prom-client';
@@ -93,7 +94,7 @@ async function harness(env: Record<string, string> = {}): Promise<Harness> {
     },
     { LOG_LEVEL: 'silent' },
   );
-  const redis = createRedis(REDIS_URL, 'producer');
+  const redis = await readyRedis(REDIS_URL);
   const store = new JobStore(redis, prefix, config.JOB_TTL_S);
   const queue = DeliveryQueue.fromConfig(redis, config);
   // From the start of the (fresh) stream, so no event can slip past before the first read.

@@ -20,7 +20,7 @@ import {
   type ScoreResult,
   takeResult,
 } from '@embedpool/core/queue';
-import { cosine } from '@embedpool/testkit';
+import { cosine, readyRedis } from '@embedpool/testkit';
 import { buildOutlierDinov2 } from '@embedpool/testkit/stress-model';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -62,7 +62,7 @@ describe('worker serving an int8 model', { timeout: 120_000 }, () => {
         preprocessor: DINOV2_PREPROCESSOR_CONFIG,
       },
     });
-    redis = createRedis(REDIS_URL, 'producer');
+    redis = await readyRedis(REDIS_URL);
     queue = new ScoreQueue(redis, { prefix });
     events = new QueueEvents(QUEUES.embed, { connection: createRedis(REDIS_URL, 'consumer'), prefix });
     await events.waitUntilReady();

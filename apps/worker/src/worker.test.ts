@@ -13,7 +13,7 @@ import {
   type ScoreResult,
   takeResult,
 } from '@embedpool/core/queue';
-import { cosine, loadParityReference, PARITY_MODEL, parityImages } from '@embedpool/testkit';
+import { cosine, loadParityReference, PARITY_MODEL, parityImages, readyRedis } from '@embedpool/testkit';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,7 +53,7 @@ describe('worker against Redis with the parity model', () => {
         preprocessor: DINOV2_PREPROCESSOR_CONFIG,
       },
     });
-    redis = createRedis(REDIS_URL, 'producer');
+    redis = await readyRedis(REDIS_URL);
     queue = new ScoreQueue(redis, { prefix });
     events = new QueueEvents(QUEUES.embed, { connection: createRedis(REDIS_URL, 'consumer'), prefix });
     events.setMaxListeners(64);

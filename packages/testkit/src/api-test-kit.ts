@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { type Config, loadConfig } from '@embedpool/core/config';
-import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { QUEUES } from '@embedpool/core/queue';
 import { Queue } from 'bullmq';
+import { readyRedis } from './ready-redis';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -19,10 +19,8 @@ export function testConfig(overrides: Partial<Config>): Config {
 
 /** Obliterates the test's queue and deletes every key under its prefix. */
 export async function cleanupPrefix(redisUrl: string, prefix: string): Promise<void> {
-  const redis = createRedis(redisUrl, 'producer');
+  const redis = await readyRedis(redisUrl);
   try {
-    // A producer connection has no offline queue: a command sent before 'ready' fails.
-    if (redis.status !== 'ready') await once(redis, 'ready');
     const queue = new Queue(QUEUES.embed, { connection: redis, prefix });
     await queue.obliterate({ force: true });
     await queue.close();

@@ -64,4 +64,5 @@ export { freePort, PrivateRedis } from './private-redis';
 
 /** Photos of one scene in every format the service decodes (see test/fixtures/formats/README.md). */
 export const FORMATS_DIR = join(REPO_ROOT, 'test/fixtures/formats');
+export { readyRedis } from './ready-redis';
 export { PrivateRedisCluster } from './redis-cluster';

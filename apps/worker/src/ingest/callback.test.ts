@@ -14,6 +14,7 @@ import {
   outputKey,
 } from '@embedpool/core/ingest';
 import { createRedis, QUEUES } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import { type LoopbackServer, startLoopbackServer } from '@embedpool/testkit/loopback-test-kit';
 import { QueueEvents } from 'bullmq';
 import { type Counter, Registry } from 'prom-client';
@@ -63,7 +64,7 @@ async function harness() {
     },
     { LOG_LEVEL: 'silent' },
   );
-  const redis = createRedis(REDIS_URL, 'producer');
+  const redis = await readyRedis(REDIS_URL);
   const store = new IngestionStore(redis, prefix, config.JOB_TTL_S);
   const deliveries = DeliveryQueue.fromConfig(redis, config);
   const events = new QueueEvents(QUEUES.deliveries, {

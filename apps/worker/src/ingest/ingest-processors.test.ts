@@ -14,7 +14,7 @@ import {
   readIndexLines,
 } from '@embedpool/core/ingest';
 import { createLogger } from '@embedpool/core/logger';
-import { createRedis } from '@embedpool/core/queue';
+import { readyRedis } from '@embedpool/testkit';
 import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -70,8 +70,7 @@ describe('ingestion processors (Azurite, Redis, a stand-in pipeline)', () => {
         .uploadData(Buffer.from(i === 5 ? 'bad' : `img-${i}`));
     }
     out = blob.getContainerClient('out');
-    redis = createRedis(REDIS_URL, 'producer');
-    await new Promise((r) => redis.once('ready', r));
+    redis = await readyRedis(REDIS_URL);
     const config = loadConfig({
       REDIS_URL,
       QUEUE_PREFIX: prefix,

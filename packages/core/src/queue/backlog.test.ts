@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
+import { readyRedis } from '@embedpool/testkit';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,8 +18,7 @@ describe('the backlog in images', () => {
   let scores: ScoreQueue;
   let jobs: JobQueue;
   beforeAll(async () => {
-    redis = createRedis(REDIS_URL, 'producer');
-    await once(redis, 'ready');
+    redis = await readyRedis(REDIS_URL);
     scores = new ScoreQueue(redis, { prefix });
     jobs = new JobQueue(redis, { prefix, attempts: 1 });
   });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readyRedis } from '@embedpool/testkit';
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -19,8 +20,8 @@ describe('dispatcher against Redis', () => {
   const runs: string[] = [];
   let score: Handler<'score'> = async () => 'ok';
 
-  beforeAll(() => {
-    redis = createRedis(REDIS_URL, 'producer');
+  beforeAll(async () => {
+    redis = await readyRedis(REDIS_URL);
     // Three tries a millisecond apart: retries are quick to watch.
     producer = new JobProducer(redis, { prefix, policy: { SCORE_ATTEMPTS: 3, SCORE_BACKOFF_MS: 1 } });
   });

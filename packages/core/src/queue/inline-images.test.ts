@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readyRedis } from '@embedpool/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis } from './connection';
 import {
   deleteInline,
   HANDOFF_TOKEN_HEADER,
@@ -29,8 +28,7 @@ describe('inline images', () => {
   const { buffer, refs } = packImages(images);
 
   beforeAll(async () => {
-    redis = createRedis(REDIS_URL, 'producer');
-    if (redis.status !== 'ready') await once(redis, 'ready');
+    redis = await readyRedis(REDIS_URL);
     server = createServer((req, res) => {
       if (req.headers[HANDOFF_TOKEN_HEADER] !== token) {
         res.writeHead(404).end();

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readyRedis } from '@embedpool/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis } from './connection';
@@ -13,8 +14,8 @@ describe('queue layer against Redis', () => {
   const prefix = `t-queue-${randomUUID().slice(0, 8)}`;
   let redis: Redis;
   let queue: ScoreQueue;
-  beforeAll(() => {
-    redis = createRedis(REDIS_URL, 'producer');
+  beforeAll(async () => {
+    redis = await readyRedis(REDIS_URL);
     queue = new ScoreQueue(redis, { prefix });
   });
   afterAll(async () => {
