@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { blobAuthFromConfig } from '../blob/auth-from-config';
+import { blobAuthFromConfig, blobRetryFromConfig } from '../blob/auth-from-config';
 import { type BlobTarget, resolveBlobTarget } from '../blob/blob-client';
 import { storageErrorCode, storageStatus } from '../blob/storage-errors';
 import type { Config } from '../config';
@@ -147,9 +147,7 @@ export class IngestionService {
     this.target =
       opts.blob ??
       (auth
-        ? resolveBlobTarget(auth, {
-            retry: { maxTries: config.BLOB_MAX_TRIES, retryDelayMs: config.BLOB_RETRY_DELAY_MS },
-          })
+        ? resolveBlobTarget(auth, { retry: blobRetryFromConfig(config) })
         : undefined);
   }
 
