@@ -12,6 +12,7 @@ import { CliProcess } from '../support/cli-process';
 import {
   cleanPrefix,
   JobEvents,
+  jobStatus,
   postJson,
   REDIS_URL,
   startStack,
@@ -114,9 +115,9 @@ describe('async jobs writing to Azure Blob storage (Azurite)', () => {
       const second = await postJson(`${stack.api.url}/v1/jobs`, body, { 'idempotency-key': 'fifty-1' });
       expect(first.status).toBe(202);
       expect(second.json.id).toBe(first.json.id);
-      const status = (await waitJobFinal(stack.api.url, events, first.json.id)) as any;
+      const status = await waitJobFinal(stack.api.url, events, first.json.id);
       expect(status.state).toBe('completed');
-      expect(status.location.container).toBe('fifty');
+      expect(status.location?.container).toBe('fifty');
       const names = await listBlobs(blob, 'fifty');
       expect(names).toEqual(
         [
@@ -162,7 +163,7 @@ describe('async jobs writing to Azure Blob storage (Azurite)', () => {
       images.releaseStuck();
       images.holdRequest(-1);
       await startWorker();
-      const status = (await waitJobFinal(api.url, events, submitted.json.id)) as any;
+      const status = await waitJobFinal(api.url, events, submitted.json.id);
       expect(status.state).toBe('completed');
       const names = await listBlobs(blob, 'crash');
       expect(names.filter((n) => n.endsWith('.jsonl'))).toEqual([`runs/${submitted.json.id}.jsonl`]);
@@ -185,11 +186,9 @@ describe('async jobs writing to Azure Blob storage (Azurite)', () => {
       const submitted = await postJson(`${stack.api.url}/v1/jobs`, blobJob('outage'));
       // The first attempt failed on storage and BullMQ scheduled a retry: bring storage back.
       expect(await events.next(submitted.json.id, ['delayed', 'failed'])).toBe('delayed');
-      expect(
-        ((await (await fetch(`${stack.api.url}/v1/jobs/${submitted.json.id}`)).json()) as any).state,
-      ).toBe('running');
+      expect((await jobStatus(stack.api.url, submitted.json.id)).state).toBe('running');
       await azurite.restart();
-      const status = (await waitJobFinal(stack.api.url, events, submitted.json.id)) as any;
+      const status = await waitJobFinal(stack.api.url, events, submitted.json.id);
       expect(status.state).toBe('completed');
       expectFiftyMatching(await readJsonl(blob, 'outage', `runs/${submitted.json.id}.jsonl`));
     } finally {
@@ -205,11 +204,11 @@ describe('async jobs writing to Azure Blob storage (Azurite)', () => {
     try {
       await azurite.stop();
       const submitted = await postJson(`${stack.api.url}/v1/jobs`, blobJob('down'));
-      const status = (await waitJobFinal(stack.api.url, events, submitted.json.id)) as any;
+      const status = await waitJobFinal(stack.api.url, events, submitted.json.id);
       expect(status.state).toBe('failed');
-      expect(status.error.code).toMatch(/^STORAGE_/);
+      expect(status.error?.code).toMatch(/^STORAGE_/);
       expect(status.location).toBeUndefined();
-      expect(status.items.every((i: { status: string }) => i.status !== 'succeeded')).toBe(true);
+      expect(status.items?.every((i) => i.status !== 'succeeded')).toBe(true);
     } finally {
       await azurite.restart();
       await events.close();

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { cosine, parityImages } from '@embedpool/testkit';
 import { startDeliveryWorker } from '@embedpool/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JobEvents, postJson, startStack, testConfig } from '../support/stack';
+import { JobEvents, jobStatus, postJson, startStack, testConfig } from '../support/stack';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const images = parityImages().filter((i) => i.reference);
@@ -51,10 +51,6 @@ function verify(r: Received): boolean {
   return createHmac('sha256', SECRET).update(`${t}.${r.body}`).digest('hex') === v1;
 }
 
-async function state(url: string, id: string) {
-  return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as any;
-}
-
 describe('async jobs delivered to a signed callback', () => {
   let stack: Awaited<ReturnType<typeof startStack>>;
   let delivery: Awaited<ReturnType<typeof startDeliveryWorker>>;
@@ -98,7 +94,7 @@ describe('async jobs delivered to a signed callback', () => {
         expect(item.id).toBe(images[i]!.name);
         expect(cosine(item.image_features, images[i]!.reference!)).toBeGreaterThan(0.999);
       });
-      const job = await state(stack.api.url, submitted.json.id);
+      const job = await jobStatus(stack.api.url, submitted.json.id);
       expect(job.state).toBe('completed');
       expect(job.delivery).toMatchObject({ state: 'delivered', attempts: 4 });
     } finally {
@@ -155,7 +151,7 @@ describe('async jobs delivered to a signed callback', () => {
   /** The record's delivery state is written by the delivery worker after the receiver answered. */
   async function waitDelivery(url: string, id: string, want: string) {
     for (let i = 0; i < 100; i++) {
-      const job = await state(url, id);
+      const job = await jobStatus(url, id);
       if (job.delivery?.state === want) return job;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -42,6 +42,7 @@ describe('the image publishing workflow', () => {
     expect(matrix.map((m) => m.image).sort()).toEqual(['api', 'worker-cpu', 'worker-gpu']);
     for (const m of matrix) expect(existsSync(join(REPO_ROOT, m.dockerfile))).toBe(true);
     const build = (job.steps as Json[]).find((s) => String(s.uses).startsWith('docker/build-push-action@'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub Actions expression, literally.
     expect(build?.with).toMatchObject({ context: '.', push: true, file: '${{ matrix.dockerfile }}' });
   });
 });

@@ -95,16 +95,43 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 
 const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
 
+interface ErrorBody {
+  code: string;
+  message: string;
+}
+
+/** `GET /v1/jobs/{id}`, the fields these tests read (the OpenAPI document has the whole shape). */
+export interface JobStatusBody {
+  state: string;
+  counts?: { total: number; succeeded: number; failed: number };
+  items?: { id: string; status: string; error?: ErrorBody }[];
+  error?: ErrorBody;
+  location?: { container: string; [k: string]: unknown };
+  delivery?: { state: string; [k: string]: unknown };
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+/** `GET /v1/jobs/{id}/result` as JSON: one item per input, a vector or an error. */
+export interface JobResultBody {
+  items: { id: string; image_features?: number[]; error?: ErrorBody }[];
+}
+
+export async function jobStatus(apiUrl: string, jobId: string): Promise<JobStatusBody> {
+  return (await (await fetch(`${apiUrl}/v1/jobs/${jobId}`)).json()) as JobStatusBody;
+}
+
+export async function jobResult(apiUrl: string, jobId: string): Promise<JobResultBody> {
+  return (await (await fetch(`${apiUrl}/v1/jobs/${jobId}/result`)).json()) as JobResultBody;
+}
+
 /**
  * Waits for a job's record to reach a final state: listens for BullMQ's completed/failed event first,
  * then reads the record (which covers an event that fired before we listened).
  */
-export async function waitJobFinal(
-  apiUrl: string,
-  events: JobEvents,
-  jobId: string,
-): Promise<{ state: string; [k: string]: unknown }> {
-  const read = async () => (await (await fetch(`${apiUrl}/v1/jobs/${jobId}`)).json()) as { state: string };
+export async function waitJobFinal(apiUrl: string, events: JobEvents, jobId: string): Promise<JobStatusBody> {
+  const read = () => jobStatus(apiUrl, jobId);
   for (;;) {
     const event = events.next(jobId, ['completed', 'failed']);
     const now = await read();

@@ -145,10 +145,7 @@ export class IngestionService {
     });
     const auth = blobAuthFromConfig(config);
     this.target =
-      opts.blob ??
-      (auth
-        ? resolveBlobTarget(auth, { retry: blobRetryFromConfig(config) })
-        : undefined);
+      opts.blob ?? (auth ? resolveBlobTarget(auth, { retry: blobRetryFromConfig(config) }) : undefined);
   }
 
   private checkRedis(): void {
