@@ -1,13 +1,5 @@
 import { Command } from 'commander';
-import { registerBenchCommand } from './commands/bench';
-import { registerEmbedCommand } from './commands/embed';
-import { registerIngestCommands } from './commands/ingest';
-import { registerKeyCommands } from './commands/key';
-import { registerModelCommands } from './commands/model';
-import { registerRecoverCommand } from './commands/recover';
-import { registerServeCommands } from './commands/serve';
-import { registerSkuCommands } from './commands/sku';
-import { registerSubmitCommands } from './commands/submit';
+import { registrationsFor } from './command-table';
 import { embedpoolVersion } from './commands/version';
 
 const program = new Command()
@@ -16,14 +8,6 @@ const program = new Command()
   .version(embedpoolVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
-registerModelCommands(program);
-registerEmbedCommand(program);
-registerBenchCommand(program);
-registerIngestCommands(program);
-registerServeCommands(program);
-registerSkuCommands(program);
-registerSubmitCommands(program);
-registerKeyCommands(program);
-registerRecoverCommand(program);
+for (const register of await registrationsFor(process.argv.slice(2))) register(program);
 
 await program.parseAsync(process.argv);

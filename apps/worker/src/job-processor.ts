@@ -1,9 +1,15 @@
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { BlobStaging } from '@embedpool/core/blob';
-import { EmbedpoolError, permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { EmbedpoolError, toEmbedpoolError } from '@embedpool/core/errors';
 import { type EmbedJobData, type JobStore, jobKeys } from '@embedpool/core/jobs';
 import type { Logger } from '@embedpool/core/logger';
-import { deleteInline, type InlineBlobStore, InlineReader, type ItemFailure } from '@embedpool/core/queue';
+import {
+  deleteInline,
+  type InlineBlobStore,
+  InlineReader,
+  type ItemFailure,
+  permanentJobFailure,
+} from '@embedpool/core/queue';
 import { inSpan } from '@embedpool/core/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';

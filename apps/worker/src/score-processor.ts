@@ -1,9 +1,10 @@
-import { permanentJobFailure, toEmbedpoolError } from '@embedpool/core/errors';
+import { toEmbedpoolError } from '@embedpool/core/errors';
 import type { Logger } from '@embedpool/core/logger';
 import {
   InlineReader,
   type ItemFailure,
   keys,
+  permanentJobFailure,
   type ScoreJobData,
   type ScoreResult,
   writeResult,

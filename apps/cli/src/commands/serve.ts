@@ -1,11 +1,10 @@
-import { defaultCacheDir } from '@embedpool/core/model-fetch';
-import { type ProcessContext, runProcess } from '@embedpool/core/process';
+import type { ProcessContext } from '@embedpool/core/process';
 import type { Command } from 'commander';
-import { ensureRedis } from './local-redis';
 import { addServeOptions, applyServeFlags, type ServeFlags } from './serve-options';
 
-// The apps are loaded on use, not at the top: the other CLI commands should not pay for express, BullMQ and
-// the worker, and `api` never loads the worker (onnxruntime, sharp).
+// The apps, the process runner (OpenTelemetry, prom-client) and the local Redis are loaded on use, not at
+// the top: every other CLI command would pay for them at start (about 0.7 s on a 2-core VM), and `api`
+// never loads the worker (onnxruntime, sharp).
 const apiMain = () => import('@embedpool/api/main');
 const workerMain = () => import('@embedpool/worker/main');
 
@@ -14,7 +13,11 @@ const workerMain = () => import('@embedpool/worker/main');
  * plus a private Redis when none answers (a local convenience the services themselves never do).
  */
 async function serve(env: NodeJS.ProcessEnv): Promise<void> {
-  const [api, worker] = await Promise.all([apiMain(), workerMain()]);
+  const [api, worker, { runProcess }] = await Promise.all([
+    apiMain(),
+    workerMain(),
+    import('@embedpool/core/process'),
+  ]);
   process.env.ORT_DISABLE_TELEMETRY ??= '1';
   await runProcess('serve', env, async (boot) => {
     const { ctx, plan } = await worker.planWorker(boot);
@@ -30,6 +33,10 @@ async function serve(env: NodeJS.ProcessEnv): Promise<void> {
 async function startLocalRedis(ctx: ProcessContext): Promise<void> {
   const { config, logger } = ctx;
   if (config.REDIS_CLUSTER || config.REDIS_AUTH !== 'key') return;
+  const [{ defaultCacheDir }, { ensureRedis }] = await Promise.all([
+    import('@embedpool/core/model-fetch'),
+    import('./local-redis'),
+  ]);
   const dataDir = config.EMBEDPOOL_CACHE_DIR ?? defaultCacheDir();
   const redis = await ensureRedis(config.REDIS_URL, config.REDIS_AUTOSTART, logger, dataDir);
   // Added first, so it stops last: the API and the worker need Redis while they drain.

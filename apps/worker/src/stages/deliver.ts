@@ -9,8 +9,8 @@
  */
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { writeJobVectors } from '@embedpool/core/blob';
-import { permanentJobFailure } from '@embedpool/core/errors';
 import { type EmbedJobData, type JobLocation, type JobRecord, jobKeys } from '@embedpool/core/jobs';
+import { permanentJobFailure } from '@embedpool/core/queue';
 import type { Redis } from 'ioredis';
 
 /** What the job processor needs from the delivery queue (see @embedpool/core/delivery). */

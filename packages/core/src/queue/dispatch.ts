@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { EmbedpoolError, permanentJobFailure, toJobFailure } from '../errors';
+import { EmbedpoolError } from '../errors';
 import {
   isJobName,
   JOB_CATALOGUE,
@@ -8,6 +8,7 @@ import {
   type JobsOn,
   type QueueName,
 } from './catalogue';
+import { permanentJobFailure, toJobFailure } from './job-failure';
 
 /** What a worker runs for one job name: `job.data` is the payload as its catalogue schema parsed it. */
 export type Handler<K extends JobName> = (job: Job<JobData<K>>, token?: string) => Promise<unknown>;

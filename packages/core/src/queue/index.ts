@@ -50,6 +50,7 @@ export {
   storeInline,
   tokenMatches,
 } from './inline-images';
+export { permanentJobFailure, toJobFailure } from './job-failure';
 export { hashTagged, JOBS, keys, QUEUES } from './names';
 export { type EnqueueOptions, JobProducer, type JobProducerOptions, type ValidJob } from './producer';
 export { prepareRedisAuth } from './redis-auth';
