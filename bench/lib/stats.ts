@@ -1,3 +1,4 @@
+import { cosine } from '@embedpool/testkit';
 /** Order statistics for timing samples. Every summary says what it summarises in its field names. */
 export interface Summary {
   n: number;
@@ -56,21 +57,12 @@ export function roundSummary(s: Summary, digits = 3): Summary {
 }
 
 /** Cosine similarity and mean absolute difference of two equal-length vectors. */
+/** Cosine (the testkit's, as the parity tests compute it) and mean absolute difference of two vectors. */
 export function compareVectors(a: ArrayLike<number>, b: ArrayLike<number>): { cosine: number; mad: number } {
-  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
+  const c = cosine(a, b); // throws on a length mismatch
   let abs = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-    abs += Math.abs(x - y);
-  }
-  return { cosine: dot / Math.sqrt(na * nb), mad: abs / a.length };
+  for (let i = 0; i < a.length; i++) abs += Math.abs(a[i]! - b[i]!);
+  return { cosine: c, mad: abs / a.length };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
