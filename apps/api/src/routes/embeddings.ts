@@ -1,20 +1,12 @@
-import type { Config } from '@embedpool/core/config';
 import { EmbedpoolError } from '@embedpool/core/errors';
 import { type ErrorRequestHandler, type RequestHandler, type Response, Router } from 'express';
-import { ClientGoneError, watchClientGone } from '../client-gone';
-import { RETRY_AFTER_S, RowFailuresError } from '../http-errors';
+import { RETRY_AFTER_S } from '../http-errors';
 import { jsonBody } from '../json-body';
-import type { ApiMetrics } from '../metrics';
 import { checkDimensions, embeddingsJson, parseEmbeddingsRequest, toOpenAiError } from '../openai-schema';
-import { admitImages } from '../overload';
-import { requestLog, uniqueRequestId } from '../request-context';
-import type { ScoreClient } from '../score-client';
+import { requestLog } from '../request-context';
+import { parseCounted, type SyncScoreDeps, scoreRequest } from './sync-score';
 
-export interface EmbeddingsRouteDeps {
-  config: Config;
-  scoreClient: ScoreClient;
-  metrics: ApiMetrics;
-}
+export type EmbeddingsRouteDeps = SyncScoreDeps;
 
 /**
  * POST /v1/embeddings: the OpenAI embeddings contract, so OpenAI SDKs (and what is built on them) work
@@ -22,60 +14,25 @@ export interface EmbeddingsRouteDeps {
  * /score: same limits, same deadline, same cancellation when the client goes away. Every answer under /v1,
  * errors and unknown routes included, is in OpenAI's shape. The mapping is documented in docs/openai.md.
  */
-export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRouteDeps): Router {
+export function embeddingsRouter(deps: EmbeddingsRouteDeps): Router {
+  const { config, metrics } = deps;
   const router = Router();
   const json = jsonBody(config.MAX_BODY_BYTES);
 
   router.post('/v1/embeddings', json, async (req, res) => {
-    const log = requestLog(res);
-    let request: ReturnType<typeof parseEmbeddingsRequest>;
-    try {
-      request = parseEmbeddingsRequest(req.body, {
+    const request = parseCounted(metrics, () =>
+      parseEmbeddingsRequest(req.body, {
         maxImages: config.MAX_IMAGES_PER_REQUEST,
         maxImageBytes: config.MAX_IMAGE_BYTES,
-      });
-    } catch (err) {
-      if (err instanceof RowFailuresError) countFailures(metrics, err);
-      throw err;
-    }
-    const { images } = request;
-
-    // Never the client's X-Request-Id as a job id (see routes/score.ts).
-    const jobId = uniqueRequestId(res);
-    // Overload: new work only while the backlog has room (else answered 429) and its client is still there.
-    if (!(await admitImages(req, res, jobId, images.length))) return;
-    const jobLog = log.child({ jobId });
-    jobLog.debug(
-      { images: images.length, model: request.model, format: request.encodingFormat },
-      'embedding',
+      }),
     );
-
-    const gone = watchClientGone(res);
-    let answer: Awaited<ReturnType<ScoreClient['score']>>;
-    try {
-      answer = await scoreClient.score(images, {
-        jobId,
-        timeoutMs: config.REQUEST_TIMEOUT_MS,
-        signal: gone.signal,
-        log: jobLog,
-      });
-    } catch (err) {
-      // Nobody is left to read an answer; the job has been cancelled.
-      if (err instanceof ClientGoneError) return;
-      throw err;
-    } finally {
-      gone.release();
-    }
-
+    // One job image per input, so a failed image's index is the input's.
+    const answer = await scoreRequest(req, res, deps, request.images, {
+      model: request.model,
+      format: request.encodingFormat,
+    });
+    if (!answer) return;
     const { result, vectors } = answer;
-    if (result.failures.length > 0) {
-      // One job image per input, so a worker's image index is the input index.
-      const err = new RowFailuresError(
-        result.failures.map((f) => ({ row: f.index, code: f.code, message: f.message })),
-      );
-      countFailures(metrics, err);
-      throw err;
-    }
     checkDimensions(request.dimensions, result.dim, result.model);
     metrics.scoreImages.inc(result.count);
     res
@@ -87,10 +44,6 @@ export function embeddingsRouter({ config, scoreClient, metrics }: EmbeddingsRou
   router.use('/v1', notFound);
   router.use('/v1', openAiErrorHandler);
   return router;
-}
-
-function countFailures(metrics: ApiMetrics, err: RowFailuresError): void {
-  for (const f of err.failures) metrics.scoreImageFailures.inc({ code: f.code });
 }
 
 const notFound: RequestHandler = (req, res) => {
