@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { round } from './stats';
 
 /**
@@ -54,6 +54,33 @@ export function processTicks(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * utime + stime of each thread of a process, in ticks, summed by thread name: `main` for the thread whose id
+ * is the process's, the kernel's `comm` for the rest (libvips names its workers `libvips worker`; Node 20
+ * names none of its own, so V8's helpers, the libuv pool and worker threads read `node` together). Empty when
+ * the process is gone or /proc is missing. A thread that ended between two readings takes its ticks with it.
+ */
+export function threadTicks(pid: number): Record<string, number> {
+  const byName: Record<string, number> = {};
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName[name] = (byName[name] ?? 0) + Number(f[11]) + Number(f[12]);
+    } catch {
+      // The thread ended while we listed them.
+    }
+  }
+  return byName;
 }
 
 export function cpuSnapshot(pids: readonly number[]): CpuSnapshot {

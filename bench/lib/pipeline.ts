@@ -22,7 +22,7 @@ import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { PARITY_DIR, REPO_ROOT } from '@embedpool/testkit';
 import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import { ChildHandle } from './children';
-import { cpuShare, cpuSnapshot, processTicks } from './cpu';
+import { cpuShare, cpuSnapshot, processTicks, threadTicks } from './cpu';
 import type { DecodeAlone, DecodeAloneInput } from './decode-alone';
 import { progress } from './log';
 import { freePort, startBenchRedis } from './redis';
@@ -66,6 +66,11 @@ export interface PipelinePhase {
   cpuMsPerImage: { api: number; worker: number; redis: number; total: number; azurite: number };
   /** The same with the background left in. */
   grossCpuMsPerImage: { api: number; worker: number; redis: number; total: number };
+  /**
+   * The worker's gross CPU per image by thread (`threadTicks`: `main`, `libvips worker`, and on Node 20 every
+   * other thread as `node`): where the worker's time goes beyond decode. Idle background not taken out.
+   */
+  workerThreadMsPerImage: Record<string, number>;
   /** Decode alone (CPU ms per image) around this phase: the mean of the measurements just before and after it. */
   decodeMsPerImage: number;
   /** total / decodeMsPerImage: for information (see `ratioToDecode`). */
@@ -226,6 +231,8 @@ async function waitReady(url: string, procs: Proc[], seconds = 120): Promise<voi
 interface Snapshot {
   at: number;
   ticks: { api: number; worker: number; azurite: number };
+  /** The worker's ticks by thread name (`threadTicks`). */
+  workerThreads: Record<string, number>;
   redis: RedisSample;
 }
 
@@ -238,6 +245,7 @@ async function snapshot(redisUrl: string, pids: { api: number; worker: number; a
       worker: processTicks(pids.worker) ?? 0,
       azurite: processTicks(pids.azurite) ?? 0,
     },
+    workerThreads: threadTicks(pids.worker),
     redis,
   } satisfies Snapshot;
 }
@@ -284,6 +292,11 @@ function phaseFrom(
     if (d > 0) usecByName[k] = round(d / n, 1);
   }
   const total = api + worker + redis;
+  const workerThreads: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.workerThreads)) {
+    const d = v - (a.workerThreads[k] ?? 0);
+    if (d > 0) workerThreads[k] = round((d * TICK_MS) / n, 2);
+  }
   return {
     name,
     clients,
@@ -300,6 +313,7 @@ function phaseFrom(
       total: round(total, 2),
       azurite: round(azurite, 2),
     },
+    workerThreadMsPerImage: workerThreads,
     grossCpuMsPerImage: {
       api: round(gApi, 2),
       worker: round(gWorker, 2),
@@ -708,6 +722,8 @@ export function renderPipeline(r: PipelineReport): string {
         `${p.redisBoundImagesPerSec ?? '-'} img/s |${p.errors ? ` (${p.errors} errors)` : ''}`,
     ),
     '',
+    ...workerThreadTable(r.phases),
+    '',
     '| target | measured | verdict |',
     '| --- | --- | --- |',
     ...r.targets.map(
@@ -716,4 +732,21 @@ export function renderPipeline(r: PipelineReport): string {
     ),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** The worker's CPU per image by thread, one column per thread name seen in any phase. */
+function workerThreadTable(phases: PipelinePhase[]): string[] {
+  const names = [...new Set(phases.flatMap((p) => Object.keys(p.workerThreadMsPerImage ?? {})))].sort(
+    (x, y) => (x === 'main' ? -1 : y === 'main' ? 1 : x.localeCompare(y)),
+  );
+  if (names.length === 0) return [];
+  return [
+    'Worker CPU ms per image by thread (gross, idle background included; `node` is every thread Node 20 leaves unnamed: V8 helpers, the libuv pool, the inference thread):',
+    '',
+    `| path | ${names.join(' | ')} |`,
+    `| --- |${names.map(() => ' ---: |').join('')}`,
+    ...phases.map(
+      (p) => `| ${p.name} | ${names.map((k) => p.workerThreadMsPerImage?.[k] ?? 0).join(' | ')} |`,
+    ),
+  ];
 }
