@@ -7,6 +7,8 @@ import { round } from './stats';
  * "foreign" load from other tenants. Linux only; elsewhere every figure is null.
  */
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every mainstream Linux build
+/** Milliseconds of CPU per tick of /proc's utime and stime. */
+export const TICK_MS = 1000 / TICKS_PER_SECOND;
 
 interface MachineTicks {
   busy: number;
@@ -44,13 +46,18 @@ function machineTicks(): MachineTicks | null {
   }
 }
 
+/** The command name and utime + stime (ticks) of a /proc `stat` line, of a process or of one thread. */
+function parseStat(stat: string): { comm: string; ticks: number } {
+  // The command name may hold spaces and parentheses; fields resume after the last ')'.
+  const end = stat.lastIndexOf(')');
+  const f = stat.slice(end + 2).split(' ');
+  return { comm: stat.slice(stat.indexOf('(') + 1, end), ticks: Number(f[11]) + Number(f[12]) };
+}
+
 /** utime + stime of a process, all its threads, in ticks; null when it is gone or /proc is missing. */
 export function processTicks(pid: number): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks;
   } catch {
     return null;
   }
@@ -72,10 +79,9 @@ export function threadTicks(pid: number): Record<string, number> {
   }
   for (const tid of tids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      byName[name] = (byName[name] ?? 0) + Number(f[11]) + Number(f[12]);
+      const { comm, ticks } = parseStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      const name = tid === String(pid) ? 'main' : comm;
+      byName[name] = (byName[name] ?? 0) + ticks;
     } catch {
       // The thread ended while we listed them.
     }

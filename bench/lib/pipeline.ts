@@ -22,13 +22,11 @@ import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { PARITY_DIR, REPO_ROOT } from '@embedpool/testkit';
 import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import { ChildHandle } from './children';
-import { cpuShare, cpuSnapshot, processTicks, threadTicks } from './cpu';
+import { cpuShare, cpuSnapshot, processTicks, TICK_MS, threadTicks } from './cpu';
 import type { DecodeAlone, DecodeAloneInput } from './decode-alone';
 import { progress } from './log';
 import { freePort, startBenchRedis } from './redis';
 import { median, round, sleep } from './stats';
-
-const TICK_MS = 10; // USER_HZ 100
 
 /** The stand-in for a GPU: costs next to nothing to run, so the pipeline's own work is what is measured. */
 export const TINY_DINOV2 = {
