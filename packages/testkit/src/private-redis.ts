@@ -64,25 +64,27 @@ export class PrivateRedis {
     process.once('exit', onExit);
     child.once('exit', () => process.off('exit', onExit));
     let log = '';
+    const onErr = (chunk: Buffer) => {
+      log += chunk.toString();
+    };
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
         log += chunk.toString();
         if (log.includes('Ready to accept connections')) {
           child.stdout?.off('data', onData);
-          child.stdout?.resume();
           resolve();
         }
       };
       child.stdout?.on('data', onData);
-      child.stderr?.on('data', (chunk: Buffer) => {
-        log += chunk.toString();
-      });
+      child.stderr?.on('data', onErr);
       child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before ready:\n${log}`)));
       child.once('error', (err) =>
         reject(new Error(`cannot start redis-server (is it installed?): ${err.message}`)),
       );
     });
-    // Keep draining both pipes so a chatty server never blocks on a full one.
+    // Ready: stop keeping its log, but keep draining both pipes so a chatty server never blocks on a full one.
+    child.stderr?.off('data', onErr);
+    child.stdout?.resume();
     child.stderr?.resume();
   }
 
