@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { startApi } from '@embedpool/api';
 import { type Config, loadConfig } from '@embedpool/core/config';
+import type { ErrorBody } from '@embedpool/core/errors';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
 import { createRedis, QUEUES, type RedisSettings } from '@embedpool/core/queue';
 import { PARITY_MODEL } from '@embedpool/testkit';
@@ -94,11 +95,6 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 }
 
 const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
-
-interface ErrorBody {
-  code: string;
-  message: string;
-}
 
 /** `GET /v1/jobs/{id}`, the fields these tests read (the OpenAPI document has the whole shape). */
 export interface JobStatusBody {
