@@ -71,18 +71,9 @@ describe('install', () => {
     // onnxruntime-node: downloads the CUDA provider (the GPU image runs it explicitly); esbuild and
     // msgpackr-extract: binaries come as optional platform packages; protobufjs: a version notice.
     // A new entry here needs a look at what its script does before it is added.
-    // sharp (a second copy, under LanceDB's optional @huggingface/transformers, dev only): its script builds
-    // from source only when no prebuilt platform package is present.
     // @scarf/scarf (under swagger-ui-dist, which /docs serves): install-time usage reporting, which is exactly
     // what must not run; nothing needs it.
-    const known = new Set([
-      '@scarf/scarf',
-      'esbuild',
-      'msgpackr-extract',
-      'onnxruntime-node',
-      'protobufjs',
-      'sharp',
-    ]);
+    const known = new Set(['@scarf/scarf', 'esbuild', 'msgpackr-extract', 'onnxruntime-node', 'protobufjs']);
     expect(withScripts.filter((p) => !known.has(p))).toEqual([]);
   });
 });

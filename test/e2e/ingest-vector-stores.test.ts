@@ -1,20 +1,17 @@
 /**
  * The recipes of docs/ingestion.md that this machine can run for real: a shard written by the service is
- * read as Arrow by arrow-rs (parquet-wasm, the reader of DataFusion/Polars-style tools), where `vector` is a
- * fixed-size list, then loaded as it is into LanceDB and into pgvector (PGlite with its bundled `vector`
- * extension); each nearest-neighbour query for an image's own vector returns that image first.
+ * read as Arrow by arrow-rs (parquet-wasm, the reader of DataFusion/Polars-style tools), where `vector` is the
+ * fixed-size list that Arrow-native stores (LanceDB, FixedShapeTensor) look for, then loaded as it is into
+ * pgvector (PGlite with its bundled `vector` extension); each nearest-neighbour query for an image's own
+ * vector returns that image first.
  */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { PGlite } from '@electric-sql/pglite';
 import { vector as pgvector } from '@electric-sql/pglite/vector';
 import { blobRowId, ingestSettingsFrom } from '@embedpool/core/ingest';
-import * as lancedb from '@lancedb/lancedb';
-import type { Table } from 'apache-arrow';
+import { FixedSizeList, type Table, tableFromIPC } from 'apache-arrow';
 import initParquet, { readParquet } from 'parquet-wasm/esm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -29,9 +26,6 @@ import {
 } from './ingest-support';
 
 const require = createRequire(import.meta.url);
-// The CommonJS build of apache-arrow, the one @lancedb/lancedb (CommonJS) loads: Arrow's classes are
-// checked with instanceof, and the ES module build's classes are other classes.
-const { FixedSizeList, tableFromIPC } = require('apache-arrow') as typeof import('apache-arrow');
 const SOURCE = 'stores-src';
 const DIM = 192; // the parity fixture model's
 
@@ -41,7 +35,6 @@ describe('the Parquet output loads as it is into vector stores', () => {
   let stack: IngestStack;
   let events: IngestEvents;
   let blobs: TestBlob[];
-  let dir: string;
   /** Every shard of the output, as arrow-rs reads it. */
   let tables: Table[];
 
@@ -57,7 +50,6 @@ describe('the Parquet output loads as it is into vector stores', () => {
       seed: (b) => upload(b.getContainerClient(SOURCE), blobs),
     });
     ({ blob, stack, events } = fx);
-    dir = await mkdtemp(join(tmpdir(), 'embedpool-stores-'));
 
     const res = await postIngestion(stack.url, {
       source: { container: SOURCE },
@@ -77,7 +69,6 @@ describe('the Parquet output loads as it is into vector stores', () => {
   });
   afterAll(async () => {
     await fx?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   const rows = () =>
@@ -99,25 +90,6 @@ describe('the Parquet output loads as it is into vector stores', () => {
     const all = rows();
     expect(all.map((r) => r.name).sort()).toEqual(blobs.map((b) => b.name).sort());
     for (const r of all) expect(r.id).toBe(blobRowId(SOURCE, r.name));
-  });
-
-  it('LanceDB: the shards become a table as they are; a vector search returns the image itself first', async () => {
-    const db = await lancedb.connect(join(dir, 'lance'));
-    const table = await db.createTable('images', tables[0]!);
-    for (const t of tables.slice(1)) await table.add(t);
-    expect(await table.countRows()).toBe(blobs.length);
-    // LanceDB finds the vector column by its type: a fixed-size list of floats.
-    const schema = await table.schema();
-    expect(String(schema.fields.find((f) => f.name === 'vector')!.type)).toBe(
-      `FixedSizeList[${DIM}]<Float32>`,
-    );
-    for (const r of rows()) {
-      const hits = await table.search(r.vector).limit(3).toArray();
-      expect(hits[0].blob_name, r.name).toBe(r.name);
-      expect(hits[0].id).toBe(r.id);
-      expect(hits[0]._distance).toBeLessThan(1e-6);
-    }
-    db.close();
   });
 
   it('pgvector (PGlite): the rows load into a vector(dim) column keyed by id; KNN returns the image first', async () => {
