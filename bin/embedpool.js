@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=256
+// The flag: SERVICE_NODE_FLAGS (packages/core/src/process/node-flags.ts says why); `npm start` passes it too.
 // The CLI (apps/cli) is TypeScript; tsx compiles it on load so there is no build step between a checkout
 // and `npm start`.
 import { register } from 'tsx/esm/api';

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { envSchema } from '@embedpool/core/config';
+import { SERVICE_NODE_FLAGS } from '@embedpool/core/process';
 import { REPO_ROOT } from '@embedpool/testkit';
 import { describe, expect, it } from 'vitest';
 
@@ -103,5 +104,19 @@ describe('CI behaves as a new user', () => {
         .filter((w) => w && !/^[->&|]/.test(w));
       expect(packages).toEqual(['redis-server']);
     }
+  });
+});
+
+describe('the shipped V8 flags (SERVICE_NODE_FLAGS)', () => {
+  const flags = SERVICE_NODE_FLAGS.join(' ');
+
+  it('`npm start` and the `embedpool` executable start node with them', () => {
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toBe(`node ${flags} bin/embedpool.js serve`);
+    expect(read('bin/embedpool.js').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+    // The shebang line works where it runs (env -S splits the flags from `node`).
+    expect(
+      execFileSync(join(REPO_ROOT, 'bin/embedpool.js'), ['--version'], { encoding: 'utf8' }).trim(),
+    ).toMatch(/^\d+\.\d+\.\d+$/);
   });
 });

@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { writeDinov2Onnx } from '@embedpool/core/model';
 import { DINOV2_PREPROCESSOR_CONFIG } from '@embedpool/core/preprocess';
+import { SERVICE_NODE_FLAGS } from '@embedpool/core/process';
 import { PARITY_DIR, REPO_ROOT } from '@embedpool/testkit';
 import { type Azurite, startAzurite } from '@embedpool/testkit/azurite-kit';
 import { ChildHandle } from './children';
@@ -104,6 +105,8 @@ export interface PipelineReport {
    */
   decode: { cpuMsPerImage: number; wallMsPerImage: number; reps: number; samplesMs: number[] };
   settings: Record<string, string>;
+  /** The node flags the api and worker ran with (`pipelineNodeArgs`); absent in runs before they were recorded. */
+  nodeArgs?: string[];
   /** CPU ms per second each process spends with no traffic. */
   idleCpuMsPerSecond: { api: number; worker: number; redis: number };
   phases: PipelinePhase[];
@@ -181,10 +184,18 @@ async function buildProcesses(): Promise<void> {
   ]);
 }
 
+/**
+ * The node flags both processes start with: the shipped SERVICE_NODE_FLAGS (what the images run), then
+ * EMBEDPOOL_PIPELINE_NODE_ARGS, which can add flags (`--cpu-prof --cpu-prof-dir=/tmp/prof`) or override a
+ * shipped one (`--initial-old-space-size=0` is V8's own default: the run without the heap floor).
+ */
+export function pipelineNodeArgs(): string[] {
+  const extra = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return [...SERVICE_NODE_FLAGS, ...extra];
+}
+
 function spawnEmbedpool(command: 'api' | 'worker', env: Record<string, string>): Proc {
-  // EMBEDPOOL_PIPELINE_NODE_ARGS: node flags for both processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
-  const nodeArgs = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, join(DIST, `${command}.mjs`)], {
+  const child = spawn(process.execPath, [...pipelineNodeArgs(), join(DIST, `${command}.mjs`)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -606,6 +617,7 @@ export async function runPipeline(input: PipelineInput): Promise<PipelineReport>
         samplesMs: decodes.map((d) => d.cpuMsPerImage),
       },
       settings: env,
+      nodeArgs: pipelineNodeArgs(),
       idleCpuMsPerSecond: idle,
       phases,
       targets: pipelineTargets(phases),
@@ -700,7 +712,7 @@ export function pipelineTargets(phases: PipelinePhase[]): PipelineTarget[] {
 export function renderPipeline(r: PipelineReport): string {
   const lines = [
     `Near-zero-cost DINOv2 (hidden ${r.model.config.hidden_size}, ${r.model.config.num_hidden_layers} layer), ` +
-      `\`dist/api.mjs\` + \`dist/worker.mjs\` (built for the run, as the images run them) + private redis-server; image ${r.image.name} ` +
+      `\`node ${(r.nodeArgs ?? []).join(' ')} dist/api.mjs\` + \`dist/worker.mjs\` (built for the run, as the images run them) + private redis-server; image ${r.image.name} ` +
       `(${r.image.width}x${r.image.height}, ${Math.round(r.image.bytes / 1024)} KB, sent base64). ` +
       `Decode alone (sharp decode + resize + normalize, one at a time, in a process of its own, the machine quiet), ` +
       `measured before the first phase and after each: ${r.decode.samplesMs.join(', ')} ` +

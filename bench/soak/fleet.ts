@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { SERVICE_NODE_FLAGS } from '@embedpool/core/process';
 import type { RedisSettings } from '@embedpool/core/queue';
 import { freePort, PrivateRedis, PrivateRedisCluster } from '@embedpool/testkit';
 
@@ -145,7 +146,8 @@ export class FleetProcess {
 
   async start(): Promise<void> {
     this.starts++;
-    const child = spawn(process.execPath, [CLI, this.role], {
+    // As the images run them: the shipped V8 flags (`embedpool` itself carries them in its shebang).
+    const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, CLI, this.role], {
       cwd: REPO_ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -75,4 +75,5 @@ EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "api", "/healthz"]
-ENTRYPOINT ["node", "dist/api.mjs"]
+# V8 flags: SERVICE_NODE_FLAGS (packages/core/src/process/node-flags.ts says why).
+ENTRYPOINT ["node", "--initial-old-space-size=256", "dist/api.mjs"]

@@ -80,4 +80,5 @@ STOPSIGNAL SIGTERM
 # /healthz answers once the model is loaded and the metrics listener is up: allow for a slow first load.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "dist/worker.mjs"]
+# V8 flags: SERVICE_NODE_FLAGS (packages/core/src/process/node-flags.ts says why).
+ENTRYPOINT ["node", "--initial-old-space-size=256", "dist/worker.mjs"]

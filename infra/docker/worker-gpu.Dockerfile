@@ -92,4 +92,5 @@ STOPSIGNAL SIGTERM
 # A GPU worker's first model load (CUDA context, cuDNN autotuning) can take minutes.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["node", "infra/docker/healthcheck.mjs", "worker", "/healthz"]
-ENTRYPOINT ["node", "dist/worker.mjs"]
+# V8 flags: SERVICE_NODE_FLAGS (packages/core/src/process/node-flags.ts says why).
+ENTRYPOINT ["node", "--initial-old-space-size=256", "dist/worker.mjs"]

@@ -84,19 +84,21 @@ export function readComposeServices(
 }
 
 /**
- * ENTRYPOINT (+ CMD, if any) of a Dockerfile (exec form): the compiled entry point the image runs
- * (`node dist/api.mjs`, `node dist/worker.mjs`) and its arguments.
+ * ENTRYPOINT (+ CMD, if any) of a Dockerfile (exec form): node's flags, the compiled entry point the image
+ * runs (`node --flag dist/api.mjs`, `node --flag dist/worker.mjs`) and its arguments.
  */
-function dockerRun(dockerfile: string): { script: string; args: string[] } {
+function dockerRun(dockerfile: string): { flags: string[]; script: string; args: string[] } {
   const text = readFileSync(join(REPO_ROOT, dockerfile), 'utf8');
   const cmd = [...text.matchAll(/^CMD\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   const entry = [...text.matchAll(/^ENTRYPOINT\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   if (!entry) throw new Error(`${dockerfile}: no exec-form ENTRYPOINT`);
-  const [node, script, ...rest] = JSON.parse(entry) as string[];
-  if (node !== 'node' || !script || !/^dist\/(api|worker|cli)\.mjs$/.test(script) || rest.length > 0) {
+  const [node, ...rest] = JSON.parse(entry) as string[];
+  const flags = rest.filter((a) => a.startsWith('--'));
+  const [script, ...extra] = rest.slice(flags.length);
+  if (node !== 'node' || !script || !/^dist\/(api|worker|cli)\.mjs$/.test(script) || extra.length > 0) {
     throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not a compiled embedpool entry point`);
   }
-  return { script, args: cmd ? (JSON.parse(cmd) as string[]) : [] };
+  return { flags, script, args: cmd ? (JSON.parse(cmd) as string[]) : [] };
 }
 
 /**
@@ -301,7 +303,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
       started[name] = spawnProc(
         name,
         process.execPath,
-        [join(distRoot, run.script), ...(svc.command ?? run.args)],
+        [...run.flags, join(distRoot, run.script), ...(svc.command ?? run.args)],
         env[name]!,
       );
     }

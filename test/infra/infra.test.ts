@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { parse as parseHcl } from '@cdktn/hcl2json';
 import { envSchema } from '@embedpool/core/config';
 import { INGEST_QUEUES } from '@embedpool/core/ingest';
+import { SERVICE_NODE_FLAGS } from '@embedpool/core/process';
 import { QUEUES } from '@embedpool/core/queue';
 import { freePort, REPO_ROOT } from '@embedpool/testkit';
 import { startMetricsServer } from '@embedpool/worker';
@@ -362,8 +363,9 @@ describe.each(Object.entries(IMAGES))('Dockerfile %s', (_name, spec) => {
     expect(cmd[2]).toBe(spec.kind);
     expect(cmd[3]).toBe('/healthz');
     expect(finalOf('STOPSIGNAL').map((i) => i.args)).toEqual(['SIGTERM']);
-    // Each image runs its process's own entry point (the API's holds no onnxruntime or sharp), no arguments.
-    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual(['node', spec.entry]);
+    // Each image runs its process's own entry point (the API's holds no onnxruntime or sharp), no arguments,
+    // with the shipped V8 flags.
+    expect(execForm(finalOf('ENTRYPOINT')[0]!.args)).toEqual(['node', ...SERVICE_NODE_FLAGS, spec.entry]);
     expect(finalOf('CMD')).toEqual([]);
   });
 
