@@ -189,7 +189,7 @@ async function buildProcesses(): Promise<void> {
  * EMBEDPOOL_PIPELINE_NODE_ARGS, which can add flags (`--cpu-prof --cpu-prof-dir=/tmp/prof`) or override a
  * shipped one (`--initial-old-space-size=0` is V8's own default: the run without the heap floor).
  */
-export function pipelineNodeArgs(): string[] {
+function pipelineNodeArgs(): string[] {
   const extra = (process.env.EMBEDPOOL_PIPELINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
   return [...SERVICE_NODE_FLAGS, ...extra];
 }
