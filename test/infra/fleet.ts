@@ -93,7 +93,9 @@ function dockerRun(dockerfile: string): { flags: string[]; script: string; args:
   const entry = [...text.matchAll(/^ENTRYPOINT\s+(\[.*\])\s*$/gm)].at(-1)?.[1];
   if (!entry) throw new Error(`${dockerfile}: no exec-form ENTRYPOINT`);
   const [node, ...rest] = JSON.parse(entry) as string[];
-  const flags = rest.filter((a) => a.startsWith('--'));
+  // node's own flags come before the script.
+  const first = rest.findIndex((a) => !a.startsWith('--'));
+  const flags = first < 0 ? rest : rest.slice(0, first);
   const [script, ...extra] = rest.slice(flags.length);
   if (node !== 'node' || !script || !/^dist\/(api|worker|cli)\.mjs$/.test(script) || extra.length > 0) {
     throw new Error(`${dockerfile}: ENTRYPOINT ${entry} is not a compiled embedpool entry point`);

@@ -9,7 +9,7 @@
  * old generation's limit only ~30 MB above what is live, less than the young generation can promote, so it
  * started a full mark-compact about four times a second (`--trace-incremental-marking`: 290 starts in a
  * 2-minute pipeline run, against 19 with this flag). A 256 MB floor leaves only the external-memory trigger.
- * CPU per image fell by a fifth to a third on the paths that hold many images at once (docs/performance.md,
- * "V8 heap floor"); the heap still stays near its live size, since the external-memory trigger collects.
+ * CPU per image under load fell by 4-16% on Node 20 and 14-31% on Node 24 (docs/performance.md, "Sixth
+ * round"); the heap still stays near its live size (43-59 MB), since the external-memory trigger collects.
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=256'];
