@@ -56,7 +56,6 @@ export function roundSummary(s: Summary, digits = 3): Summary {
   };
 }
 
-/** Cosine similarity and mean absolute difference of two equal-length vectors. */
 /** Cosine (the testkit's, as the parity tests compute it) and mean absolute difference of two vectors. */
 export function compareVectors(a: ArrayLike<number>, b: ArrayLike<number>): { cosine: number; mad: number } {
   const c = cosine(a, b); // throws on a length mismatch
